@@ -1,0 +1,93 @@
+"""Command line: `hud [PROCESS] [options]` profiles; `hud doctor`, `hud addr2line` help."""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+
+from hud import __version__
+from hud.errors import HudError
+
+# Subcommands live in their own modules; each exposes a click command named `command`.
+_SUBCOMMANDS = {
+    "doctor": "hud.cli.doctor",
+    "addr2line": "hud.cli.addr2line",
+}
+_DEFAULT = "profile"
+_DEFAULT_MODULE = "hud.cli.profile"
+
+
+class _HudGroup(click.Group):
+    """A group whose first positional argument is a process unless it names a subcommand.
+
+    `hud my-app` and `hud --pid 1 --headless` profile; `hud doctor` runs a subcommand.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        module = _SUBCOMMANDS.get(name) or (_DEFAULT_MODULE if name == _DEFAULT else None)
+        if module is None:
+            return None
+        import importlib
+        return importlib.import_module(module).command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in _SUBCOMMANDS and args[0] not in ("--help", "-h",
+                                                                          "--version")):
+            args = [_DEFAULT, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("hud", "[PROCESS] [OPTIONS] | COMMAND [ARGS]...")
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        with formatter.section("Profiling (hud [PROCESS] --help for every option)"):
+            formatter.write_dl([
+                ("hud my-app", "live view of the process named my-app"),
+                ("hud --pid N --headless --duration 10 --export t.json",
+                 "record 10 s, write a Chrome trace"),
+            ])
+
+
+def _version_text() -> str:
+    try:
+        from hud._build import COMMIT  # written by scripts/build-pyz
+    except ImportError:
+        COMMIT = "source"
+    return f"hud {__version__} ({COMMIT})"
+
+
+@click.group(cls=_HudGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                              "max_content_width": 80})
+@click.version_option(message="%(version)s", version=_version_text())
+def cli() -> None:
+    """Find what blocks a running Tokio runtime's worker threads."""
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Run the CLI; every HudError becomes one line, a hint and its exit code."""
+    try:
+        cli.main(args=argv, prog_name="hud", standalone_mode=False)
+    except HudError as e:
+        _fail(e.message, e.hint, e.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(0)
+
+
+def _fail(message: str, hint: str, code: int) -> None:
+    click.echo(f"hud: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)

@@ -1,0 +1,1 @@
+"""Kernel-side building blocks: UAPI constants, eBPF encoding and programs (stdlib only)."""
