@@ -1,0 +1,144 @@
+"""Per-CPU perf ring readers: `PerfRing` over one perf event's mmap, and `PerfEventArray`.
+
+The ring is the kernel's perf_event_mmap_page followed by 2^n data pages. The kernel
+writes records at data_head; we consume up to it and publish data_tail. Head and tail are
+read and written as single aligned 8-byte loads/stores through ctypes (struct.unpack_from
+on an mmap is a memcpy and not guaranteed atomic). On x86-64 (TSO) the smp_rmb() after
+reading head and the smp_mb() before writing tail that perf requires are compiler barriers
+only, and every ctypes access is a separate C call, so no explicit fence is needed.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import struct
+from collections.abc import Iterator
+from typing import Optional
+
+from hud.errors import UsageError
+from hud.linux import libc
+from hud.linux.perf_event import PERF_RECORD_LOST
+
+# struct perf_event_mmap_page (include/uapi/linux/perf_event.h): these offsets have been
+# stable since data_offset/data_size were added in 4.1; the first 1024 bytes are the
+# self-monitoring header.
+_DATA_HEAD = 1024
+_DATA_TAIL = 1032
+_DATA_OFFSET = 1040
+_DATA_SIZE = 1048
+
+_HEADER = struct.Struct("<IHH")  # struct perf_event_header: type, misc, size
+_LOST = struct.Struct("<QQ")     # PERF_RECORD_LOST body: id, lost (then sample_id if enabled)
+
+
+class PerfRing:
+    """A consumer of one perf event's ring buffer (records may wrap; copied in two parts).
+
+    `read()` yields `(type, misc, body)` for every record the kernel has completed, with
+    the 8-byte perf_event_header stripped. PERF_RECORD_LOST records are yielded like the
+    others and their counts are also summed into `lost`. The ring must be mapped
+    read-write: with a read-only mapping the kernel ignores data_tail and overwrites.
+    """
+
+    def __init__(self, fd: int, data_pages: int, own_fd: bool = False) -> None:
+        if data_pages < 1 or data_pages & (data_pages - 1):
+            raise UsageError(f"perf ring of {data_pages} data pages",
+                             "the data area must be a power of two pages (1, 2, 4 ...)")
+        self.fd = fd
+        self._own_fd = own_fd
+        self.page = libc.PAGE_SIZE
+        self._length = (1 + data_pages) * self.page
+        self._base: Optional[int] = libc.mmap(fd, self._length,
+                                              libc.PROT_READ | libc.PROT_WRITE, 0,
+                                              what="mmap of a perf ring")
+        offset = ctypes.c_uint64.from_address(self._base + _DATA_OFFSET).value
+        size = ctypes.c_uint64.from_address(self._base + _DATA_SIZE).value
+        self._data = self._base + (offset or self.page)
+        self.size = size or data_pages * self.page
+        self._head = ctypes.c_uint64.from_address(self._base + _DATA_HEAD)
+        self._tail = ctypes.c_uint64.from_address(self._base + _DATA_TAIL)
+        self.lost = 0       # sum of PERF_RECORD_LOST counts
+        self.records = 0    # records consumed (all types)
+        self.wrapped = 0    # records that straddled the end of the data area
+        self.corrupt = 0    # times a malformed header forced a skip to head
+
+    def pending(self) -> int:
+        """Bytes written by the kernel and not yet consumed."""
+        self._check_open()
+        return (self._head.value - self._tail.value) & 0xFFFFFFFFFFFFFFFF
+
+    def read(self) -> Iterator[tuple[int, int, bytes]]:
+        """Consume every complete record now in the ring.
+
+        The records are copied out and the tail published before the first one is
+        yielded, so abandoning the iterator loses nothing that was not already copied.
+        """
+        self._check_open()
+        head = self._head.value          # one 8-byte load; smp_rmb is implied on TSO
+        tail = self._tail.value
+        out = []
+        data, size = self._data, self.size
+        while head - tail >= _HEADER.size:
+            pos = tail % size
+            # Records are 8-byte aligned and the data area is a multiple of 8, so the
+            # 8-byte header itself never wraps.
+            rtype, misc, rsize = _HEADER.unpack(ctypes.string_at(data + pos, _HEADER.size))
+            if rsize < _HEADER.size or rsize > head - tail:
+                # A header that cannot be right: resynchronise at head rather than spin.
+                self.corrupt += 1
+                tail = self._head.value
+                break
+            start = pos + _HEADER.size
+            blen = rsize - _HEADER.size
+            if start + blen <= size:
+                body = ctypes.string_at(data + start % size, blen) if blen else b""
+            else:
+                first = size - start if start < size else 0
+                body = (ctypes.string_at(data + start, first) if first else b"") + \
+                    ctypes.string_at(data + (start + first) % size, blen - first)
+                self.wrapped += 1
+            if rtype == PERF_RECORD_LOST and len(body) >= _LOST.size:
+                self.lost += _LOST.unpack_from(body)[1]
+            out.append((rtype, misc, body))
+            tail += rsize
+        # Publish the tail only after the copies: the kernel may overwrite freed space at
+        # once (perf's smp_mb before the tail store; a compiler barrier on x86-64).
+        self._tail.value = tail
+        self.records += len(out)
+        return iter(out)
+
+    def poll(self, timeout_ms: int = 0) -> bool:
+        """Wait up to `timeout_ms` for the event to signal data; True when readable or hung up.
+
+        The kernel wakes pollers only every `wakeup_events` samples (or watermark bytes);
+        callers that need latency should read on a timer instead of relying on this.
+        """
+        p = select.poll()
+        p.register(self.fd, select.POLLIN)
+        return bool(p.poll(timeout_ms)) or self.pending() > 0
+
+    def close(self) -> None:
+        """Unmap the ring (and close the fd when owned); safe to call twice."""
+        if self._base is not None:
+            libc.munmap(self._base, self._length)
+            self._base = None
+        if self._own_fd and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _check_open(self) -> None:
+        if self._base is None:
+            raise UsageError("perf ring used after close", "keep the ring open while reading")
+
+    def __enter__(self) -> PerfRing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # last resort; callers use `with` or close()
+        try:
+            self.close()
+        except Exception:
+            pass
