@@ -1,0 +1,209 @@
+"""The public unwinder: captured regs + stack copy -> instruction pointers, innermost first.
+
+CFI first, frame by frame across modules; where a module has no CFI for a pc but keeps
+frame pointers (decided by its prologue scan), one frame-pointer step; where the walk still
+stops early, the kernel's own FP chain (StackCapture.fp_ips) is appended from the last
+frame both agree on, as far as it runs through modules that keep frame pointers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from hud.model import StackCapture
+from hud.unwind.arch import ARCHES, Arch
+from hud.unwind.dwarf import cfi_step
+from hud.unwind.fp import END, MAX_DEPTH, NO_PROGRESS, fp_step, fp_walk
+from hud.unwind.memory import StackMemory
+from hud.unwind.prologue import ModuleStrategy
+from hud.unwind.sources import ModuleInfo, opener_for
+
+NO_MODULE = "no_module"        # the pc is not in any mapped module (JIT, garbage)
+NO_CFI = "no_cfi"              # the module has no CFI for the pc and no frame pointers
+NO_REGS = "no_regs"            # the capture has no registers or no stack copy
+UNSUPPORTED_ARCH = "unsupported_arch"
+REASONS = (END, MAX_DEPTH, NO_PROGRESS, NO_MODULE, NO_CFI, NO_REGS, UNSUPPORTED_ARCH,
+           "stack_exhausted", "unknown_register", "bad_expression")
+
+METHOD_CFI = "cfi"
+METHOD_FP = "fp"
+METHOD_MIXED = "cfi+fp"
+METHOD_NONE = "none"
+
+_CACHE_LIMIT = 1 << 19
+
+
+@dataclass(frozen=True)
+class UnwindResult:
+    """ips innermost first: ips[0] is the exact pc, the rest are return addresses."""
+
+    ips: tuple[int, ...]
+    reason: str    # why the walk stopped: "end" is a complete stack
+    method: str    # "cfi" | "fp" | "cfi+fp" | "none"
+
+    @property
+    def complete(self) -> bool:
+        return self.reason == END
+
+
+class Unwinder:
+    """Unwinds captures of one process; `maps` is a hud.symbolize ProcessMaps (or any object
+    with `find(addr) -> Module` and, for the vdso, `read_vdso(module) -> bytes`)."""
+
+    def __init__(self, maps: Any, debug_file_for: Optional[Callable[[Any], Optional[str]]] = None,
+                 use_fp: bool = True) -> None:
+        self.maps = maps
+        self.use_fp = use_fp
+        self._debug_file_for = debug_file_for
+        self._infos: dict[tuple, Optional[ModuleInfo]] = {}
+        self._pc: dict[int, tuple] = {}
+
+    # -- module and pc resolution -------------------------------------------------------
+
+    def _info(self, module: Any) -> Optional[ModuleInfo]:
+        key = (module.path, module.start, module.end, module.bias)
+        if key in self._infos:
+            return self._infos[key]
+        debug = None
+        if self._debug_file_for is not None:
+            try:
+                debug = self._debug_file_for(module)
+            except Exception:
+                debug = None
+        info = ModuleInfo(module, opener_for(module, self.maps), debug)
+        self._infos[key] = info
+        return info
+
+    def _resolve(self, pc: int) -> tuple:
+        module = self.maps.find(pc)
+        if module is None:
+            entry: tuple = (None, None)
+        else:
+            info = self._info(module)
+            row = info.table.lookup(pc - info.bias) if info is not None else None
+            entry = (info, row)
+        if len(self._pc) >= _CACHE_LIMIT:
+            self._pc.clear()
+        self._pc[pc] = entry
+        return entry
+
+    def invalidate(self) -> None:
+        """Forget cached modules and rows (after the target's maps changed)."""
+        self._infos.clear()
+        self._pc.clear()
+
+    def strategies(self) -> list[ModuleStrategy]:
+        """The FP/CFI strategy of every module seen so far (scans their prologues)."""
+        return [i.strategy() for i in self._infos.values() if i is not None]
+
+    def strategy_of(self, module: Any) -> Optional[ModuleStrategy]:
+        info = self._info(module)
+        return info.strategy() if info is not None else None
+
+    # -- walking ----------------------------------------------------------------------
+
+    def unwind(self, capture: StackCapture, max_frames: int = 128,
+               mode: str = "auto") -> UnwindResult:
+        """Unwind one capture. mode: "auto" (CFI, FP where trusted, kernel FP splice),
+        "cfi" (CFI only) or "fp" (frame pointers only)."""
+        regs = capture.regs
+        max_frames = max(1, max_frames)
+        if regs is None or not capture.stack:
+            if capture.fp_ips and mode != "cfi":
+                return UnwindResult(tuple(capture.fp_ips[:max_frames]), NO_REGS, METHOD_FP)
+            return UnwindResult((regs.ip,) if regs else (), NO_REGS, METHOD_NONE)
+        arch = ARCHES.get(regs.arch)
+        if arch is None:
+            return UnwindResult((regs.ip,), UNSUPPORTED_ARCH, METHOD_NONE)
+        mem = StackMemory(regs.sp, capture.stack)
+        if mode == "fp":
+            ips, reason = fp_walk(arch, regs.ip, regs.sp, regs.fp, mem, max_frames)
+            return UnwindResult(ips, reason, METHOD_FP)
+        ips, reason, used_fp = self._walk(arch, regs.ip, arch.initial(regs), mem, max_frames,
+                                          mode == "auto" and self.use_fp)
+        method = METHOD_MIXED if used_fp else METHOD_CFI
+        if reason != END and mode == "auto" and self.use_fp and capture.fp_ips:
+            spliced = self._splice(ips, capture.fp_ips, max_frames)
+            if spliced is not None:
+                return UnwindResult(spliced, reason, METHOD_MIXED)
+        return UnwindResult(tuple(ips), reason, method)
+
+    def _walk(self, arch: Arch, pc: int, state: dict[int, int], mem: StackMemory,
+              max_frames: int, allow_fp: bool) -> tuple[list[int], str, bool]:
+        ips = [pc]
+        exact = True          # the innermost pc (and one after a signal frame) is exact
+        same_sp = 0
+        used_fp = False
+        cache = self._pc
+        sp_reg = arch.sp
+        while len(ips) < max_frames:
+            key = pc if exact else pc - 1
+            entry = cache.get(key)
+            if entry is None:
+                entry = self._resolve(key)
+            info, crow = entry
+            if info is None:
+                return ips, NO_MODULE, used_fp
+            if crow is not None and (info.arch == arch.name):
+                if not crow.ra_saved and len(ips) > 1 and not exact:
+                    # Only the innermost frame may still hold its RA in the link register.
+                    return ips, NO_PROGRESS, used_fp
+                new, ra, why = cfi_step(arch, crow, state, mem)
+                signal = crow.signal_frame
+            elif len(ips) == 1 and arch.lr >= 0 and state.get(arch.lr):
+                # aarch64 code without CFI (PLT stubs, hand-written leaves): the caller's
+                # address is still in the link register and sp has not moved.
+                new = dict(state)
+                ra = state[arch.lr] & arch.ra_mask
+                why = ""
+                signal = False
+            elif allow_fp and info.strategy().trusts_fp:
+                new, ra, why = fp_step(arch, state, mem)
+                used_fp = True
+                signal = False
+            else:
+                return ips, NO_CFI, used_fp
+            if new is None:
+                return ips, why, used_fp
+            if ra == 0:
+                return ips, END, used_fp
+            sp = state.get(sp_reg, 0)
+            new_sp = new[sp_reg]
+            if new_sp < sp:
+                return ips, NO_PROGRESS, used_fp
+            if new_sp == sp:
+                same_sp += 1
+                if same_sp > 1 or ra == pc:
+                    return ips, NO_PROGRESS, used_fp
+            else:
+                same_sp = 0
+            ips.append(ra)
+            state = new
+            pc = ra
+            exact = signal
+        return ips, MAX_DEPTH, used_fp
+
+    def _splice(self, ips: list[int], fp_ips: tuple[int, ...], max_frames: int
+                ) -> Optional[tuple[int, ...]]:
+        """ips + the kernel's FP chain after the last ip both contain, kept only while
+        each frame that produced the next link lies in a module that keeps frame pointers."""
+        last = ips[-1]
+        if len(ips) == 1:
+            j = 0 if fp_ips and fp_ips[0] == last else -1
+        else:
+            j = next((k for k in range(1, len(fp_ips)) if fp_ips[k] == last), -1)
+        if j < 0:
+            return None
+        out = list(ips)
+        for k in range(j, len(fp_ips) - 1):
+            if len(out) >= max_frames:
+                break
+            ip = fp_ips[k]
+            entry = self._pc.get(ip if k == 0 else ip - 1)
+            if entry is None:
+                entry = self._resolve(ip if k == 0 else ip - 1)
+            info = entry[0]
+            if info is None or not info.strategy().trusts_fp:
+                break
+            out.append(fp_ips[k + 1])
+        return tuple(out) if len(out) > len(ips) else None
