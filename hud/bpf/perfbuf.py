@@ -16,9 +16,12 @@ import struct
 from collections.abc import Iterator
 from typing import Optional
 
+from hud.bpf.maps import Map
 from hud.errors import UsageError
-from hud.linux import libc
+from hud.linux import libc, procfs
+from hud.linux import perf_event as pe
 from hud.linux.perf_event import PERF_RECORD_LOST
+from kernel import uapi
 
 # struct perf_event_mmap_page (include/uapi/linux/perf_event.h): these offsets have been
 # stable since data_offset/data_size were added in 4.1; the first 1024 bytes are the
@@ -142,3 +145,66 @@ class PerfRing:
             self.close()
         except Exception:
             pass
+
+
+class PerfEventArray:
+    """The userspace side of a BPF_MAP_TYPE_PERF_EVENT_ARRAY used with bpf_perf_event_output.
+
+    Opens one PERF_COUNT_SW_BPF_OUTPUT event per online CPU (sample_type RAW, pid -1),
+    maps a `PerfRing` on each and stores its fd in the map at that CPU's index, which is
+    where BPF_F_CURRENT_CPU sends a program's output. `read()` drains every CPU's ring.
+    """
+
+    def __init__(self, perf_map: Map, data_pages: int = 16,
+                 cpus: Optional[list[int]] = None, wakeup_events: int = 1) -> None:
+        if perf_map.map_type != uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+            raise UsageError(f"map {perf_map.name} is not a PERF_EVENT_ARRAY")
+        self.map = perf_map
+        self.rings: dict[int, PerfRing] = {}
+        try:
+            for cpu in cpus if cpus is not None else procfs.online_cpus():
+                if cpu >= perf_map.max_entries:
+                    raise UsageError(f"CPU {cpu} is beyond map {perf_map.name}'s "
+                                     f"{perf_map.max_entries} entries")
+                attr = pe.PerfEventAttr(type=pe.PERF_TYPE_SOFTWARE,
+                                        config=pe.PERF_COUNT_SW_BPF_OUTPUT,
+                                        period_or_freq=1, sample_type=pe.PERF_SAMPLE_RAW,
+                                        wakeup=wakeup_events)
+                fd = pe.perf_event_open(attr, pid=-1, cpu=cpu)
+                try:
+                    ring = PerfRing(fd, data_pages, own_fd=True)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self.rings[cpu] = ring
+                perf_map.set_u32(cpu, fd)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def lost(self) -> int:
+        """Records the kernel dropped on any CPU (sum of PERF_RECORD_LOST counts)."""
+        return sum(r.lost for r in self.rings.values())
+
+    def read(self) -> Iterator[tuple[int, int, int, bytes]]:
+        """(cpu, type, misc, body) of every record now in any ring."""
+        for cpu, ring in self.rings.items():
+            for rtype, misc, body in ring.read():
+                yield cpu, rtype, misc, body
+
+    def close(self) -> None:
+        """Remove the fds from the map (so programs stop writing) and close the rings."""
+        for cpu, ring in list(self.rings.items()):
+            try:
+                if self.map.fd >= 0:
+                    self.map.delete(struct.pack("<I", cpu))
+            finally:
+                ring.close()
+        self.rings.clear()
+
+    def __enter__(self) -> PerfEventArray:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
