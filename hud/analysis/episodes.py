@@ -1,0 +1,206 @@
+"""Events + thread roles -> Episodes: off-CPU episodes by stack signature, cpu stretches.
+
+Off-CPU (`OffCpuEvent`), by the thread's effective role:
+
+- worker, runnable at switch-out -> `sched_delay` (detail: who held the CPU), unless the
+  stack is a park (an idle worker waiting for a CPU harms nobody: `park`);
+- worker, sleeping -> `park` when the stack is a Tokio park, else `blocking`;
+- blocking-pool thread (or `block_in_place` work) -> `pool` (detail `idle`/`busy`).
+
+The effective role of an event is decided by its own stack first (a worker stack runs
+`worker::run`, a pool stack runs `blocking::pool::Inner::run` without it: thread names
+cannot tell them apart), then by what earlier stacks of the thread showed, then by the
+role discovery gave. Threads that are neither are ignored (counted).
+
+On-CPU (`CpuSample`): consecutive samples of one worker with the same `switch_seq` and the
+same task (`StackInfo.task`) are one stretch, from the first sample's time to the last
+sample's time + one period. A sample in a park or between polls, a different task or
+switch_seq, a voluntary switch-out (a non-runnable `OffCpuEvent`) or the thread's exit ends
+it. When the backend cannot count switches (`switch_seq == -1`) samples continue a stretch
+only while they are at most 1.5 periods apart. Stretches of at least the threshold become
+`cpu` episodes whose stack is a sample of the most-sampled blocking function.
+
+Known limit: polls of two tasks running the same async fn back to back, with no sample
+landing between them, are indistinguishable from one long poll.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from hud.classify import Classifier, StackInfo, display_function
+from hud.model import (
+    KIND_BLOCKING,
+    KIND_CPU,
+    KIND_PARK,
+    KIND_POOL,
+    KIND_SCHED_DELAY,
+    ROLE_BLOCKING,
+    ROLE_OTHER,
+    ROLE_WORKER,
+    CpuSample,
+    Episode,
+    Frame,
+    OffCpuEvent,
+    Stack,
+    StackCapture,
+)
+
+Resolver = Callable[[int, StackCapture], Stack]
+
+
+def unresolved_stack(capture: StackCapture, reason: str) -> Stack:
+    """Frames for a capture the resolver failed on: addresses kept, reason given."""
+    ips = capture.fp_ips or ((capture.regs.ip,) if capture.regs is not None else (0,))
+    return tuple(Frame(address=ip, reason=reason) for ip in ips)
+
+
+@dataclass
+class _Stretch:
+    tid: int
+    seq: int
+    task: str
+    first_ns: int
+    last_ns: int
+    period_ns: int
+    samples: int = 1
+    by_function: Counter = field(default_factory=Counter)
+    stack_of: dict = field(default_factory=dict)
+
+    def note(self, stack: Stack, info: StackInfo) -> None:
+        name = display_function(info.blocker.function if info.blocker else None)
+        self.by_function[name] += 1
+        self.stack_of.setdefault(name, stack)
+
+
+class EpisodeBuilder:
+    """Turns events into episodes for one target; see the module docstring for the rules."""
+
+    def __init__(self, resolve: Resolver, classifier: Classifier, threshold_ns: int) -> None:
+        self.resolve = resolve
+        self.classifier = classifier
+        self.threshold_ns = threshold_ns
+        self.roles: dict = {}      # tid -> role from discovery
+        self.learned: dict = {}    # tid -> role shown by its own stacks
+        self._open: dict = {}      # tid -> _Stretch
+        self.counts: Counter = Counter()
+        self.first_resolve_error = ""
+
+    # -- roles ----------------------------------------------------------------------------
+
+    def set_role(self, tid: int, role: str) -> None:
+        """What discovery says `tid` is (ROLE_WORKER / ROLE_BLOCKING / ROLE_OTHER)."""
+        self.roles[tid] = role
+
+    def role_of(self, tid: int) -> str:
+        """The thread's role as known now (learned from stacks, else discovery)."""
+        return self.learned.get(tid) or self.roles.get(tid, ROLE_OTHER)
+
+    def _effective_role(self, tid: int, info: StackInfo) -> str:
+        if info.pool:
+            if not info.block_in_place:
+                self.learned[tid] = ROLE_BLOCKING
+            return ROLE_BLOCKING
+        if info.worker:
+            self.learned[tid] = ROLE_WORKER
+            return ROLE_WORKER
+        return self.role_of(tid)
+
+    # -- stacks ---------------------------------------------------------------------------
+
+    def stack_of(self, pid: int, capture: StackCapture) -> tuple[Stack, StackInfo]:
+        """Resolve and classify a capture. A resolver failure is data, not an exception."""
+        try:
+            raw = self.resolve(pid, capture)
+        except Exception as exc:  # a bug in a resolver must not end a profiling run
+            self.counts["resolve_errors"] += 1
+            if not self.first_resolve_error:
+                self.first_resolve_error = f"{type(exc).__name__}: {exc}"
+            raw = unresolved_stack(capture, "resolver failed")
+        return self.classifier.classify(raw)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def offcpu(self, ev: OffCpuEvent) -> tuple[list[Episode], str]:
+        """Episodes an off-CPU event makes (closed stretches first) and the role used."""
+        stack, info = self.stack_of(ev.pid, ev.stack)
+        role = self._effective_role(ev.tid, info)
+        out: list[Episode] = []
+        if not ev.runnable:
+            out.extend(self._close(ev.tid, ev.start_ns))
+        if role not in (ROLE_WORKER, ROLE_BLOCKING):
+            self.counts["ignored_offcpu"] += 1
+            return out, role
+        if ev.duration_ns < self.threshold_ns or ev.duration_ns <= 0:
+            self.counts["below_threshold"] += 1
+            return out, role
+        if role == ROLE_BLOCKING:
+            kind, detail = KIND_POOL, ("idle" if info.pool_idle else "busy")
+        elif ev.runnable:
+            kind = KIND_PARK if info.park else KIND_SCHED_DELAY
+            detail = _holder(ev) if kind == KIND_SCHED_DELAY else "runnable"
+        else:
+            kind, detail = (KIND_PARK if info.park else KIND_BLOCKING), ""
+        out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail))
+        return out, role
+
+    def sample(self, ev: CpuSample) -> tuple[list[Episode], Stack, StackInfo, str]:
+        """Feed a sample: closed cpu episodes, the sample's stack, signature and role."""
+        stack, info = self.stack_of(ev.pid, ev.stack)
+        role = self._effective_role(ev.tid, info)
+        out: list[Episode] = []
+        if role != ROLE_WORKER:
+            out.extend(self._close(ev.tid, None))
+            return out, stack, info, role
+        cur = self._open.get(ev.tid)
+        task = None if info.park else info.task
+        period = max(1, ev.period_ns)
+        if cur is not None and task is not None and task == cur.task \
+                and ev.time_ns >= cur.last_ns and self._continues(cur, ev, period):
+            cur.last_ns = ev.time_ns
+            cur.samples += 1
+            cur.note(stack, info)
+            return out, stack, info, role
+        out.extend(self._close(ev.tid, None))
+        if task is not None:
+            st = _Stretch(ev.tid, ev.switch_seq, task, ev.time_ns, ev.time_ns, period)
+            st.note(stack, info)
+            self._open[ev.tid] = st
+        return out, stack, info, role
+
+    @staticmethod
+    def _continues(cur: _Stretch, ev: CpuSample, period: int) -> bool:
+        if ev.switch_seq >= 0 and cur.seq >= 0:
+            return ev.switch_seq == cur.seq
+        return ev.time_ns - cur.last_ns <= period + period // 2
+
+    def thread_exit(self, tid: int, time_ns: int) -> list[Episode]:
+        """The thread is gone: close its stretch."""
+        return self._close(tid, time_ns or None)
+
+    def flush(self) -> list[Episode]:
+        """End of the run: close every open stretch."""
+        out: list[Episode] = []
+        for tid in list(self._open):
+            out.extend(self._close(tid, None))
+        return out
+
+    def _close(self, tid: int, at_ns: Optional[int]) -> list[Episode]:
+        st = self._open.pop(tid, None)
+        if st is None:
+            return []
+        end = st.last_ns + st.period_ns
+        if at_ns is not None and st.last_ns <= at_ns < end:
+            end = at_ns   # the thread switched out before the last period ran out
+        if end - st.first_ns < self.threshold_ns:
+            self.counts["short_stretches"] += 1
+            return []
+        name = st.by_function.most_common(1)[0][0]
+        detail = f"{st.samples} samples"
+        return [Episode(KIND_CPU, tid, st.first_ns, end, st.stack_of[name], detail)]
+
+
+def _holder(ev: OffCpuEvent) -> str:
+    comm = ev.holder_comm or "?"
+    return f"{comm} (pid {ev.holder_pid})" if ev.holder_pid else comm

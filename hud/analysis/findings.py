@@ -1,0 +1,181 @@
+"""Episodes grouped into findings: count, total, max, p99, workers, a representative stack.
+
+A group's key is (kind, blocking function, file, line). For `blocking` (and `pool`) the
+line is the call site of the blocking call, stable across episodes. For `cpu` and
+`sched_delay` the line is wherever a sample or the preemption happened to land, so those
+kinds group by (kind, function, file) and report the line of the representative episode.
+
+The representative stack is the **longest** episode's (the one `max_ms` describes): cheap
+to keep, deterministic, and the worst case is the one a user wants to see first.
+
+p99 is nearest-rank: the smallest duration such that at least 99% of the group's
+episodes are no longer; below 100 episodes that is the maximum.
+
+A table supports `remove` so a rolling window can evict old episodes without recomputing.
+"""
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from typing import Optional
+
+from hud.classify import blocking_frame, display_function
+from hud.model import KIND_BLOCKING, KIND_POOL, KIND_SCHED_DELAY, Episode, Finding, Frame
+
+# Kinds whose episodes are grouped by line as well as function and file.
+GROUP_BY_LINE = frozenset({KIND_BLOCKING, KIND_POOL})
+
+NS_PER_MS = 1_000_000
+
+
+def p99_index(n: int) -> int:
+    """Index of the nearest-rank 99th percentile in a sorted list of `n` values."""
+    return (99 * n + 99) // 100 - 1
+
+
+def group_key(episode: Episode, blocker: Optional[Frame]) -> tuple:
+    """(kind, function, file, line-or-None) of an episode whose blocker is `blocker`."""
+    func = display_function(blocker.function if blocker else None)
+    file = blocker.file if blocker else None
+    line = blocker.line if (blocker and episode.kind in GROUP_BY_LINE) else None
+    return (episode.kind, func, file, line)
+
+
+def holder_of(episode: Episode) -> str:
+    """The `comm (pid N)` held in a sched_delay episode's detail."""
+    return episode.detail or "unknown"
+
+
+class _Group:
+    """Running aggregates of one finding; removal supported when members are kept."""
+
+    __slots__ = ("best", "count", "durs", "file", "function", "holders", "key", "kind",
+                 "line", "members", "sorted", "tids", "total_ns")
+
+    def __init__(self, key: tuple, keep_members: bool) -> None:
+        self.key = key
+        self.kind, self.function, self.file, self.line = key
+        self.count = 0
+        self.total_ns = 0
+        self.durs: list = []
+        self.sorted = True
+        self.tids: Counter = Counter()
+        self.holders: Counter = Counter()
+        self.best: Optional[Episode] = None
+        self.members: Optional[deque] = deque() if keep_members else None
+
+    def add(self, ep: Episode) -> None:
+        d = ep.duration_ns
+        self.count += 1
+        self.total_ns += d
+        if self.durs and d < self.durs[-1]:
+            self.sorted = False
+        self.durs.append(d)
+        self.tids[ep.tid] += 1
+        if ep.kind == KIND_SCHED_DELAY:
+            self.holders[holder_of(ep)] += d
+        if self.best is None or d > self.best.duration_ns:
+            self.best = ep
+        if self.members is not None:
+            self.members.append(ep)
+
+    def remove(self, ep: Episode) -> None:
+        """Forget `ep` (oldest first, as a window evicts)."""
+        d = ep.duration_ns
+        self.count -= 1
+        self.total_ns -= d
+        self.durs.remove(d)
+        self.tids[ep.tid] -= 1
+        if self.tids[ep.tid] <= 0:
+            del self.tids[ep.tid]
+        if ep.kind == KIND_SCHED_DELAY:
+            h = holder_of(ep)
+            self.holders[h] -= d
+            if self.holders[h] <= 0:
+                del self.holders[h]
+        if self.members is not None:
+            if self.members and self.members[0] is ep:
+                self.members.popleft()
+            else:
+                self.members.remove(ep)
+            if self.best is ep:
+                # Only when the longest one leaves: rescan what is left (rare).
+                self.best = max(self.members, key=lambda e: e.duration_ns, default=None)
+
+    def finding(self) -> Finding:
+        if not self.sorted:
+            self.durs.sort()
+            self.sorted = True
+        durs = self.durs
+        best = self.best
+        line = self.line
+        stack = best.stack if best is not None else ()
+        if line is None and best is not None:
+            b = blocking_frame(best.stack)
+            line = b.line if b is not None else None
+        detail = ""
+        extra: tuple = ()
+        if self.holders:
+            top = self.holders.most_common(3)
+            total = sum(self.holders.values()) or 1
+            detail = "CPU held by " + ", ".join(
+                f"{name} {100 * ns / total:.0f}%" for name, ns in top)
+            extra = (("holders", [{"holder": name, "ms": round(ns / NS_PER_MS, 3)}
+                                  for name, ns in self.holders.most_common(10)]),)
+        return Finding(
+            kind=self.kind, function=self.function, file=self.file, line=line,
+            count=self.count, total_ms=self.total_ns / NS_PER_MS,
+            max_ms=(durs[-1] if durs else 0) / NS_PER_MS,
+            p99_ms=(durs[p99_index(len(durs))] if durs else 0) / NS_PER_MS,
+            workers=tuple(sorted(self.tids)), stack=stack, detail=detail, extra=extra)
+
+
+def rank(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings ranked by total time (then count, kind, function: deterministic)."""
+    return sorted(findings, key=lambda f: (-f.total_ms, -f.count, f.kind, f.function,
+                                           f.file or "", f.line or 0))
+
+
+class FindingsTable:
+    """Groups episodes of the given kinds into findings, incrementally.
+
+    `keep_members=True` keeps each group's episodes so `remove` can replace the longest
+    one when it leaves (what a rolling window needs); a whole-run table does not.
+    """
+
+    def __init__(self, kinds: Iterable[str], keep_members: bool = False) -> None:
+        self.kinds = frozenset(kinds)
+        self.keep_members = keep_members
+        self._groups: dict = {}
+        self._key_of: dict = {}   # id(episode) -> key, for removal (members mode only)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def add(self, ep: Episode) -> bool:
+        """Add an episode; False (and nothing kept) when its kind is not tabled here."""
+        if ep.kind not in self.kinds:
+            return False
+        key = group_key(ep, blocking_frame(ep.stack))
+        g = self._groups.get(key)
+        if g is None:
+            g = self._groups[key] = _Group(key, self.keep_members)
+        g.add(ep)
+        if self.keep_members:
+            self._key_of[id(ep)] = key
+        return True
+
+    def remove(self, ep: Episode) -> None:
+        """Remove an episode added earlier (members mode only)."""
+        key = self._key_of.pop(id(ep), None)
+        if key is None:
+            return
+        g = self._groups[key]
+        g.remove(ep)
+        if g.count <= 0:
+            del self._groups[key]
+
+    def findings(self, kinds: Optional[Iterable[str]] = None) -> list[Finding]:
+        """Current findings (optionally of some kinds only), ranked by total time."""
+        want = self.kinds if kinds is None else frozenset(kinds)
+        return rank(g.finding() for g in self._groups.values() if g.kind in want)
