@@ -16,7 +16,8 @@ STRATEGY_FP = "fp"
 STRATEGY_BOTH = "both"
 STRATEGY_NONE = "none"
 
-FP_TRUST_FRACTION = 0.8   # at least this share of FP prologues: frame pointers are kept
+FP_TRUST_FRACTION = 0.6   # this share of FP prologues or more: frame pointers are kept
+# (not 1.0: compilers leave small leaves without a frame even in FP builds)
 MAX_SCANNED = 2000        # functions looked at per module (evenly spread)
 _WINDOW = 64              # bytes of each prologue disassembled
 _MAX_INSNS = 16

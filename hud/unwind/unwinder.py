@@ -87,6 +87,13 @@ class Unwinder:
         self._pc[pc] = entry
         return entry
 
+    def cfi_row(self, pc: int) -> Optional[Any]:
+        """The CFI row (hud.unwind.table.CfiRow) that applies at runtime address pc."""
+        entry = self._pc.get(pc)
+        if entry is None:
+            entry = self._resolve(pc)
+        return entry[1]
+
     def invalidate(self) -> None:
         """Forget cached modules and rows (after the target's maps changed)."""
         self._infos.clear()

@@ -1,0 +1,259 @@
+"""x86_64 unwinding against oracles on real processes: gdb `bt` and eu-stack on stopped
+snapshots, the program's own known call chain on perf samples, and FP vs CFI agreement
+on a frame-pointer build."""
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from unit.unwind.unwind_support import ROOT, eu_stack, gdb_snapshot, x86_capture
+
+from hud.collect.perf_sampler import PerfSampler
+from hud.linux import procfs
+from hud.linux.libc import ARCH
+from hud.model import CpuSample
+from hud.symbolize.normalize import ProcessMaps
+from hud.unwind.unwinder import Unwinder
+
+SRC = ROOT / "tests" / "data" / "unwind" / "x86_64" / "deep.c"
+DEPTH = 14
+pytestmark = pytest.mark.skipif(ARCH != "x86_64", reason="x86_64 programs")
+
+
+def _need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"oracle tools missing: {missing} (tests/support/apt-packages)")
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory) -> dict[str, Path]:
+    _need("gcc")
+    out = tmp_path_factory.mktemp("unwind-progs")
+    builds = {
+        "nofp": ["-fomit-frame-pointer"],
+        # Frames everywhere in our code, leaves included: what an FP build of Rust gives.
+        "fp": ["-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-shrink-wrap"],
+    }
+    paths = {}
+    for name, flags in builds.items():
+        path = out / f"deep_{name}"
+        subprocess.run(["gcc", "-O2", "-g", "-fno-optimize-sibling-calls", *flags, "-o",
+                        str(path), str(SRC), "-lpthread"], check=True)
+        paths[name] = path
+    return paths
+
+
+class Running:
+    """A started test program, killed at exit."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen([str(path), str(DEPTH)])
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 5
+        while len(procfs.list_tids(self.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+        for _ in range(500):
+            if procfs.thread_state(self.pid, self.pid) == "T":
+                return
+            time.sleep(0.002)
+
+    def cont(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Symbols:
+    """nm's function symbols of one binary: the test's own symbolizer (an oracle tool)."""
+
+    def __init__(self, path: Path) -> None:
+        text = subprocess.run(["nm", "-C", str(path)], capture_output=True, text=True,
+                              check=True).stdout
+        syms = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in "tT":
+                syms.append((int(parts[0], 16), parts[2]))
+        syms.sort()
+        self.addrs = [s[0] for s in syms]
+        self.names = [s[1] for s in syms]
+
+    def name(self, vaddr: int) -> str:
+        i = bisect.bisect_right(self.addrs, vaddr) - 1
+        return self.names[i] if i >= 0 else "?"
+
+
+def _names(ips, maps: ProcessMaps, exe: Path, syms: Symbols) -> list[str]:
+    out = []
+    for k, ip in enumerate(ips):
+        look = ip if k == 0 else ip - 1
+        mod = maps.find(look)
+        if mod is None:
+            out.append("?")
+        elif Path(mod.file_path).name == exe.name:
+            out.append(syms.name(mod.to_vaddr(look)))
+        elif "libc" in Path(mod.file_path).name:
+            out.append("libc")
+        else:
+            out.append(Path(mod.file_path).name)
+    return out
+
+
+def test_cfi_matches_gdb_and_eu_stack_on_snapshots(programs, tmp_path):
+    """Stop the no-FP program at random moments; gdb dumps regs + stack and its `bt`,
+    eu-stack unwinds the same stopped threads; ours runs on gdb's regs + bytes."""
+    _need("gdb", "eu-stack")
+    prog = Running(programs["nofp"])
+    agree_eu = agree_gdb = total = through_libc = 0
+    mismatches = []
+    try:
+        time.sleep(0.2)
+        for _ in range(12):
+            prog.stop()
+            snaps = gdb_snapshot(prog.pid, tmp_path)
+            eu = eu_stack(prog.pid)
+            maps = ProcessMaps(prog.pid)
+            prog.cont()
+            uw = Unwinder(maps)
+            for snap in snaps:
+                res = uw.unwind(x86_capture(snap), mode="cfi")
+                total += 1
+                ours = list(res.ips)
+                agree_gdb += ours == snap["pcs"]
+                agree_eu += ours == eu.get(snap["tid"])
+                if ours != snap["pcs"]:
+                    mismatches.append((res.reason, [hex(i) for i in ours],
+                                       [hex(i) for i in snap["pcs"]]))
+                libc = [i for i, ip in enumerate(ours[1:], 1)
+                        if "libc" in (getattr(maps.find(ip - 1), "path", "") or "")]
+                if libc and 0 < min(libc) < len(ours) - 4:
+                    through_libc += 1
+            time.sleep(0.05)
+    finally:
+        prog.close()
+    assert total >= 20
+    assert agree_gdb >= 0.95 * total, mismatches[:3]
+    assert agree_eu >= 0.95 * total
+    assert through_libc > 0, "no snapshot unwound through libc into our code again"
+
+
+def _grammar() -> re.Pattern:
+    # What a stack of deep.c may look like, innermost first ("libc" = any glibc frame).
+    return re.compile(r"^(libc )*((leaf_spin|leaf_sleep|cmp) )?(libc )*(recurse )+"
+                      r"((cmp )(libc )+(recurse )+)?"
+                      r"(main libc libc _start|worker libc libc)$")
+
+
+def _sample(prog: Running, seconds: float = 2.0, stack_bytes: int = 32768):
+    """CpuSamples of a running program, and its maps (the program stays alive: modules are
+    read through /proc/PID/map_files when the unwinder first needs them)."""
+    samples = []
+    time.sleep(0.1)
+    with PerfSampler(prog.pid, freq=299, stack_bytes=stack_bytes) as sampler:
+        sampler.start()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.05)
+            samples += [s for s in sampler.read() if isinstance(s, CpuSample)]
+    return samples, ProcessMaps(prog.pid)
+
+
+@pytest.fixture
+def running(programs):
+    started = []
+
+    def start(name: str) -> Running:
+        started.append(Running(programs[name]))
+        return started[-1]
+    yield start
+    for prog in started:
+        prog.close()
+
+
+def test_perf_samples_of_nofp_build_unwind_to_the_known_chain(programs, running):
+    samples, maps = _sample(running("nofp"))
+    syms = Symbols(programs["nofp"])
+    uw = Unwinder(maps)
+    grammar = _grammar()
+    good = 0
+    full_depth = []
+    bad = []
+    for s in samples:
+        res = uw.unwind(s.stack)
+        names = _names(res.ips, maps, programs["nofp"], syms)
+        text = " ".join(names)
+        if res.reason == "end" and grammar.match(text):
+            good += 1
+        else:
+            bad.append((res.reason, text))
+        if names and names[0] == "leaf_spin":
+            full_depth.append(names.count("recurse"))
+    assert len(samples) >= 50
+    assert good >= 0.95 * len(samples), bad[:5]
+    # In the leaf, every recursion level is on the stack: DEPTH+1 recurse frames.
+    assert full_depth and all(n == DEPTH + 1 for n in full_depth), full_depth[:10]
+    # The kernel's FP chain alone cannot see this: glibc and our code have no frame pointers.
+    fp_good = sum(bool(grammar.match(" ".join(_names(s.stack.fp_ips, maps, programs["nofp"],
+                                                      syms)))) for s in samples)
+    assert fp_good < 0.5 * len(samples)
+
+
+def _prefix_in_binary(ips, maps: ProcessMaps, exe: Path) -> list[int]:
+    """ips up to and including the first return address that leaves the FP-built binary."""
+    out = []
+    for k, ip in enumerate(ips):
+        out.append(ip)
+        mod = maps.find(ip if k == 0 else ip - 1)
+        if k > 0 and (mod is None or Path(mod.file_path).name != exe.name):
+            break
+    return out
+
+
+def test_fp_build_cfi_and_frame_pointer_walks_agree(programs, running):
+    """On the FP build, our CFI walk, our FP walk and the kernel's FP chain give the same
+    frames through our code (up to the first frame in glibc, which has no frame pointers)."""
+    exe = programs["fp"]
+    samples, maps = _sample(running("fp"), seconds=1.5)
+    uw = Unwinder(maps)
+    compared = agree = agree_kernel = exact = 0
+    for s in samples:
+        first = maps.find(s.stack.regs.ip) if s.stack.regs else None
+        if first is None or Path(first.file_path).name != exe.name:
+            continue  # a sample inside glibc: its callers are not reachable by FP
+        cfi = _prefix_in_binary(uw.unwind(s.stack, mode="cfi").ips, maps, exe)
+        fp = uw.unwind(s.stack, mode="fp").ips
+        # A function that has not set up its frame at the sampled pc (a leaf compiled
+        # without one, or a prologue) hides its caller from any FP walk: CFI tells which.
+        row = uw.cfi_row(s.stack.regs.ip)
+        established = row is not None and row.row[0] == 6  # CFA = rbp + N
+        allowed = [cfi] if established else [cfi, cfi[:1] + cfi[2:]]
+        compared += 1
+        agree += any(list(fp[:len(c)]) == c for c in allowed)
+        agree_kernel += any(list(s.stack.fp_ips[:len(c)]) == c for c in allowed)
+        exact += established and list(fp[:len(cfi)]) == cfi
+    assert compared >= 30
+    assert agree >= 0.95 * compared
+    assert agree_kernel >= 0.95 * compared
+    assert exact > 0, "no sample with an established frame: the comparison was vacuous"
+
+
+def test_strategy_report_tells_fp_and_nofp_builds_apart(programs):
+    from hud.unwind.report import module_strategy
+    fp = module_strategy(str(programs["fp"]))
+    nofp = module_strategy(str(programs["nofp"]))
+    assert fp.fp_fraction is not None and nofp.fp_fraction is not None
+    assert fp.fp_fraction > nofp.fp_fraction
+    assert fp.strategy == "both" and nofp.strategy == "cfi"
