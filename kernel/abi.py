@@ -49,23 +49,40 @@ class Layout:
             raise AssertionError(f"{name}: layout is {self.struct.size} bytes, expected {size}")
         self.size = size
         self.offsets: dict[str, int] = {}
-        self._names = []
+        # (name, number of values) per non-padding field: "16Q" is one field of 16 values.
+        self._names: list[tuple[str, int]] = []
         off = 0
         for fname, fmt in fields:
             self.offsets[fname] = off
-            off += struct.calcsize("<" + fmt)
+            width = struct.calcsize("<" + fmt)
+            off += width
             if not fmt.endswith("x"):
-                self._names.append(fname)
+                count = len(struct.unpack("<" + fmt, bytes(width)))
+                self._names.append((fname, count))
 
     def offset(self, field: str) -> int:
         return self.offsets[field]
 
     def unpack(self, data: bytes, offset: int = 0) -> dict[str, Any]:
-        """Field values by name (padding omitted); raises struct.error if `data` is short."""
-        return dict(zip(self._names, self.struct.unpack_from(data, offset)))
+        """Field values by name (padding omitted; repeated formats as tuples); raises
+        struct.error if `data` is short."""
+        values = self.struct.unpack_from(data, offset)
+        out: dict[str, Any] = {}
+        i = 0
+        for name, count in self._names:
+            out[name] = values[i] if count == 1 else tuple(values[i:i + count])
+            i += count
+        return out
 
     def pack(self, **values: Any) -> bytes:
-        return self.struct.pack(*(values.get(n, 0) for n in self._names))
+        flat: list[Any] = []
+        for name, count in self._names:
+            v = values.get(name, 0 if count == 1 else (0,) * count)
+            if count == 1:
+                flat.append(v)
+            else:
+                flat.extend(v)
+        return self.struct.pack(*flat)
 
 
 # bpf_perf_event_data (include/uapi/linux/bpf_perf_event.h): pt_regs, then sample_period
