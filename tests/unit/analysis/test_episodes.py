@@ -1,0 +1,240 @@
+"""Events -> episodes: park vs blocking vs pool vs sched_delay, and cpu stretches."""
+from __future__ import annotations
+
+import pytest
+from unit.analysis import tokio_shapes as shapes
+from unit.analysis.helpers import MS, StackTable, off, sample
+
+from hud.analysis.episodes import EpisodeBuilder
+from hud.classify import Classifier
+from hud.model import (
+    KIND_BLOCKING,
+    KIND_CPU,
+    KIND_PARK,
+    KIND_POOL,
+    KIND_SCHED_DELAY,
+    ROLE_BLOCKING,
+    ROLE_OTHER,
+    ROLE_WORKER,
+    CpuSample,
+    StackCapture,
+)
+
+W, W2, P = 11, 12, 21
+
+
+def builder(table, threshold_ms=5):
+    b = EpisodeBuilder(table, Classifier(shapes.APP), int(threshold_ms * MS))
+    b.set_role(W, ROLE_WORKER)
+    b.set_role(W2, ROLE_WORKER)
+    b.set_role(P, ROLE_BLOCKING)
+    return b
+
+
+def kinds(b, events):
+    out = []
+    for ev in events:
+        if isinstance(ev, CpuSample):
+            out.extend(b.sample(ev)[0])
+        else:
+            out.extend(b.offcpu(ev)[0])
+    return out
+
+
+# --- off-CPU ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [shapes.park_epoll_124, shapes.park_epoll_143,
+                                  shapes.park_condvar_124,
+                                  shapes.park_condvar_parking_lot_143])
+def test_worker_parks_become_park_episodes(make):
+    t = StackTable()
+    b = builder(t)
+    (ep,) = kinds(b, [off(t, W, 0, 40, make())])
+    assert ep.kind == KIND_PARK and ep.tid == W and ep.duration_ns == 40 * MS
+
+
+@pytest.mark.parametrize("make, fn", [
+    (lambda: shapes.sleep_blocker(version="1.24"), "my_app::handlers::load::{{closure}}"),
+    (lambda: shapes.sleep_blocker(version="1.43"), "my_app::handlers::load::{{closure}}"),
+    (shapes.mutex_blocker, "my_app::state::Cache::get"),
+    (shapes.blocking_lock_in_task, "my_app::handlers::locky::{{closure}}"),
+])
+def test_worker_blocking(make, fn):
+    t = StackTable()
+    b = builder(t)
+    (ep,) = kinds(b, [off(t, W, 0, 12, make())])
+    assert ep.kind == KIND_BLOCKING
+    assert any(f.function == fn and f.cls == "user" for f in ep.stack)
+
+
+def test_current_thread_worker():
+    t = StackTable()
+    b = builder(t)
+    b.set_role(1, ROLE_OTHER)   # discovery did not know: the stack says block_on
+    eps = kinds(b, [off(t, 1, 0, 30, shapes.current_thread_park()),
+                    off(t, 1, 40, 30, shapes.current_thread_blocking())])
+    assert [e.kind for e in eps] == [KIND_PARK, KIND_BLOCKING]
+    assert b.role_of(1) == ROLE_WORKER
+
+
+def test_pool_threads_are_pool_never_blocking_even_when_named_like_workers():
+    t = StackTable()
+    b = builder(t)
+    b.set_role(P + 1, ROLE_WORKER)   # discovery guessed from the shared name
+    eps = kinds(b, [off(t, P, 0, 50, shapes.pool_busy()),
+                    off(t, P, 60, 500, shapes.pool_idle()),
+                    off(t, P + 1, 0, 50, shapes.pool_busy(version="1.43"))])
+    assert [e.kind for e in eps] == [KIND_POOL] * 3
+    assert [e.detail for e in eps] == ["busy", "idle", "busy"]
+    assert b.role_of(P + 1) == ROLE_BLOCKING
+
+
+def test_block_in_place_is_pool_work_and_the_thread_stays_a_worker():
+    t = StackTable()
+    b = builder(t)
+    (ep,) = kinds(b, [off(t, W, 0, 50, shapes.block_in_place_sleep())])
+    assert ep.kind == KIND_POOL
+    assert b.role_of(W) == ROLE_WORKER
+
+
+def test_runnable_worker_is_sched_delay_with_the_holder_unless_parked():
+    t = StackTable()
+    b = builder(t)
+    eps = kinds(b, [off(t, W, 0, 9, shapes.cpu_hog(), runnable=True, holder=("stress", 77)),
+                    off(t, W, 20, 9, shapes.park_epoll_124(), runnable=True,
+                        holder=("kworker/0:1", 12))])
+    assert [e.kind for e in eps] == [KIND_SCHED_DELAY, KIND_PARK]
+    assert eps[0].detail == "stress (pid 77)"
+
+
+def test_threshold_and_unknown_threads():
+    t = StackTable()
+    b = builder(t, threshold_ms=10)
+    eps = kinds(b, [off(t, W, 0, 9.999, shapes.sleep_blocker()),
+                    off(t, W, 20, 10, shapes.sleep_blocker()),
+                    off(t, 999, 0, 50, shapes.truncated(shapes.sleep_blocker(), 4))])
+    assert [e.start_ns for e in eps] == [20 * MS]
+    assert b.counts["below_threshold"] == 1 and b.counts["ignored_offcpu"] == 1
+
+
+def test_a_worker_stack_teaches_the_role_to_later_truncated_stacks():
+    t = StackTable()
+    b = builder(t)
+    short = shapes.truncated(shapes.sleep_blocker(), 5)
+    assert kinds(b, [off(t, 5, 0, 50, short)]) == []         # unknown thread, no signature
+    kinds(b, [off(t, 5, 100, 50, shapes.park_epoll_124())])
+    (ep,) = kinds(b, [off(t, 5, 200, 50, short)])
+    assert ep.kind == KIND_BLOCKING
+
+
+def test_resolver_failure_is_data():
+    def broken(pid, cap):
+        raise RuntimeError("boom")
+    b = EpisodeBuilder(broken, Classifier(shapes.APP), 5 * MS)
+    b.set_role(W, ROLE_WORKER)
+    cap = StackCapture(fp_ips=(0x10, 0x20))
+    from hud.model import OffCpuEvent
+    eps, _ = b.offcpu(OffCpuEvent(1, W, 0, 0, 50 * MS, 1, False, cap))
+    assert eps[0].kind == KIND_BLOCKING
+    assert [f.address for f in eps[0].stack] == [0x10, 0x20]
+    assert all(f.reason == "resolver failed" for f in eps[0].stack)
+    assert b.counts["resolve_errors"] == 1 and "boom" in b.first_resolve_error
+
+
+# --- cpu stretches -----------------------------------------------------------------------------
+
+def hog_run(t, tid, start_ms, n, seq=3, period_ms=1.0, task="hog"):
+    stack = shapes.cpu_hog if task == "hog" else (lambda line: shapes.sleep_blocker(line=line))
+    return [sample(t, tid, start_ms + i * period_ms, stack(120 + i % 4), seq=seq,
+                   period_ms=period_ms) for i in range(n)]
+
+
+def test_one_stretch_from_first_sample_to_last_plus_period():
+    t = StackTable()
+    b = builder(t)
+    eps = kinds(b, hog_run(t, W, 100, 20)) + b.flush()
+    (ep,) = eps
+    assert ep.kind == KIND_CPU
+    assert (ep.start_ns, ep.end_ns) == (100 * MS, 120 * MS)
+    assert ep.detail == "20 samples"
+    assert ep.stack[0].function == "my_app::handlers::hog::{{closure}}"
+
+
+def test_switch_seq_change_splits_stretches():
+    t = StackTable()
+    b = builder(t)
+    evs = hog_run(t, W, 0, 10, seq=1) + hog_run(t, W, 10, 10, seq=2) + hog_run(t, W, 20, 3, seq=3)
+    eps = kinds(b, evs) + b.flush()
+    assert [(e.start_ns // MS, e.end_ns // MS) for e in eps] == [(0, 10), (10, 20)]
+    assert b.counts["short_stretches"] == 1
+
+
+def test_preemption_keeps_the_stretch_voluntary_switch_ends_it():
+    t = StackTable()
+    b = builder(t)
+    evs = hog_run(t, W, 0, 5)
+    evs.append(off(t, W, 5, 6, shapes.cpu_hog(), runnable=True, holder=("x", 1)))
+    evs += hog_run(t, W, 11, 2)         # same seq: the poll went on after preemption
+    eps = kinds(b, evs)
+    assert [e.kind for e in eps] == [KIND_SCHED_DELAY]
+    eps = kinds(b, [off(t, W, 12.5, 10, shapes.park_epoll_124())])
+    assert [e.kind for e in eps] == [KIND_CPU, KIND_PARK]
+    cpu = eps[0]
+    # clamped to the switch-out, not last sample + period
+    assert (cpu.start_ns, cpu.end_ns) == (0, int(12.5 * MS))
+
+
+def test_a_different_task_or_a_sample_between_polls_splits():
+    t = StackTable()
+    b = builder(t)
+    evs = hog_run(t, W, 0, 8) + hog_run(t, W, 8, 8, task="other")
+    evs.append(sample(t, W, 16, shapes.scheduler_between_polls(), seq=3))
+    evs += hog_run(t, W, 17, 8)
+    eps = kinds(b, evs) + b.flush()
+    assert [(e.start_ns // MS, e.end_ns // MS) for e in eps] == [(0, 8), (8, 16), (17, 25)]
+
+
+def test_park_sample_ends_a_stretch():
+    t = StackTable()
+    b = builder(t)
+    evs = [*hog_run(t, W, 0, 8), sample(t, W, 8, shapes.park_epoll_124(), seq=3)]
+    eps = kinds(b, evs)
+    assert [(e.start_ns // MS, e.end_ns // MS) for e in eps] == [(0, 8)]
+
+
+def test_workers_are_tracked_separately():
+    t = StackTable()
+    b = builder(t)
+    a, c = hog_run(t, W, 0, 10), hog_run(t, W2, 0.5, 10)
+    evs = [e for pair in zip(a, c) for e in pair]
+    eps = sorted(kinds(b, evs) + b.flush(), key=lambda e: e.tid)
+    assert [(e.tid, e.duration_ns) for e in eps] == [(W, 10 * MS), (W2, 10 * MS)]
+
+
+def test_unknown_switch_seq_uses_the_sample_gap():
+    t = StackTable()
+    b = builder(t)
+    evs = hog_run(t, W, 0, 6, seq=-1) + hog_run(t, W, 6.4, 6, seq=-1)   # gap 1.4 periods
+    evs += hog_run(t, W, 20, 6, seq=-1)                                  # gap of 8.6 periods
+    eps = kinds(b, evs) + b.flush()
+    assert [(e.start_ns, e.end_ns) for e in eps] == [(0, int(12.4 * MS)),
+                                                     (20 * MS, 26 * MS)]
+
+
+def test_non_worker_samples_make_no_cpu_episodes_and_exit_closes():
+    t = StackTable()
+    b = builder(t)
+    assert kinds(b, [sample(t, P, i, shapes.pool_busy(), seq=1) for i in range(30)]) == []
+    kinds(b, hog_run(t, W, 0, 10))
+    (ep,) = b.thread_exit(W, int(9.5 * MS))
+    assert ep.end_ns == int(9.5 * MS)
+    assert b.flush() == []
+
+
+def test_cpu_episode_stack_is_of_the_most_sampled_function():
+    t = StackTable()
+    b = builder(t)
+    evs = [sample(t, W, i, shapes.cpu_hog(line=120, helper="my_app::cpu::mix" if i % 3 else None),
+                  seq=1) for i in range(9)]
+    (ep,) = kinds(b, evs) + b.flush()
+    assert ep.stack[0].function == "my_app::cpu::mix"

@@ -1,0 +1,144 @@
+"""Findings: grouping, p99 (nearest rank), ranking, representative stack, removal."""
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+from unit.analysis import tokio_shapes as shapes
+from unit.analysis.helpers import MS
+
+from hud.analysis.findings import FindingsTable, p99_index, rank
+from hud.classify import classify_stack
+from hud.model import (
+    FINDING_KINDS,
+    KIND_BLOCKING,
+    KIND_CPU,
+    KIND_PARK,
+    KIND_POOL,
+    KIND_SCHED_DELAY,
+    Episode,
+)
+
+
+def ep(kind, tid, start_ms, dur_ms, stack, detail=""):
+    return Episode(kind, tid, int(start_ms * MS), int((start_ms + dur_ms) * MS),
+                   classify_stack(stack, shapes.APP), detail)
+
+
+SLEEP = shapes.sleep_blocker()
+SLEEP_43 = shapes.sleep_blocker(line=43)
+MUTEX = shapes.mutex_blocker()
+
+
+def brute_p99(values):
+    """The textbook nearest-rank definition, written independently."""
+    s = sorted(values)
+    for v in s:
+        if sum(1 for x in s if x <= v) >= 0.99 * len(s):
+            return v
+    return None
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10**9), min_size=1, max_size=400))
+def test_p99_is_nearest_rank(values):
+    s = sorted(values)
+    assert s[p99_index(len(s))] == brute_p99(values)
+
+
+def test_p99_known_values():
+    assert p99_index(1) == 0
+    assert p99_index(99) == 98           # below 100 values p99 is the max
+    assert p99_index(100) == 98          # the 99th of 100
+    assert p99_index(101) == 99
+    assert p99_index(200) == 197
+    assert p99_index(1000) == 989
+
+
+def test_group_aggregates():
+    t = FindingsTable(FINDING_KINDS)
+    durs = list(range(1, 201))          # 200 episodes, 1..200 ms
+    for i, d in enumerate(reversed(durs)):
+        t.add(ep(KIND_BLOCKING, 10 + i % 3, i * 1000, d, SLEEP))
+    (f,) = t.findings()
+    assert f.kind == KIND_BLOCKING
+    assert f.function == "my_app::handlers::load"
+    assert (f.file, f.line) == ("/usr/src/app/src/handlers.rs", 42)
+    assert f.count == 200
+    assert math.isclose(f.total_ms, sum(durs))
+    assert math.isclose(f.max_ms, 200)
+    assert math.isclose(f.p99_ms, 198)   # rank ceil(0.99*200) = 198
+    assert f.workers == (10, 11, 12)
+    assert f.stack[4].function == "my_app::handlers::load::{{closure}}"
+
+
+def test_blocking_groups_by_line_cpu_merges_lines():
+    t = FindingsTable(FINDING_KINDS)
+    t.add(ep(KIND_BLOCKING, 1, 0, 10, SLEEP))
+    t.add(ep(KIND_BLOCKING, 1, 100, 20, SLEEP_43))
+    t.add(ep(KIND_CPU, 1, 200, 7, shapes.cpu_hog(line=120)))
+    t.add(ep(KIND_CPU, 1, 300, 9, shapes.cpu_hog(line=123)))
+    fs = t.findings()
+    blocking = [f for f in fs if f.kind == KIND_BLOCKING]
+    assert sorted(f.line for f in blocking) == [42, 43]
+    (cpu,) = [f for f in fs if f.kind == KIND_CPU]
+    assert cpu.count == 2 and cpu.line == 123      # the longest episode's line
+    assert cpu.function == "my_app::handlers::hog"
+
+
+def test_representative_stack_is_the_longest_episode():
+    t = FindingsTable(FINDING_KINDS)
+    short = ep(KIND_BLOCKING, 1, 0, 10, shapes.sleep_blocker(task_fn="my_app::a"))
+    long = ep(KIND_BLOCKING, 2, 50, 30, shapes.sleep_blocker(task_fn="my_app::b"))
+    t.add(short)
+    t.add(long)
+    t.add(ep(KIND_BLOCKING, 1, 100, 10, shapes.sleep_blocker(task_fn="my_app::a")))
+    (f,) = t.findings()
+    assert f.stack is long.stack
+
+
+def test_ranked_by_total_time():
+    t = FindingsTable(FINDING_KINDS)
+    for i in range(10):
+        t.add(ep(KIND_BLOCKING, 1, i * 100, 6, SLEEP))          # 60 ms total
+    t.add(ep(KIND_BLOCKING, 1, 2000, 50, MUTEX))                # 50 ms, one long
+    t.add(ep(KIND_CPU, 1, 3000, 70, shapes.cpu_hog()))         # 70 ms
+    fs = t.findings()
+    assert [f.total_ms for f in fs] == sorted((f.total_ms for f in fs), reverse=True)
+    assert [f.kind for f in fs] == [KIND_CPU, KIND_BLOCKING, KIND_BLOCKING]
+    assert fs[1].function == "my_app::handlers::load"
+    assert rank(reversed(fs)) == fs
+
+
+def test_park_and_pool_are_never_findings():
+    t = FindingsTable(FINDING_KINDS)
+    assert not t.add(ep(KIND_PARK, 1, 0, 100, shapes.park_epoll_124()))
+    assert not t.add(ep(KIND_POOL, 2, 0, 100, shapes.pool_busy()))
+    assert t.findings() == []
+
+
+def test_sched_delay_carries_the_holders():
+    t = FindingsTable(FINDING_KINDS)
+    t.add(ep(KIND_SCHED_DELAY, 1, 0, 30, shapes.cpu_hog(), "stress (pid 9)"))
+    t.add(ep(KIND_SCHED_DELAY, 1, 50, 10, shapes.cpu_hog(line=121), "kworker/0:1 (pid 3)"))
+    (f,) = t.findings()
+    assert f.detail == "CPU held by stress (pid 9) 75%, kworker/0:1 (pid 3) 25%"
+    d = f.to_dict()
+    assert d["holders"] == [{"holder": "stress (pid 9)", "ms": 30.0},
+                            {"holder": "kworker/0:1 (pid 3)", "ms": 10.0}]
+
+
+def test_remove_restores_the_previous_state():
+    t = FindingsTable(FINDING_KINDS, keep_members=True)
+    a = ep(KIND_BLOCKING, 1, 0, 10, SLEEP)
+    b = ep(KIND_BLOCKING, 2, 20, 40, SLEEP)
+    c = ep(KIND_BLOCKING, 3, 80, 20, SLEEP)
+    for e in (a, b, c):
+        t.add(e)
+    t.remove(a)
+    t.remove(b)        # the longest leaves: the next longest represents
+    (f,) = t.findings()
+    assert (f.count, f.total_ms, f.max_ms, f.workers) == (1, 20.0, 20.0, (3,))
+    assert f.stack is c.stack
+    t.remove(c)
+    assert t.findings() == [] and len(t) == 0
