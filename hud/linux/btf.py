@@ -167,25 +167,39 @@ class Btf:
                     return m.bit_offset + inner[0], inner[1]
         return None
 
+    def enumerators(self) -> dict[str, int]:
+        """Every enumerator of every enum, anonymous ones included (the kernel's #define-like
+        flags such as BPF_F_USER_STACK live in anonymous enums); first definition wins."""
+        out: dict[str, int] = {}
+        for tid in range(1, len(self._pos)):
+            if self.kind(tid) in (BTF_KIND_ENUM, BTF_KIND_ENUM64):
+                for k, v in self._enum_values(tid).items():
+                    out.setdefault(k, v)
+        return out
+
     def enum(self, name: str) -> dict[str, int]:
         """Values of enum `name` (ENUM or ENUM64)."""
         for tid in self._by_name.get(name, ()):
-            _, kind, info, _ = self._header(tid)
-            signed = (info >> 31) & 1
-            base = self._pos[tid] + 12
-            if kind == BTF_KIND_ENUM:
-                fmt = "<Ii" if signed else "<II"
-                return {self._str(n): v for n, v in
-                        (struct.unpack_from(fmt, self._data, base + 8 * i)
-                         for i in range(info & 0xFFFF))}
-            if kind == BTF_KIND_ENUM64:
-                out = {}
-                for i in range(info & 0xFFFF):
-                    n, lo, hi = struct.unpack_from("<III", self._data, base + 12 * i)
-                    v = (hi << 32) | lo
-                    out[self._str(n)] = v - (1 << 64) if signed and v >> 63 else v
-                return out
+            if self.kind(tid) in (BTF_KIND_ENUM, BTF_KIND_ENUM64):
+                return self._enum_values(tid)
         raise KeyError(f"no BTF enum {name!r}")
+
+    def _enum_values(self, tid: int) -> dict[str, int]:
+        _, kind, info, _ = self._header(tid)
+        signed = (info >> 31) & 1
+        base = self._pos[tid] + 12
+        out = {}
+        if kind == BTF_KIND_ENUM:
+            fmt = "<Ii" if signed else "<II"
+            for i in range(info & 0xFFFF):
+                n, v = struct.unpack_from(fmt, self._data, base + 8 * i)
+                out[self._str(n)] = v
+        else:
+            for i in range(info & 0xFFFF):
+                n, lo, hi = struct.unpack_from("<III", self._data, base + 12 * i)
+                v = (hi << 32) | lo
+                out[self._str(n)] = v - (1 << 64) if signed and v >> 63 else v
+        return out
 
 
 _cache: dict[str, Btf] = {}
