@@ -116,16 +116,21 @@ def scan(arch: str, text: Sequence[tuple[int, bytes]], entries: Sequence[int]
     md = _disassembler(arch)
     if md is None:
         return None, 0
-    if len(entries) > MAX_SCANNED:
-        step = len(entries) / MAX_SCANNED
-        entries = [entries[int(i * step)] for i in range(MAX_SCANNED)]
+    # Each window ends at the next entry: a short function must not borrow its
+    # neighbour's prologue.
+    ordered = sorted(set(entries))
+    ends = {e: n for e, n in zip(ordered, ordered[1:])}
+    if len(ordered) > MAX_SCANNED:
+        step = len(ordered) / MAX_SCANNED
+        ordered = [ordered[int(i * step)] for i in range(MAX_SCANNED)]
     scanned = hits = 0
-    for entry in entries:
+    for entry in ordered:
+        window = min(_WINDOW, ends.get(entry, entry + _WINDOW) - entry)
         for base, data in text:
             off = entry - base
             if 0 <= off < len(data):
                 scanned += 1
-                if has_fp_prologue(arch, data[off:off + _WINDOW], entry):
+                if has_fp_prologue(arch, data[off:off + window], entry):
                     hits += 1
                 break
     if not scanned:
