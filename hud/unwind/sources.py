@@ -85,6 +85,17 @@ class ModuleInfo:
             if debug is not None:
                 debug.close()
 
+    @classmethod
+    def from_table(cls, module: Module, table: CfiTable, arch: str,
+                   strategy: Optional[prologue.ModuleStrategy] = None) -> ModuleInfo:
+        """A ModuleInfo over CFI already in hand (tests, replayed recordings)."""
+        info = cls(module, lambda: None)
+        info.table = table
+        info.arch = arch
+        info.reason = ""
+        info._strategy = strategy
+        return info
+
     def _open(self) -> Optional[ElfFile]:
         try:
             elf = self._opener()

@@ -60,6 +60,12 @@ class Unwinder:
 
     # -- module and pc resolution -------------------------------------------------------
 
+    def add_module_info(self, info: ModuleInfo) -> None:
+        """Use `info` for its module instead of reading the module's file."""
+        m = info.module
+        self._infos[(m.path, m.start, m.end, m.bias)] = info
+        self._pc.clear()
+
     def _info(self, module: Any) -> Optional[ModuleInfo]:
         key = (module.path, module.start, module.end, module.bias)
         if key in self._infos:
