@@ -1,0 +1,109 @@
+"""Benchmark (not a test): DWARF/CFI unwinding speed of recorded samples, on one core.
+
+    .venv/bin/python benchmarks/unwind.py [--seconds 2] [--rounds 5]
+
+Two sample sets: the committed aarch64 qemu snapshots (anywhere, no root), and x86_64
+perf samples recorded live from tests/data/unwind/x86_64/deep.c built without frame
+pointers (root + gcc). Each row gives frames/s of CPU time (time.process_time) for a cold
+unwinder (first pass: ELF sections read, CFI indexed, rows computed) and a warm one
+(medians of --rounds passes), and the ratio against a reference run in the same
+invocation: the frame-pointer walk over the same captures. Goal: >= 50,000 frames/s warm.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "unit" / "unwind"))
+
+from hud.model import CpuSample, StackCapture  # noqa: E402
+from hud.unwind.unwinder import Unwinder  # noqa: E402
+
+
+def _rate(uw: Unwinder, caps: list[StackCapture], mode: str) -> tuple[float, int]:
+    t0 = time.process_time()
+    frames = 0
+    for cap in caps:
+        frames += len(uw.unwind(cap, mode=mode).ips)
+    dt = time.process_time() - t0
+    return frames / dt if dt > 0 else float("inf"), frames
+
+
+def _measure(name: str, make, caps: list[StackCapture], rounds: int) -> dict:
+    uw = make()
+    cold, frames = _rate(uw, caps, "cfi")
+    warm = statistics.median(_rate(uw, caps, "cfi")[0] for _ in range(rounds))
+    ref = statistics.median(_rate(uw, caps, "fp")[0] for _ in range(rounds))
+    return {"set": name, "samples": len(caps), "frames": frames,
+            "per_sample": frames / max(1, len(caps)), "cold": cold, "warm": warm,
+            "fp": ref}
+
+
+def aarch64_set(rounds: int) -> dict:
+    from unwind_support import A64, StaticMaps, a64_capture, a64_vectors
+    vecs = a64_vectors()
+    # Every vector's own binary: unwind them grouped by binary, 20 copies for stable timing.
+    rows = []
+    for binary in sorted({v["binary"] for v in vecs}):
+        group = [v for v in vecs if v["binary"] == binary]
+        caps = [a64_capture(v) for v in group] * 20
+        bias = group[0]["bias"]
+        rows.append(_measure(f"aarch64 {binary}", lambda b=binary, bi=bias: Unwinder(
+            StaticMaps([(str(A64 / b), bi)])), caps, rounds))
+    return rows
+
+
+def x86_set(seconds: float, rounds: int) -> list[dict]:
+    if os.geteuid() != 0 or shutil.which("gcc") is None:
+        print("x86_64 live set skipped: needs root and gcc", file=sys.stderr)
+        return []
+    from hud.collect.perf_sampler import PerfSampler
+    from hud.symbolize.normalize import ProcessMaps
+    src = ROOT / "tests" / "data" / "unwind" / "x86_64" / "deep.c"
+    with tempfile.TemporaryDirectory(prefix="hud-bench-") as tmp:
+        exe = Path(tmp) / "deep_nofp"
+        subprocess.run(["gcc", "-O2", "-fomit-frame-pointer", "-fno-optimize-sibling-calls",
+                        "-o", str(exe), str(src), "-lpthread"], check=True)
+        proc = subprocess.Popen([str(exe), "14"])
+        try:
+            time.sleep(0.2)
+            caps = []
+            with PerfSampler(proc.pid, freq=499, stack_bytes=16384) as sampler:
+                sampler.start()
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    time.sleep(0.05)
+                    caps += [s.stack for s in sampler.read() if isinstance(s, CpuSample)]
+            return [_measure("x86_64 perf samples, no-FP C + glibc",
+                             lambda: Unwinder(ProcessMaps(proc.pid)), caps, rounds)]
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=2.0, help="x86_64 recording length")
+    ap.add_argument("--rounds", type=int, default=5, help="warm passes (median)")
+    args = ap.parse_args()
+    rows = aarch64_set(args.rounds) + x86_set(args.seconds, args.rounds)
+    print(f"python {sys.version.split()[0]}, one core (process CPU time)\n")
+    print("| sample set | samples | frames/sample | cold frames/s | warm frames/s "
+          "| FP walk frames/s (ref) | warm / ref |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['set']} | {r['samples']} | {r['per_sample']:.1f} | {r['cold']:,.0f} "
+              f"| {r['warm']:,.0f} | {r['fp']:,.0f} | {r['warm'] / r['fp']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
