@@ -103,3 +103,40 @@ def test_closed_ring_refuses_reads():
     ring.close()
     with pytest.raises(UsageError):
         list(ring.read())
+
+
+def test_user_regs_and_stack_copies_decode_from_real_samples():
+    from hud.bpf import records
+    from hud.linux import procfs
+
+    mask = (1 << pe.X86_REG["bp"]) | (1 << pe.X86_REG["sp"]) | (1 << pe.X86_REG["ip"])
+    st = (pe.PERF_SAMPLE_IP | pe.PERF_SAMPLE_TID | pe.PERF_SAMPLE_TIME | pe.PERF_SAMPLE_CPU
+          | pe.PERF_SAMPLE_PERIOD | pe.PERF_SAMPLE_CALLCHAIN | pe.PERF_SAMPLE_REGS_USER
+          | pe.PERF_SAMPLE_STACK_USER)
+    attr = pe.PerfEventAttr(type=pe.PERF_TYPE_SOFTWARE, config=pe.PERF_COUNT_SW_CPU_CLOCK,
+                            period_or_freq=999, freq=True, sample_type=st, disabled=True,
+                            exclude_kernel=True, sample_regs_user=mask,
+                            sample_stack_user=4096, use_clockid=True,
+                            clockid=pe.CLOCK_MONOTONIC)
+    fd = pe.perf_event_open(attr, pid=0, cpu=-1)
+    samples = []
+    with PerfRing(fd, 8, own_fd=True) as ring:
+        pe.enable(fd)
+        for _ in range(2000):
+            _spin(20000)
+            samples += [records.parse_sample(b, st, mask) for t, _m, b in ring.read()
+                        if t == pe.PERF_RECORD_SAMPLE]
+            if len(samples) >= 20:
+                break
+        pe.disable(fd)
+    assert len(samples) >= 20
+    stack_map = next(m for m in procfs.read_maps(os.getpid()) if m.path == "[stack]")
+    main = threading.current_thread() is threading.main_thread()
+    tid = threading.get_native_id()
+    for s in samples:
+        assert s.regs_abi == pe.PERF_SAMPLE_REGS_ABI_64 and s.tid == tid
+        assert s.reg(pe.X86_REG["ip"]) == s.ip           # user-mode samples only
+        sp = s.reg(pe.X86_REG["sp"])
+        assert not main or stack_map.start <= sp < stack_map.end   # the main thread's stack
+        assert 0 < len(s.stack) <= 4096
+        assert s.callchain[0] == pe.PERF_CONTEXT_USER and s.callchain[1] == s.ip
