@@ -287,6 +287,7 @@ class Analyzer:
                "episodes": episodes, "episodes_dropped": c["episodes_dropped"],
                "below_threshold": b["below_threshold"], "ignored_offcpu": b["ignored_offcpu"],
                "short_cpu_stretches": b["short_stretches"],
+               "offcpu_without_stack": b["offcpu_without_stack"],
                "resolve_errors": b["resolve_errors"],
                "stack_cache": {"hits": self.classifier.hits,
                                "misses": self.classifier.misses},

@@ -10,7 +10,9 @@ Off-CPU (`OffCpuEvent`), by the thread's effective role:
 The effective role of an event is decided by its own stack first (a worker stack runs
 `worker::run`, a pool stack runs `blocking::pool::Inner::run` without it: thread names
 cannot tell them apart), then by what earlier stacks of the thread showed, then by the
-role discovery gave. Threads that are neither are ignored (counted).
+role discovery gave. Threads that are neither are ignored (counted). An event with an
+empty capture is counted (`offcpu_without_stack`) and makes no episode: without a stack
+a park cannot be told from a blocker.
 
 On-CPU (`CpuSample`): consecutive samples of one worker with the same `switch_seq` and the
 same task (`StackInfo.task`) are one stretch, from the first sample's time to the last
@@ -124,11 +126,16 @@ class EpisodeBuilder:
 
     def offcpu(self, ev: OffCpuEvent) -> tuple[list[Episode], str]:
         """Episodes an off-CPU event makes (closed stretches first) and the role used."""
-        stack, info = self.stack_of(ev.pid, ev.stack)
-        role = self._effective_role(ev.tid, info)
         out: list[Episode] = []
         if not ev.runnable:
             out.extend(self._close(ev.tid, ev.start_ns))
+        if _empty(ev.stack):
+            # Nothing tells a park from a blocker (a park the kernel side already knows
+            # may arrive like this): counted, never guessed into a finding.
+            self.counts["offcpu_without_stack"] += 1
+            return out, self.role_of(ev.tid)
+        stack, info = self.stack_of(ev.pid, ev.stack)
+        role = self._effective_role(ev.tid, info)
         if role not in (ROLE_WORKER, ROLE_BLOCKING):
             self.counts["ignored_offcpu"] += 1
             return out, role
@@ -199,6 +206,10 @@ class EpisodeBuilder:
         name = st.by_function.most_common(1)[0][0]
         detail = f"{st.samples} samples"
         return [Episode(KIND_CPU, tid, st.first_ns, end, st.stack_of[name], detail)]
+
+
+def _empty(c: StackCapture) -> bool:
+    return not (c.fp_ips or c.regs is not None or c.stack or c.kernel_ips)
 
 
 def _holder(ev: OffCpuEvent) -> str:

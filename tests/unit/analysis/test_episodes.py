@@ -238,3 +238,13 @@ def test_cpu_episode_stack_is_of_the_most_sampled_function():
                   seq=1) for i in range(9)]
     (ep,) = kinds(b, evs) + b.flush()
     assert ep.stack[0].function == "my_app::cpu::mix"
+
+
+def test_offcpu_without_a_stack_makes_no_episode():
+    t = StackTable()
+    b = builder(t)
+    from hud.model import OffCpuEvent
+    kinds(b, [sample(t, W, i, shapes.cpu_hog(), seq=1) for i in range(10)])
+    eps, _ = b.offcpu(OffCpuEvent(1, W, 0, 10 * MS, 60 * MS, 1, False, StackCapture()))
+    assert [e.kind for e in eps] == [KIND_CPU]        # the stretch still ends there
+    assert b.counts["offcpu_without_stack"] == 1
