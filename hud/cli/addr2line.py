@@ -1,14 +1,84 @@
-"""`hud addr2line`: addresses to function, file:line and inlines (placeholder)."""
+"""`hud addr2line`: addresses to function, file:line and inlines, like binutils
+`addr2line -f -i -C` (also our test hook against it)."""
 from __future__ import annotations
+
+import sys
+from typing import Optional
 
 import click
 
-from hud.errors import Unsupported
+from hud.errors import BadInput, TargetNotFound, UsageError
+
+
+def _parse(text: str) -> int:
+    t = text.strip().lower()
+    if t.startswith("0x"):
+        t = t[2:]
+    try:
+        value = int(t, 16)   # binutils reads addresses as hex, with or without 0x
+    except ValueError:
+        raise UsageError(f"not an address: {text!r}", "give hex addresses like 0x4011d6") \
+            from None
+    if value < 0 or value >= 1 << 64:
+        raise UsageError(f"address out of range: {text!r}")
+    return value
+
+
+def format_frames(frames: tuple, address: Optional[int] = None, basenames: bool = False,
+                  ) -> str:
+    """Text for one address in binutils' `-f -i -C` layout (with `-a` when `address`)."""
+    lines = []
+    if address is not None:
+        lines.append(f"0x{address:016x}")
+    if len(frames) == 1 and frames[0].function is None and frames[0].file is None:
+        lines += ["??", "??:0"]
+        return "\n".join(lines)
+    for f in frames:
+        lines.append(f.function or "??")
+        file = f.file or "??"
+        if basenames and f.file:
+            file = file.rsplit("/", 1)[-1]
+        lines.append(f"{file}:{f.line if f.line else '?'}")
+    return "\n".join(lines)
 
 
 @click.command("addr2line")
-@click.option("-e", "--exe", "exe", type=click.Path(), help="ELF file.")
+@click.option("-e", "--exe", "exe", type=click.Path(), help="ELF file; addresses are its "
+              "virtual addresses (as nm and objdump show them).")
+@click.option("--pid", type=int, help="Running process; addresses are runtime addresses.")
+@click.option("-a", "--addresses", "show_addresses", is_flag=True,
+              help="Print each address before its frames.")
+@click.option("-s", "--basenames", is_flag=True, help="Print file names without directories.")
+@click.option("-r", "--return-addresses", is_flag=True,
+              help="Treat addresses as return addresses (look up address - 1).")
+@click.option("--debug-file", "debug_files", multiple=True, type=click.Path(),
+              help="Separate debug file to use (matched by build-id); repeatable.")
+@click.option("--debug-dir", "debug_dirs", multiple=True, type=click.Path(),
+              help="Directory searched for debug files before /usr/lib/debug; repeatable.")
 @click.argument("addresses", nargs=-1)
-def command(exe: str, addresses: tuple) -> None:
-    """Resolve ADDRESSES in an ELF file or a running process."""
-    raise Unsupported("addr2line is not built yet", "follow issue 4")
+def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basenames: bool,
+            return_addresses: bool, debug_files: tuple, debug_dirs: tuple,
+            addresses: tuple) -> None:
+    """Resolve ADDRESSES (hex; read from stdin when none) in an ELF file or a process."""
+    from hud.linux import procfs
+    from hud.symbolize import Symbolizer
+
+    if (exe is None) == (pid is None):
+        raise UsageError("give exactly one of -e FILE or --pid PID")
+    if addresses:
+        addrs = [_parse(a) for a in addresses]
+    else:
+        addrs = [_parse(w) for line in sys.stdin for w in line.split()]
+    with Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files) as sym:
+        if pid is not None:
+            if not procfs.alive(pid):
+                raise TargetNotFound(f"no process {pid}")
+            proc = sym.for_process(pid)
+            results = [proc.symbolize_one(a, not return_addresses) for a in addrs]
+        else:
+            obj, why = sym.object_for_path(exe)
+            if obj is None:
+                raise BadInput(why, "give an ELF executable or shared library")
+            results = sym.symbolize_file(exe, addrs, return_addresses=return_addresses)
+        for a, frames in zip(addrs, results):
+            click.echo(format_frames(frames, a if show_addresses else None, basenames))

@@ -1,0 +1,117 @@
+"""DWARF lookups of one file: address -> inline chain with file:line, parsed per unit.
+
+Nothing is decoded up front but unit headers and .debug_aranges; a unit's line program
+and its scope tree are decoded the first time an address falls in it, then kept. A unit
+that turns out to be malformed is remembered with its error, and its addresses resolve
+to whatever else is known (symbol table) with that error as the reason.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+from hud.symbolize import dwarf_lines
+from hud.symbolize.dwarf_forms import DwarfError
+from hud.symbolize.dwarf_lines import LineTable
+from hud.symbolize.dwarf_scopes import ROLE_TAGS, ROLES, NameResolver, UnitScopes, scan
+from hud.symbolize.dwarf_units import DwarfSections, Unit, UnitTable
+
+
+@dataclass(frozen=True)
+class Location:
+    """One level of an address's inline chain, straight from DWARF (names still mangled)."""
+
+    function: Optional[str]
+    file: Optional[str]
+    line: Optional[int]
+    column: Optional[int]
+
+
+class DwarfInfo:
+    """The DWARF of one file; `locate` answers per address, decoding units lazily."""
+
+    def __init__(self, sections: DwarfSections) -> None:
+        self.sections = sections
+        self.units = UnitTable(sections, ROLES, ROLE_TAGS)
+        self.names = NameResolver(self.units)
+        self._lines: dict[int, Optional[LineTable]] = {}
+        self._scopes: dict[int, Optional[UnitScopes]] = {}
+        self._errors: dict[int, str] = {}
+
+    @property
+    def has_units(self) -> bool:
+        return bool(self.units.units)
+
+    def locate(self, addr: int) -> tuple[list[Location], str]:
+        """The inline chain at ELF virtual address `addr`, innermost first.
+
+        Returns ([], reason) when no unit covers the address. Otherwise the list ends with
+        the containing function; names may be None (then the symbol table decides) and
+        file/line None when the line table has no row for the address.
+        """
+        unit = self.units.find_unit(addr)
+        if unit is None:
+            return [], "no debug info for this address"
+        self.units.load(unit)
+        if unit.error:
+            return [], unit.error
+        lines = self._line_table(unit)
+        scopes = self._unit_scopes(unit)
+        row = lines.lookup(addr) if lines is not None else None
+        reason = self._errors.get(unit.index, "")
+        chain: list[int] = []
+        if scopes is not None:
+            try:
+                chain = scopes.chain(addr)
+            except DwarfError as e:
+                reason = f"bad inline tree: {e}"
+        file = line = col = None
+        if row is not None:
+            file = lines.path(row[0], unit.comp_dir)
+            line, col = row[1], row[2]
+        if not chain:
+            return [Location(None, file, line, col)], reason
+        out = []
+        for k, idx in enumerate(chain):
+            out.append(Location(self.names.name(scopes.die[idx]), file, line, col))
+            if k + 1 < len(chain):
+                # The caller's position is this instance's call site.
+                file = lines.path(scopes.call_file[idx], unit.comp_dir) if lines else None
+                line = scopes.call_line[idx]
+                col = scopes.call_col[idx]
+        return out, reason
+
+    def _line_table(self, unit: Unit) -> Optional[LineTable]:
+        if unit.index in self._lines:
+            return self._lines[unit.index]
+        table = None
+        if unit.stmt_list >= 0:
+            try:
+                table = dwarf_lines.decode(
+                    self.sections.get(".debug_line"), unit.stmt_list, unit.addr_size,
+                    unit.comp_dir, lambda form, val: self.units.string(unit, form, val))
+            except DwarfError as e:
+                self._errors[unit.index] = f"bad line table: {e}"
+        self._lines[unit.index] = table
+        return table
+
+    def _unit_scopes(self, unit: Unit) -> Optional[UnitScopes]:
+        if unit.index in self._scopes:
+            return self._scopes[unit.index]
+        scopes = None
+        try:
+            scopes = scan(self.units, unit)
+        except (DwarfError, IndexError, struct.error, ValueError) as e:
+            self._errors[unit.index] = f"bad DIEs: {e}"
+        self._scopes[unit.index] = scopes
+        return scopes
+
+    def stats(self) -> dict:
+        """Counts for benchmarks: units, decoded units, rows, scopes, section bytes."""
+        return {"units": len(self.units.units),
+                "line_tables": sum(1 for t in self._lines.values() if t is not None),
+                "rows": sum(len(t) for t in self._lines.values() if t is not None),
+                "scope_units": sum(1 for s in self._scopes.values() if s is not None),
+                "scopes": sum(len(s) for s in self._scopes.values() if s is not None),
+                "section_bytes": self.sections.size()}

@@ -1,0 +1,583 @@
+"""DWARF units: section access, unit headers, abbreviation tables, CU attributes, address
+ranges (.debug_ranges / .debug_rnglists), and the address -> unit index.
+
+Only what locating code needs is decoded eagerly (unit headers and .debug_aranges); the
+root DIE of a unit is read when the unit is first used.
+"""
+from __future__ import annotations
+
+import bisect
+import struct
+from typing import Callable, Optional
+
+from hud.symbolize.dwarf_forms import (
+    ADDRX_FORMS,
+    AT_ADDR_BASE,
+    AT_COMP_DIR,
+    AT_GNU_ADDR_BASE,
+    AT_GNU_RANGES_BASE,
+    AT_HIGH_PC,
+    AT_LOW_PC,
+    AT_NAME,
+    AT_RANGES,
+    AT_RNGLISTS_BASE,
+    AT_STMT_LIST,
+    AT_STR_OFFSETS_BASE,
+    CONSTANT_FORMS,
+    FORM_IMPLICIT_CONST,
+    FORM_LINE_STRP,
+    FORM_RNGLISTX,
+    FORM_STRING,
+    FORM_STRP,
+    STRX_FORMS,
+    DwarfError,
+    fixed_size,
+    read_form,
+    sleb,
+    str_at,
+    uleb,
+)
+
+# DWARF 5 unit types.
+UT_COMPILE = 1
+UT_TYPE = 2
+UT_PARTIAL = 3
+UT_SKELETON = 4
+UT_SPLIT_COMPILE = 5
+UT_SPLIT_TYPE = 6
+
+SECTIONS = (".debug_info", ".debug_abbrev", ".debug_str", ".debug_line_str", ".debug_line",
+            ".debug_ranges", ".debug_rnglists", ".debug_addr", ".debug_str_offsets",
+            ".debug_aranges")
+
+_MAX_RANGE_ENTRIES = 1 << 20
+
+
+class Abbrev:
+    """One abbreviation: tag, children flag, attribute specs and a precomputed skip plan.
+
+    `skip` is the fixed byte size of all attribute values, or -1 when some are variable;
+    `plan` then alternates fixed runs (ints >= 0) and variable forms (negated form codes).
+    """
+
+    __slots__ = ("attrs", "children", "code", "plan", "skip", "steps", "tag")
+
+    def __init__(self, code: int, tag: int, children: bool,
+                 attrs: tuple[tuple[int, int, int], ...]) -> None:
+        self.code = code
+        self.tag = tag
+        self.children = children
+        self.attrs = attrs
+        self.skip = -1
+        self.plan: tuple[int, ...] = ()
+        self.steps: tuple = ()
+
+    def compile(self, addr_size: int, offset_size: int, version: int,
+                roles: Optional[dict[int, int]] = None) -> None:
+        """Precompute how to skip this DIE and, for tags in `roles`' users, how to read it.
+
+        `steps` reads the attributes named in `roles` (attribute -> role number): runs of
+        fixed-size values become one struct unpack, variable ones are read or skipped
+        one by one. Each step is (struct, ((field, role, form), ...)) or
+        (None, ((form, role, implicit),)).
+        """
+        if roles is not None:
+            self.steps = _compile_steps(self.attrs, roles, addr_size, offset_size, version)
+        plan = []
+        run = 0
+        for _at, form, _imp in self.attrs:
+            size = fixed_size(form, addr_size, offset_size, version)
+            if size >= 0:
+                run += size
+            else:
+                plan.append(run)
+                plan.append(-form)
+                run = 0
+        if not plan:
+            self.skip = run
+        else:
+            plan.append(run)
+            self.plan = tuple(plan)
+
+
+_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _compile_steps(attrs: tuple[tuple[int, int, int], ...], roles: dict[int, int],
+                   addr_size: int, offset_size: int, version: int) -> tuple:
+    steps = []
+    fmt = ""
+    fields: list[tuple[int, int, int]] = []
+    nfield = 0
+    for at, form, imp in attrs:
+        size = fixed_size(form, addr_size, offset_size, version)
+        role = roles.get(at, -1)
+        if size == 0:
+            if role >= 0:
+                # No bytes: the value lives in the abbreviation (or is "present").
+                steps.append((None, ((form, role, imp),)))
+            continue
+        if size > 0:
+            code = _STRUCT_CODES.get(size)
+            if code is None or role < 0:
+                fmt += f"{size}x"
+            else:
+                fmt += code
+                fields.append((nfield, role, form))
+                nfield += 1
+            continue
+        if fmt:
+            steps.append((struct.Struct("<" + fmt), tuple(fields)))
+            fmt, fields, nfield = "", [], 0
+        steps.append((None, ((form, role, imp),)))
+    if fmt:
+        steps.append((struct.Struct("<" + fmt), tuple(fields)))
+    return tuple(steps)
+
+
+def parse_abbrevs(data: bytes, offset: int) -> dict[int, Abbrev]:
+    """The abbreviation table at `offset` of .debug_abbrev."""
+    out: dict[int, Abbrev] = {}
+    pos = offset
+    n = len(data)
+    if not 0 <= pos < n:
+        raise DwarfError(f"abbrev offset {offset:#x} out of range")
+    while pos < n:
+        code, pos = uleb(data, pos)
+        if code == 0:
+            break
+        tag, pos = uleb(data, pos)
+        if pos >= n:
+            raise DwarfError("truncated abbreviation")
+        children = data[pos] != 0
+        pos += 1
+        attrs = []
+        while True:
+            at, pos = uleb(data, pos)
+            form, pos = uleb(data, pos)
+            if at == 0 and form == 0:
+                break
+            imp = 0
+            if form == FORM_IMPLICIT_CONST:
+                imp, pos = sleb(data, pos)
+            attrs.append((at, form, imp))
+            if len(attrs) > 4096:
+                raise DwarfError("abbreviation with too many attributes")
+        out[code] = Abbrev(code, tag, children, tuple(attrs))
+    return out
+
+
+class Unit:
+    """One unit of .debug_info: header fields, then root-DIE attributes once `load`ed."""
+
+    __slots__ = ("abbrev_offset", "abbrevs", "addr_base", "addr_size", "base_address",
+                 "comp_dir", "die_offset", "end", "error", "index", "loaded", "low_pc",
+                 "name", "offset", "offset_size", "ranges_attr", "rnglists_base",
+                 "stmt_list", "str_offsets_base", "unit_type", "version")
+
+    def __init__(self, index: int, offset: int, end: int, version: int, unit_type: int,
+                 addr_size: int, offset_size: int, abbrev_offset: int,
+                 die_offset: int) -> None:
+        self.index = index
+        self.offset = offset
+        self.end = end
+        self.version = version
+        self.unit_type = unit_type
+        self.addr_size = addr_size
+        self.offset_size = offset_size
+        self.abbrev_offset = abbrev_offset
+        self.die_offset = die_offset
+        self.abbrevs: dict[int, Abbrev] = {}
+        self.loaded = False
+        self.error = ""
+        self.name = ""
+        self.comp_dir = ""
+        self.low_pc = 0
+        self.base_address = 0
+        self.stmt_list = -1
+        self.str_offsets_base = 8 if version >= 5 else 0
+        self.addr_base = 8 if version >= 5 else 0
+        self.rnglists_base = 12 if version >= 5 else 0
+        self.ranges_attr: Optional[tuple[int, int]] = None   # (form, value) of DW_AT_ranges
+
+
+class DwarfSections:
+    """The debug sections of one file, read (and decompressed) on first use."""
+
+    def __init__(self, loader: Callable[[str], Optional[bytes]]) -> None:
+        self._loader = loader
+        self._cache: dict[str, bytes] = {}
+
+    def get(self, name: str) -> bytes:
+        data = self._cache.get(name)
+        if data is None:
+            data = self._loader(name) or b""
+            self._cache[name] = data
+        return data
+
+    def size(self) -> int:
+        return sum(len(d) for d in self._cache.values())
+
+
+class UnitTable:
+    """All units of .debug_info, their abbreviations and CU attributes, and an address
+    index built from .debug_aranges, completed from CU ranges on a miss."""
+
+    def __init__(self, sections: DwarfSections, roles: Optional[dict[int, int]] = None,
+                 role_tags: frozenset = frozenset()) -> None:
+        self.sec = sections
+        self.info = sections.get(".debug_info")
+        self.units: list[Unit] = self._parse_headers()
+        self._unit_offsets = [u.offset for u in self.units]
+        self._abbrev_cache: dict[tuple, dict[int, Abbrev]] = {}
+        # Which attributes of which tags the DIE scan reads (set by its user).
+        self.roles: dict[int, int] = roles or {}
+        self.role_tags = role_tags
+        self._starts: list[int] = []
+        self._index: list[tuple[int, int, int]] = []
+        self._covered: set = set()
+        self._completed = False
+        self._build_aranges_index()
+
+    # -- headers ---------------------------------------------------------------------
+
+    def _parse_headers(self) -> list[Unit]:
+        data = self.info
+        units = []
+        pos = 0
+        n = len(data)
+        while pos + 11 <= n:
+            start = pos
+            length = struct.unpack_from("<I", data, pos)[0]
+            pos += 4
+            offset_size = 4
+            if length == 0xFFFFFFFF:
+                if pos + 8 > n:
+                    break
+                length = struct.unpack_from("<Q", data, pos)[0]
+                pos += 8
+                offset_size = 8
+            elif length >= 0xFFFFFFF0:
+                break
+            end = pos + length
+            if length < 7 or end > n:
+                break  # a corrupt length: units after it cannot be found reliably
+            version = struct.unpack_from("<H", data, pos)[0]
+            pos += 2
+            try:
+                if version >= 5:
+                    unit_type = data[pos]
+                    addr_size = data[pos + 1]
+                    pos += 2
+                    abbrev_offset = int.from_bytes(data[pos:pos + offset_size], "little")
+                    pos += offset_size
+                    if unit_type in (UT_SKELETON, UT_SPLIT_COMPILE):
+                        pos += 8
+                    elif unit_type in (UT_TYPE, UT_SPLIT_TYPE):
+                        pos += 8 + offset_size
+                elif version >= 2:
+                    unit_type = UT_COMPILE
+                    abbrev_offset = int.from_bytes(data[pos:pos + offset_size], "little")
+                    pos += offset_size
+                    addr_size = data[pos]
+                    pos += 1
+                else:
+                    pos = end
+                    continue
+            except IndexError:
+                break
+            if version <= 5 and addr_size in (4, 8) and pos <= end:
+                units.append(Unit(len(units), start, end, version, unit_type, addr_size,
+                                  offset_size, abbrev_offset, pos))
+            pos = end
+        return units
+
+    def unit_at(self, offset: int) -> Optional[Unit]:
+        """The unit whose bytes hold .debug_info `offset`."""
+        i = bisect.bisect_right(self._unit_offsets, offset) - 1
+        if i >= 0 and offset < self.units[i].end:
+            return self.units[i]
+        return None
+
+    def abbrevs_of(self, unit: Unit) -> dict[int, Abbrev]:
+        """The unit's abbreviation table, compiled for its address and offset sizes
+        (with read steps for the tags in `self.roles`)."""
+        if not unit.abbrevs:
+            key = (unit.abbrev_offset, unit.addr_size, unit.offset_size, unit.version)
+            table = self._abbrev_cache.get(key)
+            if table is None:
+                table = parse_abbrevs(self.sec.get(".debug_abbrev"), unit.abbrev_offset)
+                for ab in table.values():
+                    ab.compile(unit.addr_size, unit.offset_size, unit.version,
+                               self.roles if ab.tag in self.role_tags else None)
+                self._abbrev_cache[key] = table
+            unit.abbrevs = table
+        return unit.abbrevs
+
+    # -- root DIE ----------------------------------------------------------------------
+
+    def load(self, unit: Unit) -> Unit:
+        """Read the unit's root DIE (name, comp_dir, pc range, bases, line table offset)."""
+        if unit.loaded:
+            return unit
+        unit.loaded = True
+        try:
+            self._load_root(unit)
+        except (DwarfError, IndexError, struct.error, ValueError) as e:
+            unit.error = f"bad unit at {unit.offset:#x}: {e}"
+        return unit
+
+    def _load_root(self, unit: Unit) -> None:
+        data = self.info
+        abbrevs = self.abbrevs_of(unit)
+        code, pos = uleb(data, unit.die_offset)
+        ab = abbrevs.get(code)
+        if ab is None:
+            raise DwarfError("unknown abbreviation code in unit root")
+        raw = {}
+        for at, form, imp in ab.attrs:
+            val, pos = read_form(data, pos, form, unit.addr_size, unit.offset_size,
+                                 unit.version, imp)
+            if pos > unit.end:
+                raise DwarfError("unit root DIE runs past the unit")
+            raw[at] = (form, val)
+        # Bases first: other attributes may be indices relative to them.
+        for at, field in ((AT_STR_OFFSETS_BASE, "str_offsets_base"),
+                          (AT_ADDR_BASE, "addr_base"), (AT_GNU_ADDR_BASE, "addr_base"),
+                          (AT_RNGLISTS_BASE, "rnglists_base"),
+                          (AT_GNU_RANGES_BASE, "rnglists_base")):
+            if at in raw and isinstance(raw[at][1], int):
+                setattr(unit, field, raw[at][1])
+        if AT_NAME in raw:
+            unit.name = self.string(unit, *raw[AT_NAME])
+        if AT_COMP_DIR in raw:
+            unit.comp_dir = self.string(unit, *raw[AT_COMP_DIR])
+        if AT_STMT_LIST in raw and isinstance(raw[AT_STMT_LIST][1], int):
+            unit.stmt_list = raw[AT_STMT_LIST][1]
+        if AT_LOW_PC in raw:
+            unit.low_pc = self.address(unit, *raw[AT_LOW_PC])
+            unit.base_address = unit.low_pc
+        if AT_RANGES in raw:
+            unit.ranges_attr = raw[AT_RANGES]
+        elif AT_HIGH_PC in raw and AT_LOW_PC in raw:
+            form, val = raw[AT_HIGH_PC]
+            high = unit.low_pc + val if form in CONSTANT_FORMS else self.address(unit, form,
+                                                                                   val)
+            unit.ranges_attr = (-1, high)   # a marker: a single [low_pc, high) range
+
+    # -- values ------------------------------------------------------------------------
+
+    def string(self, unit: Unit, form: int, val: object) -> str:
+        """A string attribute value, whatever its form."""
+        if form == FORM_STRING:
+            return val.decode("utf-8", "replace") if isinstance(val, bytes) else ""
+        if form == FORM_STRP:
+            return str_at(self.sec.get(".debug_str"), val)
+        if form == FORM_LINE_STRP:
+            return str_at(self.sec.get(".debug_line_str"), val)
+        if form in STRX_FORMS:
+            offs = self.sec.get(".debug_str_offsets")
+            at = unit.str_offsets_base + val * unit.offset_size
+            if at + unit.offset_size > len(offs):
+                raise DwarfError("string index out of range")
+            return str_at(self.sec.get(".debug_str"),
+                          int.from_bytes(offs[at:at + unit.offset_size], "little"))
+        return ""
+
+    def address(self, unit: Unit, form: int, val: object) -> int:
+        """An address attribute value (DW_FORM_addr or an index into .debug_addr)."""
+        if form in ADDRX_FORMS:
+            addrs = self.sec.get(".debug_addr")
+            at = unit.addr_base + val * unit.addr_size
+            if at + unit.addr_size > len(addrs):
+                raise DwarfError("address index out of range")
+            return int.from_bytes(addrs[at:at + unit.addr_size], "little")
+        if not isinstance(val, int):
+            raise DwarfError("address attribute with a non-address form")
+        return val
+
+    def ranges(self, unit: Unit, form: int, val: object) -> list[tuple[int, int]]:
+        """[lo, hi) ranges of a DW_AT_ranges value of `unit`."""
+        if not isinstance(val, int):
+            raise DwarfError("DW_AT_ranges with a non-offset form")
+        if unit.version >= 5:
+            sec = self.sec.get(".debug_rnglists")
+            if form == FORM_RNGLISTX:
+                at = unit.rnglists_base + val * unit.offset_size
+                if at + unit.offset_size > len(sec):
+                    raise DwarfError("range list index out of range")
+                val = unit.rnglists_base + int.from_bytes(sec[at:at + unit.offset_size],
+                                                          "little")
+            return self._rnglist(unit, sec, val)
+        return self._ranges_v4(unit, self.sec.get(".debug_ranges"), val)
+
+    def _ranges_v4(self, unit: Unit, sec: bytes, pos: int) -> list[tuple[int, int]]:
+        size = unit.addr_size
+        top = (1 << (8 * size)) - 1
+        base = unit.base_address
+        out = []
+        fmt = "<QQ" if size == 8 else "<II"
+        for _ in range(_MAX_RANGE_ENTRIES):
+            if pos < 0 or pos + 2 * size > len(sec):
+                raise DwarfError("range list past the end of .debug_ranges")
+            lo, hi = struct.unpack_from(fmt, sec, pos)
+            pos += 2 * size
+            if lo == 0 and hi == 0:
+                return out
+            if lo == top:
+                base = hi
+                continue
+            if hi > lo:
+                out.append((base + lo, base + hi))
+        raise DwarfError("range list without an end")
+
+    def _rnglist(self, unit: Unit, sec: bytes, pos: int) -> list[tuple[int, int]]:
+        size = unit.addr_size
+        base = unit.base_address
+        out = []
+
+        def addr_at(p: int) -> tuple[int, int]:
+            if p + size > len(sec):
+                raise DwarfError("range list past the end of .debug_rnglists")
+            return int.from_bytes(sec[p:p + size], "little"), p + size
+
+        def addrx(i: int) -> int:
+            return self.address(unit, ADDRX_FORMS_ANY, i)
+
+        for _ in range(_MAX_RANGE_ENTRIES):
+            if not 0 <= pos < len(sec):
+                raise DwarfError("range list past the end of .debug_rnglists")
+            kind = sec[pos]
+            pos += 1
+            if kind == 0:        # DW_RLE_end_of_list
+                return out
+            if kind == 1:        # base_addressx
+                i, pos = uleb(sec, pos)
+                base = addrx(i)
+            elif kind == 2:      # startx_endx
+                a, pos = uleb(sec, pos)
+                b, pos = uleb(sec, pos)
+                out.append((addrx(a), addrx(b)))
+            elif kind == 3:      # startx_length
+                a, pos = uleb(sec, pos)
+                n, pos = uleb(sec, pos)
+                lo = addrx(a)
+                out.append((lo, lo + n))
+            elif kind == 4:      # offset_pair
+                a, pos = uleb(sec, pos)
+                b, pos = uleb(sec, pos)
+                out.append((base + a, base + b))
+            elif kind == 5:      # base_address
+                base, pos = addr_at(pos)
+            elif kind == 6:      # start_end
+                lo, pos = addr_at(pos)
+                hi, pos = addr_at(pos)
+                out.append((lo, hi))
+            elif kind == 7:      # start_length
+                lo, pos = addr_at(pos)
+                n, pos = uleb(sec, pos)
+                out.append((lo, lo + n))
+            else:
+                raise DwarfError(f"unknown range list entry {kind}")
+        raise DwarfError("range list without an end")
+
+    def unit_ranges(self, unit: Unit) -> list[tuple[int, int]]:
+        """The code ranges of a unit, from its root DIE."""
+        self.load(unit)
+        if unit.error or unit.ranges_attr is None:
+            return []
+        form, val = unit.ranges_attr
+        if form == -1:
+            return [(unit.low_pc, val)] if val > unit.low_pc else []
+        try:
+            return self.ranges(unit, form, val)
+        except (DwarfError, IndexError, struct.error) as e:
+            unit.error = f"bad ranges of unit at {unit.offset:#x}: {e}"
+            return []
+
+    # -- address index -----------------------------------------------------------------
+
+    def _build_aranges_index(self) -> None:
+        data = self.sec.get(".debug_aranges")
+        by_offset = {u.offset: u.index for u in self.units}
+        entries = []
+        pos = 0
+        n = len(data)
+        try:
+            while pos + 16 <= n:
+                start = pos
+                length = struct.unpack_from("<I", data, pos)[0]
+                pos += 4
+                offset_size = 4
+                if length == 0xFFFFFFFF:
+                    length = struct.unpack_from("<Q", data, pos)[0]
+                    pos += 8
+                    offset_size = 8
+                end = pos + length
+                if length < 8 or end > n:
+                    break
+                pos += 2  # version
+                info_off = int.from_bytes(data[pos:pos + offset_size], "little")
+                pos += offset_size
+                addr_size = data[pos]
+                seg_size = data[pos + 1]
+                pos += 2
+                unit = by_offset.get(info_off)
+                if addr_size not in (4, 8) or seg_size != 0 or unit is None:
+                    pos = end
+                    continue
+                tup = 2 * addr_size
+                pos = start + ((pos - start + tup - 1) // tup) * tup
+                fmt = "<QQ" if addr_size == 8 else "<II"
+                while pos + tup <= end:
+                    lo, ln = struct.unpack_from(fmt, data, pos)
+                    pos += tup
+                    if lo == 0 and ln == 0:
+                        break
+                    if ln and lo:
+                        entries.append((lo, lo + ln, unit))
+                self._covered.add(unit)
+                pos = end
+        except (IndexError, struct.error):
+            pass
+        self._set_index(entries)
+
+    def _set_index(self, entries: list[tuple[int, int, int]]) -> None:
+        entries.sort()
+        self._index = entries
+        self._starts = [e[0] for e in entries]
+
+    def _complete_index(self) -> None:
+        """Add the code ranges of units .debug_aranges did not cover (read their roots)."""
+        self._completed = True
+        extra = []
+        for u in self.units:
+            if u.index in self._covered or u.unit_type not in (UT_COMPILE, UT_PARTIAL):
+                continue
+            for lo, hi in self.unit_ranges(u):
+                # Address 0 is where linkers put discarded (gc'ed, folded) code.
+                if lo and hi > lo:
+                    extra.append((lo, hi, u.index))
+        if extra:
+            self._set_index(self._index + extra)
+
+    def find_unit(self, addr: int) -> Optional[Unit]:
+        """The unit whose code holds `addr`, or None."""
+        u = self._find(addr)
+        if u is None and not self._completed:
+            self._complete_index()
+            u = self._find(addr)
+        return u
+
+    def _find(self, addr: int) -> Optional[Unit]:
+        i = bisect.bisect_right(self._starts, addr) - 1
+        # Ranges may overlap (duplicated or nested entries): look back a little.
+        for j in range(i, max(i - 16, -1), -1):
+            lo, hi, idx = self._index[j]
+            if lo <= addr < hi:
+                return self.units[idx]
+        return None
+
+
+# `address` only needs to know the form is an index; any addrx form does.
+ADDRX_FORMS_ANY = next(iter(ADDRX_FORMS))

@@ -1,0 +1,292 @@
+"""Addresses to frames: the public Symbolizer (per file, cached by build-id) and the
+ProcessSymbolizer (runtime addresses of one process, through its maps).
+
+Every failure below this point is data: an address that cannot be resolved becomes a
+Frame with function=None and a reason, never an exception.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import Optional
+
+from hud.errors import BadInput
+from hud.model import Frame
+from hud.symbolize.debugfile import find_debug_file
+from hud.symbolize.demangle import demangle
+from hud.symbolize.dwarf import DwarfInfo
+from hud.symbolize.dwarf_units import DwarfSections
+from hud.symbolize.elf import ElfFile
+from hud.symbolize.normalize import (
+    KIND_ANON,
+    KIND_ELF,
+    KIND_JIT,
+    KIND_VDSO,
+    Module,
+    ProcessMaps,
+)
+from hud.symbolize.symtab import SymbolTable
+
+# What hostile bytes can raise from deep inside the decoders: all of it becomes a reason.
+DATA_ERRORS = (BadInput, IndexError, KeyError, ValueError, OverflowError, struct.error,
+               UnicodeError, zlib.error, RecursionError)
+
+Located = tuple[tuple[Optional[str], Optional[str], Optional[int], Optional[int]], ...]
+
+
+class ObjectSymbols:
+    """Symbols and DWARF of one object file (and its separate debug file), loaded lazily.
+
+    `resolve(vaddr)` gives (function, file, line, column) per inline level, innermost
+    first, or (None, None, None, None) with a reason. Results are cached per address.
+    """
+
+    def __init__(self, elf: ElfFile, target_path: str = "", root: str = "",
+                 debug_dirs: Sequence[str] = (), debug_files: Sequence[str] = ()) -> None:
+        self.elf = elf
+        self.debug: Optional[ElfFile] = None
+        self.debug_note = ""
+        try:
+            self.debug, self.debug_note = find_debug_file(elf, target_path or elf.name, root,
+                                                         debug_dirs, debug_files)
+        except DATA_ERRORS as e:
+            self.debug_note = f"debug file search failed: {e}"
+        self._symtab: Optional[SymbolTable] = None
+        self._dwarf: Optional[DwarfInfo] = None
+        self._dwarf_why = ""
+        self._dwarf_loaded = False
+        self._cache: dict[int, tuple[Located, str]] = {}
+
+    def close(self) -> None:
+        """Release the file descriptors of the object and its debug file."""
+        self.elf.close()
+        if self.debug is not None:
+            self.debug.close()
+
+    @property
+    def symtab(self) -> SymbolTable:
+        if self._symtab is None:
+            files = [self.debug, self.elf] if self.debug is not None else [self.elf]
+            try:
+                self._symtab = SymbolTable(files)
+            except DATA_ERRORS:
+                self._symtab = SymbolTable([])
+        return self._symtab
+
+    @property
+    def dwarf(self) -> Optional[DwarfInfo]:
+        if not self._dwarf_loaded:
+            self._dwarf_loaded = True
+            src = None
+            for f in (self.debug, self.elf):
+                if f is not None and f.has_section(".debug_info"):
+                    src = f
+                    break
+            if src is None:
+                self._dwarf_why = "no DWARF (stripped, and no debug file found)"
+            elif src.endian != "<":
+                self._dwarf_why = "big-endian DWARF is not supported"
+            else:
+                try:
+                    self._dwarf = DwarfInfo(DwarfSections(_section_loader(src)))
+                except DATA_ERRORS as e:
+                    self._dwarf_why = f"unreadable DWARF: {e}"
+        return self._dwarf
+
+    def resolve(self, vaddr: int) -> tuple[Located, str]:
+        """The inline chain at ELF virtual address `vaddr` and, if incomplete, why."""
+        got = self._cache.get(vaddr)
+        if got is None:
+            try:
+                got = self._resolve(vaddr)
+            except DATA_ERRORS as e:
+                got = (((None, None, None, None),), f"corrupt input: {e}")
+            if len(self._cache) < 1 << 20:
+                self._cache[vaddr] = got
+        return got
+
+    def _resolve(self, vaddr: int) -> tuple[Located, str]:
+        dwarf = self.dwarf
+        locs = []
+        why = self._dwarf_why
+        if dwarf is not None:
+            found, why = dwarf.locate(vaddr)
+            locs = [[loc.function, loc.file, loc.line or None, loc.column or None]
+                    for loc in found]
+        if not locs:
+            locs = [[None, None, None, None]]
+        # The outermost level is the real function: fall back to the symbol table.
+        if locs[-1][0] is None:
+            sym = self.symtab.lookup(vaddr)
+            if sym is not None:
+                locs[-1][0] = sym[0]
+            elif not why:
+                why = "no symbol covers this address"
+        out = tuple((demangle(f) if f else None, file, line, col)
+                    for f, file, line, col in locs)
+        if out[-1][0] is None and not why:
+            why = "no symbol covers this address"
+        return out, why
+
+    def frames(self, vaddr: int, address: int, module: Optional[str]) -> tuple[Frame, ...]:
+        """Frames for one address: `vaddr` to look up, `address` to report."""
+        chain, why = self.resolve(vaddr)
+        last = len(chain) - 1
+        return tuple(Frame(address=address, function=f, file=file, line=line, column=col,
+                           inlined=k < last, module=module,
+                           reason=(why or None) if f is None else None)
+                     for k, (f, file, line, col) in enumerate(chain))
+
+
+def _section_loader(elf: ElfFile):
+    def load(name: str) -> Optional[bytes]:
+        got = elf.section(name)
+        return got[1] if got is not None else None
+    return load
+
+
+class Symbolizer:
+    """Process-independent symbolization, with per-object caches keyed by build-id.
+
+    `debug_dirs` are searched before /usr/lib/debug (build-id trees and debuglink
+    names); `debug_files` are candidate debug files matched to binaries by build-id.
+    """
+
+    def __init__(self, debug_dirs: Sequence[str] = (),
+                 debug_files: Sequence[str] = ()) -> None:
+        self.debug_dirs = tuple(debug_dirs)
+        self.debug_files = tuple(debug_files)
+        self._objects: dict[object, ObjectSymbols] = {}
+        self._failed: dict[object, str] = {}
+
+    def close(self) -> None:
+        """Close every file this symbolizer opened."""
+        for obj in self._objects.values():
+            obj.close()
+        self._objects.clear()
+
+    def __enter__(self) -> Symbolizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def object_for_path(self, path: str, target_path: str = "",
+                        root: str = "") -> tuple[Optional[ObjectSymbols], str]:
+        """The (cached) symbols of the file at `path`, or (None, why)."""
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            return None, f"cannot open {path}: {e.strerror}"
+        fkey = ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        obj = self._objects.get(fkey)
+        if obj is not None:
+            return obj, ""
+        if fkey in self._failed:
+            return None, self._failed[fkey]
+        try:
+            elf = ElfFile.open(path)
+        except BadInput as e:
+            self._failed[fkey] = e.message
+            return None, e.message
+        return self._adopt(elf, fkey, target_path or path, root), ""
+
+    def object_for_bytes(self, data: bytes, name: str) -> tuple[Optional[ObjectSymbols], str]:
+        """Symbols of an in-memory image (the vdso), cached by build-id."""
+        try:
+            elf = ElfFile.from_bytes(data, name)
+        except BadInput as e:
+            return None, e.message
+        return self._adopt(elf, ("bytes", name, zlib.crc32(data), len(data)), name, ""), ""
+
+    def _adopt(self, elf: ElfFile, fkey: object, target_path: str, root: str) -> ObjectSymbols:
+        bid = None
+        try:
+            bid = elf.build_id
+        except DATA_ERRORS:
+            bid = None
+        if bid:
+            obj = self._objects.get(("build-id", bid))
+            if obj is not None:
+                elf.close()
+                self._objects[fkey] = obj
+                return obj
+        obj = ObjectSymbols(elf, target_path, root, self.debug_dirs, self.debug_files)
+        self._objects[fkey] = obj
+        if bid:
+            self._objects[("build-id", bid)] = obj
+        return obj
+
+    def symbolize_file(self, path: str, addrs: Sequence[int],
+                       return_addresses: bool = False) -> list[tuple[Frame, ...]]:
+        """Frames for ELF virtual addresses of the file at `path`.
+
+        With `return_addresses`, each address is a return address and `addr - 1` is looked
+        up (the call instruction); reported addresses stay as given.
+        """
+        obj, why = self.object_for_path(path)
+        out = []
+        for a in addrs:
+            if obj is None:
+                out.append((Frame(address=a, module=path, reason=why),))
+            else:
+                out.append(obj.frames(a - 1 if return_addresses and a > 0 else a, a, path))
+        return out
+
+    def for_process(self, pid: int) -> ProcessSymbolizer:
+        """A symbolizer of runtime addresses of process `pid`, sharing these caches."""
+        return ProcessSymbolizer(self, pid)
+
+
+class ProcessSymbolizer:
+    """Runtime addresses of one process to frames, through its /proc maps."""
+
+    def __init__(self, symbolizer: Symbolizer, pid: int) -> None:
+        self.symbolizer = symbolizer
+        self.pid = pid
+        self.maps = ProcessMaps(pid)
+        self._by_module: dict[Module, tuple[Optional[ObjectSymbols], str]] = {}
+
+    def symbolize(self, ips: Sequence[int],
+                  first_is_exact: bool = True) -> list[tuple[Frame, ...]]:
+        """One tuple of frames per ip, innermost inline level first.
+
+        `ips` is a stack, innermost first: every ip but the first (or all, when
+        `first_is_exact` is False) is a return address, so `ip - 1` is looked up.
+        """
+        return [self.symbolize_one(ip, k == 0 and first_is_exact)
+                for k, ip in enumerate(ips)]
+
+    def symbolize_one(self, ip: int, exact: bool = True) -> tuple[Frame, ...]:
+        """Frames of one runtime address; `exact` False for a return address."""
+        mod = self.maps.find(ip)
+        if mod is None:
+            return (Frame(address=ip, reason="no mapping holds this address"),)
+        if mod.kind == KIND_ANON:
+            return (Frame(address=ip, module=mod.path or None,
+                          reason="anonymous memory (no file)"),)
+        if mod.kind == KIND_JIT:
+            return (Frame(address=ip, module=mod.path or None,
+                          reason="JIT or generated code (anonymous executable memory)"),)
+        obj, why = self._object(mod)
+        if obj is None:
+            return (Frame(address=ip, module=mod.path, reason=why or mod.reason or None),)
+        vaddr = mod.to_vaddr(ip)
+        return obj.frames(vaddr if exact else vaddr - 1, ip, mod.path)
+
+    def _object(self, mod: Module) -> tuple[Optional[ObjectSymbols], str]:
+        got = self._by_module.get(mod)
+        if got is None:
+            if mod.kind == KIND_VDSO:
+                data = self.maps.read_vdso(mod)
+                got = (self.symbolizer.object_for_bytes(data, "[vdso]") if data
+                       else (None, "cannot read the vdso"))
+            elif mod.kind == KIND_ELF and mod.open_path:
+                got = self.symbolizer.object_for_path(mod.open_path, mod.path,
+                                                      f"/proc/{self.pid}/root")
+            else:
+                got = (None, mod.reason or f"cannot read {mod.path}")
+            self._by_module[mod] = got
+        return got

@@ -1,0 +1,117 @@
+"""Function symbols of ELF files (.symtab, .dynsym) as sorted arrays for bisect lookups.
+
+Building walks the raw entries once with struct.iter_unpack; what is kept is three arrays
+(start, end, name offset) and the string tables, so a lookup allocates nothing but its
+result and names are decoded only when asked for.
+"""
+from __future__ import annotations
+
+import bisect
+import struct
+from array import array
+from collections.abc import Sequence
+from typing import Optional
+
+from hud.errors import BadInput
+from hud.symbolize.elf import SHT_DYNSYM, SHT_SYMTAB, ElfFile
+
+STT_FUNC = 2
+STT_GNU_IFUNC = 10
+SHN_UNDEF = 0
+SHN_ABS = 0xFFF1
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+
+_MAX_SYMBOLS = 1 << 24
+
+
+class SymbolTable:
+    """Function symbols of one or more ELF files of the same object, merged.
+
+    Pass the richest file first (a separate debug file's .symtab), then the binary
+    (.symtab and .dynsym): at one address the first file's name wins.
+    """
+
+    def __init__(self, elves: Sequence[ElfFile]) -> None:
+        self._strtabs: list[bytes] = []
+        rows: list[tuple[int, int, int, int, int]] = []
+        for elf in elves:
+            for sec in elf.sections:
+                if sec.type not in (SHT_SYMTAB, SHT_DYNSYM):
+                    continue
+                try:
+                    rows.extend(self._read(elf, sec, len(rows)))
+                except BadInput:
+                    continue   # a broken table costs its names, nothing else
+        # Sort by address; at one address prefer sized, then global, then earlier files.
+        rows.sort(key=lambda r: (r[0], r[4]))
+        starts = array("Q")
+        ends = array("Q")
+        names = array("Q")
+        last = -1
+        for value, size, name, tab, _rank in rows:
+            if value == last:
+                continue
+            last = value
+            starts.append(value)
+            ends.append(value + size if size else 0)
+            names.append((tab << 40) | name)
+        # A symbol without a size reaches to the next symbol.
+        for i in range(len(starts)):
+            if ends[i] == 0:
+                ends[i] = starts[i + 1] if i + 1 < len(starts) else starts[i] + 1
+        self._starts = starts
+        self._ends = ends
+        self._names = names
+
+    def _read(self, elf: ElfFile, sec: object, base: int) -> list:
+        entsize = 24 if elf.is64 else 16
+        if sec.entsize not in (0, entsize) or not 0 <= sec.link < len(elf.sections):
+            return []
+        count = sec.size // entsize
+        if count > _MAX_SYMBOLS:
+            raise BadInput(f"{elf.name}: {count} symbols is too many")
+        data = elf.section_data(sec)[:count * entsize]
+        strtab = elf.section_data(elf.sections[sec.link])
+        tab = len(self._strtabs)
+        self._strtabs.append(strtab)
+        fmt = elf.endian + ("IBBHQQ" if elf.is64 else "IIIBBH")
+        out = []
+        dynsym = sec.type == SHT_DYNSYM
+        for ent in struct.iter_unpack(fmt, data):
+            if elf.is64:
+                name, info, _other, shndx, value, size = ent
+            else:
+                name, value, size, info, _other, shndx = ent
+            kind = info & 0xF
+            if (kind != STT_FUNC and kind != STT_GNU_IFUNC) or shndx == SHN_UNDEF \
+                    or value == 0 or shndx == SHN_ABS:
+                continue
+            bind = info >> 4
+            rank = (0 if size else 4) + (0 if bind == STB_GLOBAL else
+                                         1 if bind == STB_WEAK else 2) + (8 if dynsym else 0)
+            out.append((value, size, name, tab, rank * 64 + tab))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def lookup(self, addr: int) -> Optional[tuple[str, int]]:
+        """(symbol name, offset of `addr` into it) of the function holding `addr`."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i < 0 or addr >= self._ends[i]:
+            return None
+        return self._name(i), addr - self._starts[i]
+
+    def _name(self, i: int) -> str:
+        ref = self._names[i]
+        tab = self._strtabs[ref >> 40]
+        off = ref & ((1 << 40) - 1)
+        end = tab.find(b"\0", off)
+        return tab[off:end if end >= 0 else len(tab)].decode("utf-8", "replace")
+
+    def start_of(self, addr: int) -> Optional[int]:
+        """Start address of the function symbol holding `addr`."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i < 0 or addr >= self._ends[i]:
+            return None
+        return self._starts[i]
