@@ -42,23 +42,37 @@ def programs(tmp_path_factory) -> dict[str, Path]:
         # Frames everywhere in our code, leaves included: what an FP build of Rust gives.
         "fp": ["-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-shrink-wrap"],
     }
+    # Only .debug_frame for our code (no unwind tables), kept in the binary or split off
+    # into a separate debug file found through .gnu_debuglink.
+    builds["debug_frame"] = ["-fomit-frame-pointer", "-fno-asynchronous-unwind-tables",
+                             "-fno-unwind-tables"]
+    builds["split_debug"] = builds["debug_frame"]
     paths = {}
     for name, flags in builds.items():
         path = out / f"deep_{name}"
         subprocess.run(["gcc", "-O2", "-g", "-fno-optimize-sibling-calls", *flags, "-o",
                         str(path), str(SRC), "-lpthread"], check=True)
         paths[name] = path
+    split = paths["split_debug"]
+    debug = split.with_name(split.name + ".debug")
+    subprocess.run(["objcopy", "--only-keep-debug", str(split), str(debug)], check=True)
+    subprocess.run(["objcopy", "--strip-debug", f"--add-gnu-debuglink={debug}", str(split)],
+                   check=True)
+    paths["split_debug.debug"] = debug
+    paths["vdso"] = out / "vdso_loop"
+    subprocess.run(["gcc", "-O2", "-g", "-fomit-frame-pointer", "-fno-optimize-sibling-calls",
+                    "-o", str(paths["vdso"]), str(SRC.with_name("vdso.c"))], check=True)
     return paths
 
 
 class Running:
     """A started test program, killed at exit."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int = 2) -> None:
         self.proc = subprocess.Popen([str(path), str(DEPTH)])
         self.pid = self.proc.pid
         deadline = time.monotonic() + 5
-        while len(procfs.list_tids(self.pid)) < 2 and time.monotonic() < deadline:
+        while len(procfs.list_tids(self.pid)) < threads and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -112,11 +126,19 @@ def _names(ips, maps: ProcessMaps, exe: Path, syms: Symbols) -> list[str]:
     return out
 
 
-def test_cfi_matches_gdb_and_eu_stack_on_snapshots(programs, tmp_path):
+@pytest.mark.parametrize("build", ["nofp", "debug_frame", "split_debug"])
+def test_cfi_matches_gdb_and_eu_stack_on_snapshots(programs, tmp_path, build):
     """Stop the no-FP program at random moments; gdb dumps regs + stack and its `bt`,
-    eu-stack unwinds the same stopped threads; ours runs on gdb's regs + bytes."""
+    eu-stack unwinds the same stopped threads; ours runs on gdb's regs + bytes.
+    debug_frame: our code's CFI is only in .debug_frame; split_debug: only in a separate
+    debug file, which the unwinder is told about."""
     _need("gdb", "eu-stack")
-    prog = Running(programs["nofp"])
+    prog = Running(programs[build])
+    exe, debug = programs[build], programs.get(f"{build}.debug")
+
+    def debug_file_for(module):
+        same = debug is not None and Path(module.file_path).name == exe.name
+        return str(debug) if same else None
     agree_eu = agree_gdb = total = through_libc = 0
     mismatches = []
     try:
@@ -127,7 +149,7 @@ def test_cfi_matches_gdb_and_eu_stack_on_snapshots(programs, tmp_path):
             eu = eu_stack(prog.pid)
             maps = ProcessMaps(prog.pid)
             prog.cont()
-            uw = Unwinder(maps)
+            uw = Unwinder(maps, debug_file_for=debug_file_for)
             for snap in snaps:
                 res = uw.unwind(x86_capture(snap), mode="cfi")
                 total += 1
@@ -257,3 +279,40 @@ def test_strategy_report_tells_fp_and_nofp_builds_apart(programs):
     assert fp.fp_fraction is not None and nofp.fp_fraction is not None
     assert fp.fp_fraction > nofp.fp_fraction
     assert fp.strategy == "both" and nofp.strategy == "cfi"
+
+
+def test_split_debug_needs_its_debug_file(programs, running, tmp_path):
+    """Guard: without the separate debug file, our code has no CFI and the walk stops."""
+    prog = running("split_debug")
+    time.sleep(0.2)
+    prog.stop()
+    try:
+        snaps = gdb_snapshot(prog.pid, tmp_path)
+        maps = ProcessMaps(prog.pid)
+    finally:
+        prog.cont()
+    uw = Unwinder(maps)
+    results = [uw.unwind(x86_capture(s), mode="cfi") for s in snaps]
+    assert results and all(r.reason != "end" or len(r.ips) < 4 for r in results)
+    assert any(r.reason == "no_cfi" for r in results)
+
+
+def test_samples_in_the_vdso_unwind_through_it(programs):
+    """The vdso's CFI comes from its ELF image in the target's memory."""
+    prog = Running(programs["vdso"], threads=1)
+    try:
+        samples, maps = _sample(prog, seconds=1.0)
+        syms = Symbols(programs["vdso"])
+        uw = Unwinder(maps)
+        in_vdso = [s for s in samples
+                   if getattr(maps.find(s.stack.regs.ip), "path", "") == "[vdso]"]
+        assert len(in_vdso) >= 20
+        good = 0
+        for s in in_vdso:
+            res = uw.unwind(s.stack)
+            names = _names(res.ips, maps, programs["vdso"], syms)
+            good += (res.reason == "end" and "tick" in names
+                     and names.count("mid") == 6 and names[-1] == "_start")
+        assert good >= 0.95 * len(in_vdso)
+    finally:
+        prog.close()
