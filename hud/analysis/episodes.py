@@ -16,9 +16,10 @@ a park cannot be told from a blocker.
 
 On-CPU (`CpuSample`): consecutive samples of one worker with the same `switch_seq` and the
 same task (`StackInfo.task`) are one stretch, from the first sample's time to the last
-sample's time + one period. A sample in a park or between polls, a different task or
-switch_seq, a voluntary switch-out (a non-runnable `OffCpuEvent`) or the thread's exit ends
-it. When the backend cannot count switches (`switch_seq == -1`) samples continue a stretch
+sample's time + one period (cut at the switch-out that ends it). A sample in a park or
+between polls, a different task or switch_seq, any reported `OffCpuEvent` of the thread
+(a run-queue wait too: that time is the sched_delay's, not cpu time; a poll preempted
+that long continues as a new stretch) or the thread's exit ends it. When the backend cannot count switches (`switch_seq == -1`) samples continue a stretch
 only while they are at most 1.5 periods apart. Stretches of at least the threshold become
 `cpu` episodes whose stack is a sample of the most-sampled blocking function.
 
@@ -126,9 +127,9 @@ class EpisodeBuilder:
 
     def offcpu(self, ev: OffCpuEvent) -> tuple[list[Episode], str]:
         """Episodes an off-CPU event makes (closed stretches first) and the role used."""
-        out: list[Episode] = []
-        if not ev.runnable:
-            out.extend(self._close(ev.tid, ev.start_ns))
+        # Any switch-out long enough to be reported ends an on-CPU stretch; a long
+        # run-queue wait too, so its time is the sched_delay's and never also cpu time.
+        out: list[Episode] = list(self._close(ev.tid, ev.start_ns))
         if _empty(ev.stack):
             # Nothing tells a park from a blocker (a park the kernel side already knows
             # may arrive like this): counted, never guessed into a finding.

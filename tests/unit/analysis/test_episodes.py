@@ -169,19 +169,26 @@ def test_switch_seq_change_splits_stretches():
     assert b.counts["short_stretches"] == 1
 
 
-def test_preemption_keeps_the_stretch_voluntary_switch_ends_it():
+def test_long_preemption_and_voluntary_switch_end_stretches():
     t = StackTable()
     b = builder(t)
-    evs = hog_run(t, W, 0, 5)
-    evs.append(off(t, W, 5, 6, shapes.cpu_hog(), runnable=True, holder=("x", 1)))
-    evs += hog_run(t, W, 11, 2)         # same seq: the poll went on after preemption
+    evs = hog_run(t, W, 0, 8)
+    evs.append(off(t, W, 7.5, 6, shapes.cpu_hog(), runnable=True, holder=("x", 1)))
+    evs += hog_run(t, W, 13.5, 6)       # same seq: the same poll, after the CPU came back
     eps = kinds(b, evs)
-    assert [e.kind for e in eps] == [KIND_SCHED_DELAY]
-    eps = kinds(b, [off(t, W, 12.5, 10, shapes.park_epoll_124())])
+    assert [e.kind for e in eps] == [KIND_CPU, KIND_SCHED_DELAY]
+    assert (eps[0].start_ns, eps[0].end_ns) == (0, int(7.5 * MS))   # cut at the switch-out
+    eps = kinds(b, [off(t, W, 19, 10, shapes.park_epoll_124())])
     assert [e.kind for e in eps] == [KIND_CPU, KIND_PARK]
-    cpu = eps[0]
-    # clamped to the switch-out, not last sample + period
-    assert (cpu.start_ns, cpu.end_ns) == (0, int(12.5 * MS))
+    assert (eps[0].start_ns, eps[0].end_ns) == (int(13.5 * MS), 19 * MS)
+
+
+def test_short_preemptions_are_invisible_and_keep_the_stretch():
+    t = StackTable()
+    b = builder(t)
+    evs = hog_run(t, W, 0, 5) + hog_run(t, W, 5.8, 5)   # a 0.8 ms gap, nothing reported
+    (ep,) = kinds(b, evs) + b.flush()
+    assert (ep.start_ns, ep.end_ns) == (0, int(10.8 * MS))
 
 
 def test_a_different_task_or_a_sample_between_polls_splits():
