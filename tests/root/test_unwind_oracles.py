@@ -59,6 +59,9 @@ def programs(tmp_path_factory) -> dict[str, Path]:
     subprocess.run(["objcopy", "--strip-debug", f"--add-gnu-debuglink={debug}", str(split)],
                    check=True)
     paths["split_debug.debug"] = debug
+    paths["signal"] = out / "signal_loop"
+    subprocess.run(["gcc", "-O2", "-g", "-fomit-frame-pointer", "-fno-optimize-sibling-calls",
+                    "-o", str(paths["signal"]), str(SRC.with_name("signal.c"))], check=True)
     paths["vdso"] = out / "vdso_loop"
     subprocess.run(["gcc", "-O2", "-g", "-fomit-frame-pointer", "-fno-optimize-sibling-calls",
                     "-o", str(paths["vdso"]), str(SRC.with_name("vdso.c"))], check=True)
@@ -316,3 +319,34 @@ def test_samples_in_the_vdso_unwind_through_it(programs):
         assert good >= 0.95 * len(in_vdso)
     finally:
         prog.close()
+
+
+def test_stacks_through_a_signal_frame_match_gdb_and_eu_stack(programs, tmp_path):
+    """A handler on top of a known chain: the walk crosses __restore_rt (an 'S' CIE whose
+    rules are DW_CFA_expression over the ucontext on the stack) back into the chain."""
+    _need("gdb", "eu-stack")
+    prog = Running(programs["signal"], threads=1)
+    syms = Symbols(programs["signal"])
+    total = agree_gdb = agree_eu = crossed = 0
+    try:
+        time.sleep(0.2)
+        for _ in range(15):
+            prog.stop()
+            snaps = gdb_snapshot(prog.pid, tmp_path)
+            eu = eu_stack(prog.pid)
+            maps = ProcessMaps(prog.pid)
+            prog.cont()
+            uw = Unwinder(maps)
+            for snap in snaps:
+                res = uw.unwind(x86_capture(snap), mode="cfi")
+                total += 1
+                agree_gdb += list(res.ips) == snap["pcs"]
+                agree_eu += list(res.ips) == eu.get(snap["tid"])
+                names = _names(res.ips, maps, programs["signal"], syms)
+                if "in_handler" in names and "chain" in names and res.reason == "end":
+                    crossed += 1
+            time.sleep(0.03)
+    finally:
+        prog.close()
+    assert agree_gdb >= 0.95 * total and agree_eu >= 0.95 * total
+    assert crossed >= 3, "no snapshot caught the handler on top of the chain"
