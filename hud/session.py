@@ -1,0 +1,558 @@
+"""The one place that wires a profiling run; also the public Python API (`hud.Profiler`).
+
+    import hud
+    with hud.Profiler(pid=1234, threshold_ms=5) as prof:
+        prof.run(duration_s=10)            # or: for ep in prof.episodes(10): ...
+    report = prof.report()                 # the hud-report/1 object (DESIGN.md §4)
+
+A run: find the target, discover its threads, open a collector backend (eBPF, else
+perf_event_open alone, else a recording to replay), then loop: poll events, resolve their
+stacks (CFI unwinding + symbolization), feed the Analyzer, and tell the kernel side what
+the analysis learned (which switch-out sites are Tokio parks, which threads to ignore).
+Everything is released by `close()`, which every exit path reaches.
+"""
+from __future__ import annotations
+
+import resource
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from hud.analysis import Analyzer, Hotspot, WorkerShare
+from hud.discovery import Discovery
+from hud.errors import (
+    HudError,
+    PermissionDenied,
+    ProgramRejected,
+    TargetExited,
+    TargetNotFound,
+    Unsupported,
+    UsageError,
+)
+from hud.linux import procfs
+from hud.model import (
+    KIND_PARK,
+    ROLE_OTHER,
+    Episode,
+    Finding,
+    Frame,
+    OffCpuEvent,
+    Stack,
+    StackCapture,
+    Target,
+    TargetExit,
+    Thread,
+    ThreadExit,
+    ThreadSeen,
+)
+
+BACKENDS = ("auto", "ebpf", "perf")
+DEFAULT_THRESHOLD_MS = 5.0
+RESCAN_S = 0.5           # how often /proc/PID/task is re-read for new threads
+IGNORE_AFTER = 3         # stacks of a thread showing no runtime before the kernel skips it
+_RESOLVE_CACHE = 4096
+
+
+def default_freq(threshold_ms: float) -> int:
+    """A sampling rate that resolves the threshold: at least two samples per threshold,
+    at least 99 Hz, odd so that it does not beat with timers."""
+    hz = max(99, int(2000 / max(threshold_ms, 0.5)) + 1)
+    return min(hz | 1, 4999)
+
+
+def resolve_target(pid: Optional[int] = None, process: Optional[str] = None) -> Target:
+    """The Target for `--pid N` or a process name; a clear HudError when none or several
+    match."""
+    if pid is None and not process:
+        raise UsageError("no target given", "name a process (hud my-app) or pass --pid N")
+    if pid is None:
+        assert process is not None
+        if process.isdigit():
+            pid = int(process)
+        else:
+            pids = procfs.find_pids_by_name(process)
+            if not pids:
+                raise TargetNotFound(f"no process named {process!r}",
+                                     "check `pgrep -l` for the name, or pass --pid N")
+            if len(pids) > 1:
+                shown = ", ".join(str(p) for p in pids[:8]) + (" ..." if len(pids) > 8 else "")
+                raise TargetNotFound(f"{len(pids)} processes are named {process!r}: {shown}",
+                                     "pick one with --pid N")
+            pid = pids[0]
+    if not procfs.alive(pid):
+        raise TargetNotFound(f"no process with pid {pid}", "check the pid with `ps -p`")
+    exe = (procfs.exe(pid) or "").removesuffix(" (deleted)")
+    return Target(pid=pid, exe=exe, comm=procfs.comm(pid) or "")
+
+
+class StackResolver:
+    """StackCapture -> frames: CFI unwinding of the copied stack, then symbolization.
+
+    Identical captures (a thread leaving the CPU at the same place with the same stack
+    bytes) are resolved once: an LRU keyed by the capture itself.
+    """
+
+    def __init__(self, pid: int, debug_dirs: tuple = (), debug_files: tuple = (),
+                 exe_override: Optional[str] = None) -> None:
+        from hud.symbolize import Symbolizer
+        from hud.unwind import Unwinder
+        self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files)
+        self.process = self.symbolizer.for_process(pid)
+        self.unwinder = Unwinder(self.process.maps)
+        self._cache: OrderedDict = OrderedDict()
+        self.counts = {"resolved": 0, "cache_hits": 0, "incomplete": 0}
+        self.methods: dict = {}
+
+    def __call__(self, pid: int, capture: StackCapture) -> Stack:
+        hit = self._cache.get(capture)
+        if hit is not None:
+            self._cache.move_to_end(capture)
+            self.counts["cache_hits"] += 1
+            return hit
+        ips: tuple = ()
+        if capture.regs is not None and capture.stack:
+            res = self.unwinder.unwind(capture)
+            ips = res.ips
+            self.methods[res.method] = self.methods.get(res.method, 0) + 1
+            if not res.complete:
+                self.counts["incomplete"] += 1
+        if not ips:
+            ips = capture.fp_ips
+        frames: list[Frame] = []
+        for chain in self.process.symbolize(list(ips)):
+            frames.extend(chain)
+        stack = tuple(frames)
+        self.counts["resolved"] += 1
+        self._cache[capture] = stack
+        if len(self._cache) > _RESOLVE_CACHE:
+            self._cache.popitem(last=False)
+        return stack
+
+    def close(self) -> None:
+        self.symbolizer.close()
+
+
+@dataclass(frozen=True)
+class Status:
+    """The status line: what runs, how fast, what it costs."""
+
+    target: Target
+    backend: str
+    threshold_ms: float
+    window_s: Optional[float]
+    elapsed_s: float
+    events: int
+    events_per_s: float
+    lost: int
+    hud_cpu_pct: float
+    workers_rule: str
+    notice: str = ""
+    ended: str = ""          # why the run ended ("" while it runs)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a live view shows, taken at one moment (cheap: aggregates are kept
+    incrementally by the Analyzer)."""
+
+    findings: tuple[Finding, ...]
+    hotspots: tuple[Hotspot, ...]
+    shares: tuple[WorkerShare, ...]
+    timeline: tuple[Episode, ...]     # episodes of the window (or the last 60 s)
+    threads: tuple[Thread, ...]
+    status: Status
+
+
+class Profiler:
+    """A profiling run of one Tokio process; see the module docstring.
+
+    `backend` is "auto" (eBPF, falling back to perf with a notice), "ebpf" or "perf";
+    `replay` names a recording (hud-recording JSON lines) to analyze instead of a live
+    process. `notice(text)` receives one-line notices (fallbacks, target exit).
+    """
+
+    def __init__(self, pid: Optional[int] = None, process: Optional[str] = None, *,
+                 threshold_ms: float = DEFAULT_THRESHOLD_MS, window_s: Optional[float] = None,
+                 workers: Optional[str] = None, freq_hz: Optional[int] = None,
+                 backend: str = "auto", replay: Optional[str] = None,
+                 record: Optional[str] = None, debug_dirs: tuple = (),
+                 debug_files: tuple = (), stack_bytes: int = 16384,
+                 notice: Optional[Callable[[str], None]] = None) -> None:
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+        if threshold_ms <= 0:
+            raise UsageError("the threshold must be positive", "e.g. --threshold 5")
+        self.pid, self.process = pid, process
+        self.threshold_ms = float(threshold_ms)
+        self.window_s = window_s
+        self.workers_prefix = workers
+        self.freq_hz = freq_hz or default_freq(self.threshold_ms)
+        self.backend_choice = backend
+        self.replay_path = replay
+        self.record_path = record
+        self.debug_dirs, self.debug_files = tuple(debug_dirs), tuple(debug_files)
+        self.stack_bytes = stack_bytes
+        self._notice = notice or (lambda text: None)
+        self.notices: list[str] = []
+        self.backend_name = ""
+        self.target: Optional[Target] = None
+        self.analyzer: Optional[Analyzer] = None
+        self.discovery: Optional[Discovery] = None
+        self._collector: Any = None
+        self._resolver: Any = None
+        self._recorder: Any = None
+        self._replay_events: Optional[Iterator] = None
+        self._started = 0.0
+        self._cpu0 = 0.0
+        self._last_scan = 0.0
+        self._other_verdicts: dict = {}
+        self._ignored: set = set()
+        self._parks: set = set()
+        self.ended = ""
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Profiler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Find the target, open the backend, start collecting. Idempotent."""
+        if self.analyzer is not None:
+            return
+        try:
+            if self.replay_path:
+                self._start_replay()
+            else:
+                self._start_live()
+        except BaseException:
+            self.close()
+            raise
+        self._started = time.monotonic()
+        self._cpu0 = _own_cpu_s()
+
+    def _start_replay(self) -> None:
+        from hud.collect.replay import read_recording
+        rec = read_recording(self.replay_path or "")
+        self.target = rec.target
+        self.backend_name = f"replay ({rec.meta.get('backend', '?')})"
+        self.analyzer = Analyzer(rec.resolve, threshold_ms=self.threshold_ms,
+                                 target=rec.target, window_s=self.window_s)
+        self._replay_events = iter(rec.events)
+        if rec.bad_lines:
+            self._say(f"{rec.bad_lines} unreadable line(s) in the recording skipped")
+
+    def _start_live(self) -> None:
+        self.target = resolve_target(self.pid, self.process)
+        self.discovery = Discovery(self.target.pid, self.workers_prefix)
+        threads, _ = self.discovery.scan()
+        if not threads:
+            raise TargetExited(f"process {self.target.pid} has no threads left",
+                               "the target exited")
+        self.target = Target(self.target.pid, self.target.exe, self.target.comm,
+                             tuple(threads))
+        self._resolver = StackResolver(self.target.pid, self.debug_dirs, self.debug_files)
+        self.analyzer = Analyzer(self._resolver, threshold_ms=self.threshold_ms,
+                                 target=self.target, window_s=self.window_s)
+        self._collector = self._open_backend()
+        for t in threads:
+            self._collector.set_role(t.tid, t.role)
+        if self.record_path:
+            from hud.collect.replay import RecordingWriter
+            self._recorder = RecordingWriter(self.record_path, self.target,
+                                             meta=self._meta(), resolve=self._resolver)
+
+    def _open_backend(self) -> Any:
+        assert self.target is not None
+        kw = dict(threshold_ns=int(self.threshold_ms * 1e6), freq=self.freq_hz,
+                  stack_bytes=self.stack_bytes)
+        if self.backend_choice in ("auto", "ebpf"):
+            try:
+                from hud.collect.ebpf import EbpfCollector
+                col = EbpfCollector(self.target.pid, **kw)
+                col.start()
+                self.backend_name = "ebpf"
+                return col
+            except (PermissionDenied, Unsupported, ProgramRejected) as exc:
+                if self.backend_choice == "ebpf":
+                    raise
+                self._say(f"eBPF unavailable ({exc.message}); using the perf backend")
+        from hud.collect.perf import PerfCollector
+        col = PerfCollector(self.target.pid, **kw)
+        col.start()
+        self.backend_name = "perf"
+        return col
+
+    def close(self) -> None:
+        """Release every kernel object and file; safe to call more than once."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for obj in (self._collector, self._recorder, self._resolver):
+                if obj is not None:
+                    try:
+                        obj.close()
+                    except Exception:  # closing must reach every object
+                        pass
+            self._collector = None
+            if self.analyzer is not None:
+                self.analyzer.close()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def step(self, timeout_s: float = 0.1) -> list[Episode]:
+        """Poll the backend once and analyze what arrived; the episodes completed."""
+        if self.analyzer is None:
+            self.start()
+        assert self.analyzer is not None
+        if self.ended:
+            return []
+        if self._replay_events is not None:
+            return self._step_replay()
+        now = time.monotonic()
+        if now - self._last_scan >= RESCAN_S:
+            self._last_scan = now
+            self._rescan()
+            if self.ended:
+                return self.analyzer.close()
+        events = self._collector.poll(timeout_s)
+        out: list[Episode] = []
+        with self._lock:
+            for ev in events:
+                if self._recorder is not None:
+                    self._recorder.write(ev)
+                eps = self.analyzer.feed(ev)
+                out.extend(eps)
+                if isinstance(ev, OffCpuEvent):
+                    self._learn(ev, eps)
+                elif isinstance(ev, TargetExit):
+                    self._end("the target exited")
+        return out
+
+    def _step_replay(self) -> list[Episode]:
+        assert self.analyzer is not None and self._replay_events is not None
+        out: list[Episode] = []
+        with self._lock:
+            for _ in range(2000):
+                ev = next(self._replay_events, None)
+                if ev is None:
+                    self._end("end of the recording")
+                    out.extend(self.analyzer.close())
+                    break
+                out.extend(self.analyzer.feed(ev))
+        return out
+
+    def _rescan(self) -> None:
+        assert self.discovery is not None and self.analyzer is not None
+        if not procfs.alive(self.discovery.pid):
+            self._end("the target exited")
+            return
+        changed, gone = self.discovery.scan()
+        now_ns = time.monotonic_ns()
+        with self._lock:
+            for t in changed:
+                self.analyzer.feed(ThreadSeen(t.tid, t.name, now_ns))
+                self.analyzer.set_thread(t)
+                self._collector.set_role(t.tid, t.role)
+                if self._recorder is not None:
+                    self._recorder.write(t)
+            for tid in gone:
+                self.analyzer.feed(ThreadExit(tid, now_ns))
+
+    def _learn(self, ev: OffCpuEvent, eps: list[Episode]) -> None:
+        """Feed back to the kernel side what the analysis of one event taught."""
+        assert self.analyzer is not None
+        regs = ev.stack.regs
+        if regs is not None and any(ep.kind == KIND_PARK and ep.tid == ev.tid for ep in eps):
+            key = (ev.tid, regs.ip, regs.sp)
+            if key not in self._parks:
+                self._parks.add(key)
+                self._collector.mark_park(*key)
+        if ev.tid in self._ignored or not ev.stack.stack:
+            return
+        if self.analyzer.role_of(ev.tid) == ROLE_OTHER:
+            n = self._other_verdicts.get(ev.tid, 0) + 1
+            self._other_verdicts[ev.tid] = n
+            if n >= IGNORE_AFTER:
+                self._ignored.add(ev.tid)
+                self._collector.set_role(ev.tid, "ignore")
+
+    def _end(self, why: str) -> None:
+        if not self.ended:
+            self.ended = why
+            self._say(why)
+
+    def _say(self, text: str) -> None:
+        self.notices.append(text)
+        self._notice(text)
+
+    def run(self, duration_s: Optional[float] = None,
+            stop: Optional[threading.Event] = None,
+            on_snapshot: Optional[Callable[[Snapshot], None]] = None,
+            every_s: float = 0.5) -> dict:
+        """Profile until `duration_s`, `stop` is set, or the target exits; the report."""
+        self.start()
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        next_snap = time.monotonic() + every_s
+        while not self.ended:
+            if stop is not None and stop.is_set():
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            self.step(min(0.1, max(0.0, (deadline - now) if deadline else 0.1)))
+            if on_snapshot is not None and time.monotonic() >= next_snap:
+                next_snap = time.monotonic() + every_s
+                on_snapshot(self.snapshot())
+        self.finish()
+        return self.report()
+
+    def episodes(self, duration_s: Optional[float] = None) -> Iterator[Episode]:
+        """Live iteration: every episode (findings' and parks') as it completes."""
+        self.start()
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not self.ended and (deadline is None or time.monotonic() < deadline):
+            yield from self.step(0.1)
+        yield from self.finish()
+
+    def finish(self) -> list[Episode]:
+        """Drain what the kernel side still holds and close open stretches."""
+        out: list[Episode] = []
+        if self._collector is not None and not self._closed:
+            try:
+                out.extend(self.step(0.0))
+            except HudError:
+                pass
+        with self._lock:
+            if self.analyzer is not None:
+                out.extend(self.analyzer.close())
+        if not self.ended:
+            self.ended = "stopped"
+        return out
+
+    # -- live controls ------------------------------------------------------------------------
+
+    def set_threshold(self, threshold_ms: float) -> None:
+        """Change the threshold live: new episodes use it (kernel side and analysis)."""
+        threshold_ms = max(0.5, float(threshold_ms))
+        with self._lock:
+            self.threshold_ms = threshold_ms
+            if self.analyzer is not None:
+                self.analyzer.threshold_ns = int(threshold_ms * 1e6)
+                self.analyzer.builder.threshold_ns = int(threshold_ms * 1e6)
+            if self._collector is not None and hasattr(self._collector, "set_threshold"):
+                self._collector.set_threshold(int(threshold_ms * 1e6))
+
+    # -- results ------------------------------------------------------------------------------
+
+    def findings(self, window: bool = False) -> list[Finding]:
+        """Findings ranked by total time (the rolling window's with window=True)."""
+        assert self.analyzer is not None
+        with self._lock:
+            return self.analyzer.findings(window=window and self.window_s is not None)
+
+    def snapshot(self, timeline_s: float = 60.0) -> Snapshot:
+        """What a live view shows now."""
+        assert self.analyzer is not None and self.target is not None
+        a = self.analyzer
+        with self._lock:
+            win = self.window_s is not None
+            span = self.window_s or timeline_s
+            since = a.end_ns - int(span * 1e9)
+            recent = []
+            for ep in reversed(a.episodes):
+                if ep.end_ns < since:
+                    break
+                recent.append(ep)
+            recent.reverse()
+            return Snapshot(findings=tuple(a.findings(window=win)),
+                            hotspots=tuple(a.hotspots(20, window=win)),
+                            shares=tuple(a.shares(window=win)),
+                            timeline=tuple(recent), threads=tuple(a.threads()),
+                            status=self.status())
+
+    def status(self) -> Status:
+        assert self.analyzer is not None and self.target is not None
+        elapsed = max(1e-9, time.monotonic() - self._started) if self._started else 0.0
+        st = self.analyzer.stats()
+        lost = st["lost"] + (self._backend_stats().get("lost", 0) or 0)
+        cpu = (_own_cpu_s() - self._cpu0) / elapsed * 100 if elapsed else 0.0
+        return Status(target=self.target, backend=self.backend_name,
+                      threshold_ms=self.threshold_ms, window_s=self.window_s,
+                      elapsed_s=elapsed, events=st["events"],
+                      events_per_s=st["events"] / elapsed if elapsed else 0.0, lost=lost,
+                      hud_cpu_pct=cpu,
+                      workers_rule=self.discovery.describe() if self.discovery else "",
+                      notice=self.notices[-1] if self.notices else "", ended=self.ended)
+
+    def _backend_stats(self) -> dict:
+        if self._collector is None or not hasattr(self._collector, "stats"):
+            return {}
+        try:
+            return dict(self._collector.stats())
+        except HudError:
+            return {}
+
+    def _meta(self) -> dict:
+        return {"backend": self.backend_name, "threshold_ms": self.threshold_ms,
+                "freq_hz": self.freq_hz}
+
+    def report(self) -> dict:
+        """The hud-report/1 object for the run so far."""
+        from hud.export.report import report_from_analyzer
+        assert self.analyzer is not None and self.target is not None
+        with self._lock:
+            stats = dict(self.analyzer.stats())
+            backend = self._backend_stats()
+            if backend:
+                stats["backend"] = backend
+                stats["lost"] = stats.get("lost", 0) + int(backend.get("lost", 0) or 0)
+            if self._resolver is not None:
+                stats["stacks"] = {**self._resolver.counts, "methods": self._resolver.methods}
+            stats["hud_cpu_pct"] = round(self.status().hud_cpu_pct, 2)
+            stats["notices"] = list(self.notices)
+            if self.discovery is not None:
+                stats["workers_rule"] = self.discovery.describe()
+            duration = (time.monotonic() - self._started) if self._started and \
+                not self.replay_path else self.analyzer.duration_s
+            report = report_from_analyzer(self.analyzer, target=self.target,
+                                          backend=self.backend_name or "none",
+                                          duration_s=duration)
+            report["stats"].update({k: v for k, v in stats.items()
+                                    if k not in report["stats"] or k == "lost"})
+            return report
+
+    def export(self, path: str, fmt: str = "chrome") -> None:
+        """Write the run so far: "chrome" (Perfetto), "report" (JSON) or "folded"."""
+        assert self.analyzer is not None and self.target is not None
+        with self._lock:
+            if fmt == "report":
+                from hud.export.report import write_report
+                write_report(path, self.report())
+            elif fmt == "chrome":
+                from hud.export.chrome_trace import build_trace, write_chrome_trace
+                a = self.analyzer
+                write_chrome_trace(path, build_trace(
+                    a.episodes, target=self.target, threads=a.threads(),
+                    backend=self.backend_name, threshold_ms=self.threshold_ms))
+            elif fmt == "folded":
+                from hud.export.folded import fold, folded_items, write_folded
+                a = self.analyzer
+                write_folded(path, fold(folded_items(a.episodes, a.oncpu_stacks())))
+            else:
+                raise UsageError(f"unknown export format {fmt!r}",
+                                 "use chrome, report or folded")
+
+
+def _own_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
