@@ -52,12 +52,15 @@ def _archive() -> str:
     return getattr(loader, "archive", "") or ""
 
 
-def install(archive: str = "") -> None:
-    """Drop site-packages from sys.path and put the capstone hook in front of the finders."""
+def install(archive: str = "", strategies: tuple = _STRATEGIES) -> None:
+    """Drop site-packages from sys.path and put the capstone hook in front of the finders.
+
+    `strategies` (tests only) narrows how the library may be placed: ("memfd", "file").
+    """
     archive = archive or _archive()
     sys.path[:] = [p for p in sys.path if p == archive or not _is_site_dir(p)]
-    if not any(isinstance(f, _CapstoneFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _CapstoneFinder(archive))
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _CapstoneFinder)]
+    sys.meta_path.insert(0, _CapstoneFinder(archive, strategies))
 
 
 def _is_site_dir(path: str) -> bool:
@@ -72,8 +75,9 @@ def machine() -> str:
 class _CapstoneFinder:
     """Finds `capstone` in the zip only, and wraps its loader to provide the library first."""
 
-    def __init__(self, archive: str) -> None:
+    def __init__(self, archive: str, strategies: tuple) -> None:
         self.archive = archive
+        self.strategies = strategies
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "capstone":
@@ -84,7 +88,7 @@ class _CapstoneFinder:
                 self.archive + os.sep):
             _status["capstone"] = "unavailable: capstone is not in hud.pyz"
             raise ImportError("hud.pyz: capstone must come from the zip itself")
-        spec.loader = _CapstoneLoader(spec.loader, self.archive)
+        spec.loader = _CapstoneLoader(spec.loader, self.archive, self.strategies)
         return spec
 
     # Python 3.9's import system may still ask legacy finders for find_module.
@@ -95,9 +99,10 @@ class _CapstoneFinder:
 class _CapstoneLoader:
     """Delegates to the zip's loader; runs capstone's __init__ with its library in place."""
 
-    def __init__(self, inner, archive: str) -> None:
+    def __init__(self, inner, archive: str, strategies: tuple) -> None:
         self._inner = inner
         self._archive = archive
+        self._strategies = strategies
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -116,7 +121,8 @@ class _CapstoneLoader:
             raise ImportError(why)
         member, sha256 = entry
         data = self._inner.get_data(os.path.join(self._archive, member))
-        with NativeLoad(data, sha256, "libcapstone.so", mode=_deepbind()) as lib:
+        with NativeLoad(data, sha256, "libcapstone.so", mode=_deepbind(),
+                        strategies=self._strategies) as lib:
             _status["capstone"] = lib.how
             code = self._inner.get_code(module.__name__)
             saved = os.environ.get("LIBCAPSTONE_PATH")

@@ -86,16 +86,6 @@ def _imported(importtime_stderr: str) -> set:
     return names
 
 
-def _private_dirs() -> set:
-    found = set()
-    for parent in TMP_PARENTS:
-        try:
-            found |= {os.path.join(parent, n) for n in os.listdir(parent) if n.startswith("hud-")}
-        except OSError:
-            pass
-    return found
-
-
 # ---------------------------------------------------------------------------- the CLI
 
 def test_help_runs_isolated_without_textual(python, pyz):
@@ -116,9 +106,11 @@ def test_version_names_the_build_commit(python, pyz):
     m = re.fullmatch(r"hud (\S+) \(([0-9a-f]{12})(-dirty)?\)\n", proc.stdout)
     assert m, proc.stdout
     assert m.group(1) == __version__
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    assert head.startswith(m.group(2))
+    # The commit the pyz was built from: HEAD in CI's clone; in a shared checkout others may
+    # have committed since, so: a commit of this history.
+    ancestor = subprocess.run(["git", "-C", str(ROOT), "merge-base", "--is-ancestor",
+                               m.group(2), "HEAD"], capture_output=True, text=True)
+    assert ancestor.returncode == 0, f"{m.group(2)} is not in HEAD's history"
     assert not (ROOT / "hud" / "_build.py").exists()
 
 
@@ -163,11 +155,14 @@ _CAPSTONE_PROBE = textwrap.dedent("""
     import json, os, sys
     archive = sys.argv[1]
     sys.path.insert(0, archive)
+    import tempfile
+    made, mkdtemp = [], tempfile.mkdtemp
+    tempfile.mkdtemp = lambda *a, **k: made.append(mkdtemp(*a, **k)) or made[-1]
     import _hud_pyz
     if len(sys.argv) > 2:
-        _hud_pyz._STRATEGIES = tuple(sys.argv[2].split(","))
-        _hud_pyz.NativeLoad.__init__.__defaults__ = (0, _hud_pyz._STRATEGIES, _hud_pyz._PARENTS)
-    _hud_pyz.install(archive)
+        _hud_pyz.install(archive, strategies=tuple(sys.argv[2].split(",")))
+    else:
+        _hud_pyz.install(archive)
     out = {"path": sys.path}
     try:
         import capstone
@@ -178,6 +173,8 @@ _CAPSTONE_PROBE = textwrap.dedent("""
         out["error"] = str(e)
     out["status"] = _hud_pyz.status()
     out["env"] = os.environ.get("LIBCAPSTONE_PATH")
+    out["dirs_made"] = made
+    out["dirs_left"] = [d for d in made if os.path.lexists(d)]
     out["maps"] = sorted({l.split(None, 5)[-1].strip() for l in open("/proc/self/maps")
                           if "capstone" in l})
     print(json.dumps(out))
@@ -205,7 +202,6 @@ def _planted_lib(tmp_path: Path) -> Path:
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe disassembles x86_64")
 def test_capstone_loads_from_a_memfd_and_ignores_an_inherited_path(python, pyz, tmp_path):
-    before = _private_dirs()
     planted = _planted_lib(tmp_path)
     out = _probe(python, pyz, tmp_path, env={"LIBCAPSTONE_PATH": str(planted)})
     assert out.get("insns") == ["push rbp", "mov rbp, rsp"], out
@@ -214,17 +210,18 @@ def test_capstone_loads_from_a_memfd_and_ignores_an_inherited_path(python, pyz, 
     assert out["env"] == str(planted)              # restored after capstone's import
     assert out["maps"] == ["/memfd:libcapstone.so (deleted)"], out["maps"]
     assert not any(p.endswith(("site-packages", "dist-packages")) for p in out["path"])
-    assert _private_dirs() == before
+    assert len(out["dirs_made"]) == 1 and out["dirs_made"][0].startswith(TMP_PARENTS)
+    assert out["dirs_left"] == []
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe disassembles x86_64")
 def test_capstone_file_fallback_uses_a_private_dir_and_cleans_up(python, pyz, tmp_path):
-    before = _private_dirs()
     out = _probe(python, pyz, tmp_path, "file")
     assert out.get("insns") == ["push rbp", "mov rbp, rsp"], out
     assert out["status"]["capstone"].startswith("file in /"), out["status"]
     assert len(out["maps"]) == 1 and out["maps"][0].endswith("/libcapstone.so (deleted)")
-    assert _private_dirs() == before
+    assert out["maps"][0].startswith(out["dirs_made"][0] + "/")
+    assert out["dirs_left"] == []
 
 
 def _noexec_everywhere() -> list:
@@ -275,7 +272,8 @@ def test_zip_layout(pyz):
 
 
 def _sources_digest() -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+                                      capture_output=True, check=True).stdout)
     for rel in sorted(subprocess.run(
             ["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard",
              "hud", "kernel"], capture_output=True, text=True, check=True).stdout.split()):
