@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/unwind.py [--seconds 2] [--rounds 5]
 
-Two sample sets: the committed aarch64 qemu snapshots (anywhere, no root), and x86_64
+Three sample sets: the committed aarch64 qemu snapshots (anywhere, no root), x86_64
 perf samples recorded live from tests/data/unwind/x86_64/deep.c built without frame
-pointers (root + gcc). Each row gives frames/s of CPU time (time.process_time) for a cold
+pointers (root + gcc), and from the blockers-nofp Tokio fixture (root, fixture built). Each row gives frames/s of CPU time (time.process_time) for a cold
 unwinder (first pass: ELF sections read, CFI indexed, rows computed) and a warm one
 (medians of --rounds passes), and the ratio against a reference run in the same
 invocation: the frame-pointer walk over the same captures. Goal: >= 50,000 frames/s warm.
@@ -90,12 +90,42 @@ def x86_set(seconds: float, rounds: int) -> list[dict]:
             proc.wait()
 
 
+def tokio_set(seconds: float, rounds: int) -> list[dict]:
+    """perf samples of the blockers-nofp Tokio fixture (release Rust, no frame pointers)."""
+    if os.geteuid() != 0:
+        return []
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from support.fixtures import FixtureError, run_fixture
+    except ImportError as e:
+        print(f"Tokio set skipped: {e}", file=sys.stderr)
+        return []
+    from hud.collect.perf_sampler import PerfSampler
+    from hud.symbolize.normalize import ProcessMaps
+    try:
+        with run_fixture("blockers-nofp", ["cpu:40/60", "sleep", "mutex"]) as fx:
+            time.sleep(0.3)
+            caps = []
+            with PerfSampler(fx.pid, freq=499, stack_bytes=32768) as sampler:
+                sampler.start()
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    time.sleep(0.05)
+                    caps += [s.stack for s in sampler.read() if isinstance(s, CpuSample)]
+            return [_measure("x86_64 perf samples, Tokio blockers-nofp",
+                             lambda: Unwinder(ProcessMaps(fx.pid)), caps, rounds)]
+    except FixtureError as e:
+        print(f"Tokio set skipped: {e}", file=sys.stderr)
+        return []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="x86_64 recording length")
     ap.add_argument("--rounds", type=int, default=5, help="warm passes (median)")
     args = ap.parse_args()
-    rows = aarch64_set(args.rounds) + x86_set(args.seconds, args.rounds)
+    rows = (aarch64_set(args.rounds) + x86_set(args.seconds, args.rounds)
+            + tokio_set(args.seconds, args.rounds))
     print(f"python {sys.version.split()[0]}, one core (process CPU time)\n")
     print("| sample set | samples | frames/sample | cold frames/s | warm frames/s "
           "| FP walk frames/s (ref) | warm / ref |")
