@@ -1,14 +1,160 @@
-"""`hud [PROCESS]`: profile a running Tokio process (placeholder until the session lands)."""
+"""`hud [PROCESS]`: profile a running Tokio process (live view or headless with exports)."""
 from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Optional
 
 import click
 
-from hud.errors import Unsupported
+from hud.errors import UsageError
+
+FORMATS = ("chrome", "report", "folded")
 
 
-@click.command("profile")
+def _guess_format(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith((".folded", ".txt", ".collapsed")):
+        return "folded"
+    if lower.endswith(".report.json") or "report" in os.path.basename(lower):
+        return "report"
+    return "chrome"
+
+
+@click.command("profile", context_settings={"max_content_width": 80})
 @click.argument("process", required=False)
-@click.option("--pid", type=int, help="PID of the target process.")
-def command(process: str, pid: int) -> None:
-    """Profile PROCESS (a name) or --pid N."""
-    raise Unsupported("profiling is not built yet", "follow issue 6")
+@click.option("--pid", type=int, help="PID of the target (instead of PROCESS).")
+@click.option("--target", "target_path", type=click.Path(dir_okay=False),
+              help="The target's binary with debug info, when the running one is stripped.")
+@click.option("--threshold", type=float, default=5.0, show_default=True, metavar="MS",
+              help="Report episodes at least this long.")
+@click.option("--window", type=float, metavar="S",
+              help="Rolling window: show only the last S seconds.")
+@click.option("--workers", metavar="PREFIX", help="Worker threads are named PREFIX*.")
+@click.option("--duration", type=float, metavar="S", help="Stop after S seconds.")
+@click.option("--headless", is_flag=True, help="No live view; print findings at the end.")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False),
+              help="Write the run to FILE at exit.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Export format (default: from the file name, else chrome).")
+@click.option("--freq", type=int, metavar="HZ", help="CPU sampling rate (default resolves "
+              "the threshold: 2 samples per threshold).")
+@click.option("--backend", type=click.Choice(("auto", "ebpf", "perf")), default="auto",
+              show_default=True, help="Kernel interface; auto falls back to perf.")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False),
+              help="Analyze a recording (from --record) instead of a live process.")
+@click.option("--record", type=click.Path(dir_okay=False),
+              help="Also write every event to FILE, for --replay later.")
+@click.option("--debug-file", "debug_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Separate debug file (repeatable).")
+@click.option("--debug-dir", "debug_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Directory of debug files (build-id tree or debuglink).")
+@click.option("--stack-bytes", type=click.IntRange(1024, 32768), default=16384,
+              show_default=True, help="User stack bytes copied per capture.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+def command(process: Optional[str], pid: Optional[int], target_path: Optional[str],
+            threshold: float, window: Optional[float], workers: Optional[str],
+            duration: Optional[float], headless: bool, export_path: Optional[str],
+            fmt: Optional[str], freq: Optional[int], backend: str, replay: Optional[str],
+            record: Optional[str], debug_files: tuple, debug_dirs: tuple,
+            stack_bytes: int, quiet: bool) -> None:
+    """Show what blocks the Tokio runtime of PROCESS (a name) or --pid N."""
+    from hud.session import Profiler
+
+    if replay is None and process is None and pid is None:
+        raise UsageError("no target given", "name a process (hud my-app) or pass --pid N")
+    if duration is not None and duration <= 0:
+        raise UsageError("--duration must be positive", "e.g. --duration 10")
+    if fmt and not export_path:
+        raise UsageError("--format needs --export FILE", "e.g. --export trace.json")
+    if target_path:
+        debug_files = (*debug_files, target_path)
+    interactive = not headless and sys.stdout.isatty() and sys.stdin.isatty()
+
+    def notice(text: str) -> None:
+        if not quiet and not interactive:
+            click.echo(f"hud: {text}", err=True)
+
+    prof = Profiler(pid=pid, process=process, threshold_ms=threshold, window_s=window,
+                    workers=workers, freq_hz=freq, backend=backend, replay=replay,
+                    record=record, debug_dirs=debug_dirs, debug_files=debug_files,
+                    stack_bytes=stack_bytes, notice=notice)
+    stop = threading.Event()
+    old = _install_stop_handlers(stop)
+    try:
+        prof.start()
+        if interactive:
+            _run_interactive(prof, duration, stop)
+        else:
+            _run_headless(prof, duration, stop, quiet)
+        if export_path:
+            prof.export(export_path, fmt or _guess_format(export_path))
+            if not quiet:
+                click.echo(f"hud: wrote {export_path}", err=True)
+    finally:
+        prof.close()
+        _restore(old)
+
+
+def _run_headless(prof, duration: Optional[float], stop: threading.Event,
+                  quiet: bool) -> None:
+    from hud.cli.text import findings_table, summary_line, terminal_width
+    last = [0.0]
+
+    def progress(snap) -> None:
+        if quiet or snap.status.elapsed_s - last[0] < 2.0:
+            return
+        last[0] = snap.status.elapsed_s
+        click.echo(summary_line(snap.status), err=True)
+
+    if not quiet and prof.target is not None:
+        t = prof.target
+        click.echo(f"hud: profiling pid {t.pid} ({t.comm or t.exe}) with {prof.backend_name}, "
+                   f"threshold {prof.threshold_ms:g} ms"
+                   + (f", for {duration:g} s" if duration else ", Ctrl-C to stop"), err=True)
+    try:
+        prof.run(duration_s=duration, stop=stop, on_snapshot=progress, every_s=0.5)
+    except KeyboardInterrupt:
+        prof.finish()
+    width = terminal_width() if sys.stdout.isatty() else 80
+    click.echo(findings_table(prof.findings(), width=width), nl=False)
+
+
+def _run_interactive(prof, duration: Optional[float], stop: threading.Event) -> None:
+    try:
+        from hud.tui.app import run_tui
+    except ImportError:
+        click.echo("hud: the live view is unavailable here; showing text", err=True)
+        _run_headless(prof, duration, stop, quiet=False)
+        return
+    run_tui(prof, duration_s=duration, stop=stop)
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict:
+    """Ctrl-C, SIGTERM and SIGHUP end the run cleanly: the loop stops between events and
+    the exports are still written. A second Ctrl-C interrupts at once."""
+    old = {}
+    if threading.current_thread() is not threading.main_thread():
+        return old
+
+    def handler(signum, frame) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt   # a second Ctrl-C: stop right now
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+    return old
+
+
+def _restore(old: dict) -> None:
+    for sig, h in old.items():
+        try:
+            signal.signal(sig, h)
+        except (ValueError, OSError):
+            pass

@@ -1,0 +1,63 @@
+"""Plain-text rendering of findings for headless runs and terminals without the TUI."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from hud.model import Finding
+
+WIDTH = 80
+
+
+def _short_path(path: Optional[str]) -> str:
+    if not path:
+        return "?"
+    parts = path.split("/")
+    return "/".join(parts[-2:]) if len(parts) > 2 else path
+
+
+def _ms(v: float) -> str:
+    if v >= 10_000:
+        return f"{v / 1000:.1f}s"
+    if v >= 100:
+        return f"{v:.0f}ms"
+    return f"{v:.1f}ms"
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def findings_table(findings: list[Finding], limit: int = 15, width: int = WIDTH) -> str:
+    """Findings as an aligned table that fits `width` columns; function and location on
+    their own lines so long Rust paths stay readable."""
+    if not findings:
+        return "no blocking, cpu or sched_delay finding above the threshold\n"
+    head = f"{'KIND':<12}{'TOTAL':>9}{'COUNT':>7}{'MAX':>9}{'P99':>9}  WORKERS"
+    lines = [head, "-" * min(width, len(head) + 12)]
+    for f in findings[:limit]:
+        workers = ",".join(str(w) for w in f.workers[:4]) + ("…" if len(f.workers) > 4 else "")
+        lines.append(f"{f.kind:<12}{_ms(f.total_ms):>9}{f.count:>7}{_ms(f.max_ms):>9}"
+                     f"{_ms(f.p99_ms):>9}  {_fit(workers, width - 48)}")
+        lines.append("  " + _fit(f.function, width - 2))
+        where = f"{_short_path(f.file)}:{f.line}" if f.line else _short_path(f.file)
+        lines.append("    at " + _fit(where, width - 7))
+        if f.detail:
+            lines.append("    " + f.detail[: width - 4])
+    if len(findings) > limit:
+        lines.append(f"… and {len(findings) - limit} more (see --export)")
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(status) -> str:
+    """One line of live progress for headless runs (stderr)."""
+    return (f"hud: {status.elapsed_s:5.1f}s  {status.events} events "
+            f"({status.events_per_s:.0f}/s)  lost {status.lost}  "
+            f"hud cpu {status.hud_cpu_pct:.1f}%  [{status.backend}]")
+
+
+def terminal_width() -> int:
+    try:
+        return max(40, min(os.get_terminal_size().columns, 200))
+    except OSError:
+        return WIDTH
