@@ -210,6 +210,9 @@ def parse_function(name: str) -> FuncPath:
     return fp
 
 
+_DISPLAY_CACHE: dict = {}
+
+
 def display_function(name: Optional[str]) -> str:
     """The name shown for a finding: hash and trailing closure markers removed.
 
@@ -217,13 +220,19 @@ def display_function(name: Optional[str]) -> str:
     """
     if name is None:
         return "[unknown]"
-    name = _HASH.sub("", name)
+    hit = _DISPLAY_CACHE.get(name)
+    if hit is not None:
+        return hit
+    out = _HASH.sub("", name)
     while True:
-        head, sep, tail = name.rpartition("::")
-        if sep and _CLOSURE.match(tail):
-            name = head
-            continue
-        return name
+        head, sep, tail = out.rpartition("::")
+        if not (sep and _CLOSURE.match(tail)):
+            break
+        out = head
+    if len(_DISPLAY_CACHE) > 100_000:
+        _DISPLAY_CACHE.clear()
+    _DISPLAY_CACHE[name] = out
+    return out
 
 
 # --- frame classification -----------------------------------------------------------------
@@ -456,20 +465,31 @@ class Classifier:
         self.main_module = main_module
         self.max_cached = max_cached
         self._cache: dict = {}
+        # Resolvers that cache hand back the same tuple for the same stack: an identity
+        # hit skips hashing every frame. The entry keeps the tuple alive, so its id
+        # cannot be reused by another object while the entry exists.
+        self._by_id: dict = {}
         self.hits = 0
         self.misses = 0
 
     def classify(self, stack: Stack) -> tuple[Stack, StackInfo]:
         """The classified stack and its signature (cached)."""
-        key = tuple(stack)
-        hit = self._cache.get(key)
-        if hit is not None:
+        entry = self._by_id.get(id(stack))
+        if entry is not None and entry[0] is stack:
             self.hits += 1
-            return hit
-        self.misses += 1
-        frames = classify_stack(key, self.main_module)
-        value = (frames, stack_info(frames))
-        if len(self._cache) >= self.max_cached:
-            self._cache.clear()
-        self._cache[key] = value
+            return entry[1]
+        key = tuple(stack)
+        value = self._cache.get(key)
+        if value is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+            frames = classify_stack(key, self.main_module)
+            value = (frames, stack_info(frames))
+            if len(self._cache) >= self.max_cached:
+                self._cache.clear()
+            self._cache[key] = value
+        if len(self._by_id) >= self.max_cached:
+            self._by_id.clear()
+        self._by_id[id(stack)] = (stack, value)
         return value

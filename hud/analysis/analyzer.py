@@ -102,6 +102,7 @@ class Analyzer:
         self._hot = Hotspots()
         self._shares = Shares()
         self._oncpu: dict = {}          # id(stack) -> [stack, ns]
+        self._keys: dict = {}           # id(stack) -> (stack, hotspot keys)
         self._cached: Optional[list] = None
         if target is not None:
             for t in target.threads:
@@ -184,13 +185,20 @@ class Analyzer:
             self.end_ns = end
 
     def _sample(self, ev: CpuSample, stack: Stack) -> None:
-        keys = sample_keys(stack)
+        slot = self._keys.get(id(stack))
+        if slot is None or slot[0] is not stack:
+            # Per distinct classified stack; the entry holds the stack so its id stays
+            # unique while cached.
+            if len(self._keys) > 50_000:
+                self._keys.clear()
+            slot = self._keys[id(stack)] = (stack, sample_keys(stack))
+        keys = slot[1]
         self._hot.add(keys, stack)
-        slot = self._oncpu.get(id(stack))
-        if slot is None:
+        acc = self._oncpu.get(id(stack))
+        if acc is None:
             # The value holds the stack, so its id cannot be reused while it is a key.
-            slot = self._oncpu[id(stack)] = [stack, 0]
-        slot[1] += max(0, ev.period_ns)
+            acc = self._oncpu[id(stack)] = [stack, 0]
+        acc[1] += max(0, ev.period_ns)
         if self.window is not None:
             self.window.add_sample(ev.time_ns, keys, stack)
 
