@@ -45,16 +45,20 @@ class PerfRing:
     """
 
     def __init__(self, fd: int, data_pages: int, own_fd: bool = False) -> None:
-        if data_pages < 1 or data_pages & (data_pages - 1):
-            raise UsageError(f"perf ring of {data_pages} data pages",
-                             "the data area must be a power of two pages (1, 2, 4 ...)")
         self.fd = fd
         self._own_fd = own_fd
+        self._base: Optional[int] = None
         self.page = libc.PAGE_SIZE
         self._length = (1 + data_pages) * self.page
-        self._base: Optional[int] = libc.mmap(fd, self._length,
-                                              libc.PROT_READ | libc.PROT_WRITE, 0,
-                                              what="mmap of a perf ring")
+        try:
+            if data_pages < 1 or data_pages & (data_pages - 1):
+                raise UsageError(f"perf ring of {data_pages} data pages",
+                                 "the data area must be a power of two pages (1, 2, 4 ...)")
+            self._base = libc.mmap(fd, self._length, libc.PROT_READ | libc.PROT_WRITE, 0,
+                                   what="mmap of a perf ring")
+        except BaseException:
+            self.close()   # an owned fd must not leak when the ring cannot be set up
+            raise
         offset = ctypes.c_uint64.from_address(self._base + _DATA_OFFSET).value
         size = ctypes.c_uint64.from_address(self._base + _DATA_SIZE).value
         self._data = self._base + (offset or self.page)
@@ -171,11 +175,7 @@ class PerfEventArray:
                                         period_or_freq=1, sample_type=pe.PERF_SAMPLE_RAW,
                                         wakeup=wakeup_events)
                 fd = pe.perf_event_open(attr, pid=-1, cpu=cpu)
-                try:
-                    ring = PerfRing(fd, data_pages, own_fd=True)
-                except BaseException:
-                    os.close(fd)
-                    raise
+                ring = PerfRing(fd, data_pages, own_fd=True)   # closes fd if it fails
                 self.rings[cpu] = ring
                 perf_map.set_u32(cpu, fd)
         except BaseException:

@@ -43,8 +43,14 @@ def test_rejects_non_power_of_two_pages():
     try:
         with pytest.raises(UsageError):
             PerfRing(fd, 3)
+        os.fstat(fd)                        # not owned: still open
     finally:
         os.close(fd)
+    fd = _cpu_clock_self(1_000_000)
+    with pytest.raises(UsageError):
+        PerfRing(fd, 0, own_fd=True)
+    with pytest.raises(OSError):            # owned: closed although the ring failed
+        os.fstat(fd)
 
 
 def test_samples_wrap_around_a_one_page_ring_intact():
