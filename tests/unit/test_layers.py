@@ -19,8 +19,8 @@ RANKS = {
     "hud.classify": 6, "hud.discovery": 6,
     "hud.collect": 7,
     "hud.analysis": 8,
-    "hud.session": 9,
-    "hud.export": 10,
+    "hud.export": 9,
+    "hud.session": 10,
     "hud.tui": 11,
     "hud.cli": 12, "hud.__main__": 12,
 }
