@@ -58,7 +58,7 @@ class _Thread:
         self.times: list = []      # time_ns of snaps, for bisect
         self.park_cum = 0
         self.ep_ns: Counter = Counter()
-        self.first_ns = 0
+        self.first_ns: Optional[int] = None
         self.last_ns = 0
 
 
@@ -78,7 +78,7 @@ class Shares:
     def seen(self, tid: int, time_ns: int) -> None:
         """The thread was observed at `time_ns` (extends its span)."""
         t = self._get(tid)
-        if not t.first_ns or time_ns < t.first_ns:
+        if t.first_ns is None or time_ns < t.first_ns:
             t.first_ns = time_ns
         t.last_ns = max(t.last_ns, time_ns)
 
@@ -124,7 +124,8 @@ class Shares:
             return WorkerShare(tid, name, run / total, parked / total, blocked / total,
                                runq / total, 0.0, total, SOURCE_TIMES)
         eps = window_eps if window_eps is not None else t.ep_ns
-        start = t.first_ns if since_ns is None else max(t.first_ns, since_ns)
+        first = t.first_ns if t.first_ns is not None else t.last_ns
+        start = first if since_ns is None else max(first, since_ns)
         span = max(1, t.last_ns - start)
         parts = [eps[KIND_CPU], eps[KIND_PARK], eps[KIND_BLOCKING], eps[KIND_SCHED_DELAY]]
         total = max(span, sum(parts))
