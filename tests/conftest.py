@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+pytest_plugins = ["support.fixtures"]  # tokio_fixture, fixture_manifest (issue 3)
 
 _PRIVILEGED = ("root", "e2e")
 _privileged_ids: set = set()

@@ -12,8 +12,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = REPO / "tests" / "fixtures"
@@ -30,7 +31,7 @@ COMM_LEN = 15
 CUSTOM_THREAD_NAME = "hud-fx-worker"
 
 # Cargo profiles (tests/fixtures/Cargo.toml) and the RUSTFLAGS that make them differ.
-PROFILES: Dict[str, Dict[str, object]] = {
+PROFILES: dict[str, dict[str, object]] = {
     "fp": {"rustflags": "-C force-frame-pointers=yes", "frame_pointers": True},
     "nofp": {"rustflags": "", "frame_pointers": False},
 }
@@ -38,7 +39,7 @@ PROFILES: Dict[str, Dict[str, object]] = {
 # Every variant: which program, built with which profile, post-processed how, and which
 # command-line flags it always runs with. Runtime flags stand in for rebuilds where the code
 # is the same (thread name, runtime flavour): the manifest says so ("args").
-VARIANTS: Dict[str, Dict[str, object]] = {
+VARIANTS: dict[str, dict[str, object]] = {
     "blockers-fp": {
         "program": "blockers", "profile": "fp", "strip": False, "args": [],
         "about": "release build with debug info and frame pointers",
@@ -165,7 +166,7 @@ def _strip_code(line: str) -> str:
     return "".join(out)
 
 
-def _fn_span(lines: List[str], decl: int) -> int:
+def _fn_span(lines: list[str], decl: int) -> int:
     """1-based last line of the function declared on 1-based line `decl` (brace matching)."""
     depth = 0
     opened = False
@@ -189,12 +190,12 @@ def _module_path(crate: str, src_dir: Path, path: Path) -> str:
     return "::".join([crate, *parts])
 
 
-def scan_markers(program: str) -> Dict[str, Dict[str, object]]:
+def scan_markers(program: str) -> dict[str, dict[str, object]]:
     """Every `// hud:<kind> <name>` marker in a program's sources, with its line, the text of
     that line and the enclosing function (path, declaration line, last line)."""
     src_dir = SOURCES / program / "src"
     crate = program.replace("-", "_")
-    found: Dict[str, Dict[str, object]] = {}
+    found: dict[str, dict[str, object]] = {}
     for path in sorted(src_dir.rglob("*.rs")):
         lines = path.read_text().splitlines()
         for idx, text in enumerate(lines):
@@ -231,7 +232,7 @@ def scan_markers(program: str) -> Dict[str, Dict[str, object]]:
 
 # ---- ELF helpers --------------------------------------------------------------------------
 
-def _run(cmd: List[str], **kw) -> str:
+def _run(cmd: list[str], **kw) -> str:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, check=True, **kw).stdout
     except FileNotFoundError as e:
@@ -240,7 +241,7 @@ def _run(cmd: List[str], **kw) -> str:
         raise BuildError(f"{' '.join(cmd)} failed ({e.returncode}):\n{e.stderr}") from e
 
 
-def _sections(path: Path) -> List[str]:
+def _sections(path: Path) -> list[str]:
     out = _run(["readelf", "-SW", str(path)])
     return re.findall(r"\]\s+(\.\S+)", out)
 
@@ -250,7 +251,7 @@ def _build_id(path: Path) -> Optional[str]:
     return m.group(1) if m else None
 
 
-def _strip_into(src: Path, out_dir: Path, program: str) -> Tuple[Path, Path]:
+def _strip_into(src: Path, out_dir: Path, program: str) -> tuple[Path, Path]:
     binary = out_dir / program
     debug = out_dir / f"{program}.debug"
     _run(["objcopy", "--only-keep-debug", str(src), str(debug)])
@@ -271,7 +272,7 @@ def _tokio_version() -> Optional[str]:
     return m.group(1) if m else None
 
 
-def _cargo_build(cargo: str, profile: str, programs: List[str], jobs: Optional[int]) -> None:
+def _cargo_build(cargo: str, profile: str, programs: list[str], jobs: Optional[int]) -> None:
     env = dict(os.environ)
     # Only the profile's flags: a caller's RUSTFLAGS would silently change the ground truth.
     for k in ("CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR"):
@@ -292,13 +293,13 @@ def _cargo_build(cargo: str, profile: str, programs: List[str], jobs: Optional[i
             "librust-tokio-dev (see .ci/apt-packages)")
 
 
-def _describe(binary: Path) -> Dict[str, object]:
+def _describe(binary: Path) -> dict[str, object]:
     return json.loads(_run([str(binary), "--describe"]))
 
 
-def _manifest(variant: str, spec: Dict[str, object], binary: Path, debug: Optional[Path],
-              described: Dict[str, object], markers: Dict[str, Dict[str, object]],
-              digest: str, toolchain: str) -> Dict[str, object]:
+def _manifest(variant: str, spec: dict[str, object], binary: Path, debug: Optional[Path],
+              described: dict[str, object], markers: dict[str, dict[str, object]],
+              digest: str, toolchain: str) -> dict[str, object]:
     program = str(spec["program"])
     profile = str(spec["profile"])
     args = list(spec["args"])  # type: ignore[arg-type]
@@ -310,7 +311,7 @@ def _manifest(variant: str, spec: Dict[str, object], binary: Path, debug: Option
     # On a current_thread runtime the worker is the main thread, named after the executable.
     worker_comm = program[:COMM_LEN] if current else pool_comm
 
-    scenarios: Dict[str, Dict[str, object]] = {}
+    scenarios: dict[str, dict[str, object]] = {}
     names = [str(s["name"]) for s in described["scenarios"]]  # type: ignore[index]
     extra = sorted(set(markers) - set(names))
     if extra:
@@ -389,7 +390,7 @@ def up_to_date(variant: str, digest: str) -> bool:
     return m.get("source_hash") == digest and all(f is None or Path(f).exists() for f in files)
 
 
-def build(variants: List[str], *, force: bool = False, jobs: Optional[int] = None) -> List[str]:
+def build(variants: list[str], *, force: bool = False, jobs: Optional[int] = None) -> list[str]:
     """Build `variants` (names from VARIANTS); return the ones actually rebuilt."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -408,7 +409,7 @@ def build(variants: List[str], *, force: bool = False, jobs: Optional[int] = Non
                 p.startswith("tokio-1.") for p in os.listdir(_registry())):
             raise BuildError("no tokio crate in /usr/share/cargo/registry: run scripts/setup "
                              "(apt-get install librust-tokio-dev)")
-        by_profile: Dict[str, List[str]] = {}
+        by_profile: dict[str, list[str]] = {}
         for v in todo:
             spec = VARIANTS[v]
             progs = by_profile.setdefault(str(spec["profile"]), [])
@@ -417,7 +418,7 @@ def build(variants: List[str], *, force: bool = False, jobs: Optional[int] = Non
         for profile, programs in sorted(by_profile.items()):
             _cargo_build(cargo, profile, sorted(programs), jobs)
 
-        markers_cache: Dict[str, Dict[str, Dict[str, object]]] = {}
+        markers_cache: dict[str, dict[str, dict[str, object]]] = {}
         for v in todo:
             spec = VARIANTS[v]
             program = str(spec["program"])
@@ -448,7 +449,7 @@ def _update_index(digest: str) -> None:
     _write_json(INDEX, {"schema": INDEX_SCHEMA, "source_hash": digest, "variants": present})
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(
         prog="build-fixtures",
         description="Build the Tokio fixtures offline (Debian crates) and their manifests. "

@@ -1,0 +1,1 @@
+"""Test support: Tokio fixture builds (fixture_build) and their pytest API (fixtures)."""
