@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from hud.analysis import Analyzer, Hotspot, WorkerShare
+from hud.analysis.window import RollingWindow
 from hud.discovery import Discovery
 from hud.errors import (
     HudError,
@@ -164,6 +165,7 @@ class Snapshot:
     timeline: tuple[Episode, ...]     # episodes of the window (or the last 60 s)
     threads: tuple[Thread, ...]
     status: Status
+    now_ns: int = 0                   # event time of the latest event: the timeline's right edge
 
 
 class Profiler:
@@ -452,6 +454,31 @@ class Profiler:
             if self._collector is not None and hasattr(self._collector, "set_threshold"):
                 self._collector.set_threshold(int(threshold_ms * 1e6))
 
+    def set_window(self, window_s: Optional[float]) -> None:
+        """Change the rolling window live (None: the whole run). The new window is refilled
+        from the kept episodes; its on-CPU hotspots fill up as new samples arrive."""
+        if window_s is not None and window_s <= 0:
+            raise UsageError("the window must be positive", "e.g. --window 10")
+        with self._lock:
+            self.window_s = window_s
+            a = self.analyzer
+            if a is None:
+                return
+            if window_s is None:
+                a.window = None
+                return
+            win = RollingWindow(int(window_s * 1e9))
+            edge = a.end_ns - win.span_ns
+            recent = []
+            for ep in reversed(a.episodes):   # completion order: the same cut as snapshot()
+                if ep.end_ns < edge:
+                    break
+                recent.append(ep)
+            for ep in reversed(recent):
+                win.add_episode(ep)
+            win.advance(a.end_ns)
+            a.window = win
+
     # -- results ------------------------------------------------------------------------------
 
     def findings(self, window: bool = False) -> list[Finding]:
@@ -478,7 +505,7 @@ class Profiler:
                             hotspots=tuple(a.hotspots(20, window=win)),
                             shares=tuple(a.shares(window=win)),
                             timeline=tuple(recent), threads=tuple(a.threads()),
-                            status=self.status())
+                            status=self.status(), now_ns=a.end_ns)
 
     def status(self) -> Status:
         assert self.analyzer is not None and self.target is not None
