@@ -42,6 +42,7 @@ def status() -> dict:
 def main() -> None:
     """Run hud's CLI from the zip (the `__main__` stub has already made the run isolated)."""
     install(_archive())
+    sys.excepthook = excepthook
     from hud.cli import main as cli_main
     cli_main()
 
@@ -61,6 +62,18 @@ def install(archive: str = "", strategies: tuple = _STRATEGIES) -> None:
     sys.path[:] = [p for p in sys.path if p == archive or not _is_site_dir(p)]
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _CapstoneFinder)]
     sys.meta_path.insert(0, _CapstoneFinder(archive, strategies))
+
+
+def excepthook(etype, value, tb) -> None:
+    """Print tracebacks with the zip's own source lines.
+
+    The interpreter's C printer looks a frame's file up on disk and, not finding
+    `hud.pyz/hud/cli/profile.py`, searches sys.path for `profile.py` and shows the standard
+    library's line instead (the same for click/types.py, textual/signal.py, ...). The
+    traceback module asks the module's loader, which reads the zip.
+    """
+    import traceback
+    traceback.print_exception(etype, value, tb)
 
 
 def _is_site_dir(path: str) -> bool:

@@ -28,9 +28,12 @@ SETUP_PY39 = ROOT / "scripts" / "setup-python39"
 PY39 = ROOT / "build" / "python3.9" / "bin" / "python3.9"
 TMP_PARENTS = ("/run", "/dev/shm", "/tmp", "/var/tmp")
 
-# The profiler (issue 6) is not there yet: until hud.session exists, the headless profile
-# cannot find anything. strict: the test must fail while that holds, and runs for real after.
-PROFILER_LANDED = importlib.util.find_spec("hud.session") is not None
+# The profiler (issue 6) lands in parts: until hud.session and a live backend exist, the
+# headless profile cannot find anything. strict: the test must fail while that holds, and
+# runs for real after.
+PROFILER_LANDED = (importlib.util.find_spec("hud.session") is not None
+                   and any(importlib.util.find_spec(f"hud.collect.{b}") is not None
+                           for b in ("ebpf", "perf")))
 
 
 def _machine_python() -> str:
@@ -134,6 +137,20 @@ def test_a_run_without_isolation_reexecs_isolated(python, pyz, tmp_path):
     proc = _run(python, str(pyz), "--version", env=env)
     assert "PLANTED" not in proc.stdout + proc.stderr
     assert proc.returncode == 0 and proc.stdout.startswith("hud "), proc.stderr
+
+
+def test_tracebacks_show_the_zips_source_lines(python, pyz):
+    """click/types.py shares its name with the stdlib's types.py: the line shown must be
+    click's (the interpreter's own printer would show the stdlib's)."""
+    code = (f"import sys; sys.path.insert(0, {str(pyz)!r}); import _hud_pyz; "
+            "sys.excepthook = _hud_pyz.excepthook; import click; "
+            "click.Choice(['a']).convert('b', None, None)")
+    proc = _run(python, "-I", "-c", code)
+    assert proc.returncode == 1
+    frames = re.findall(r'File "([^"]+)", line \d+, in \w+\n    (.*)\n', proc.stderr)
+    last_file, last_line = frames[-1]
+    assert last_file == f"{pyz}/click/types.py", proc.stderr
+    assert "raise BadParameter" in last_line, proc.stderr
 
 
 def test_too_old_python_is_told_so(pyz):
@@ -301,26 +318,24 @@ def test_build_is_reproducible(tmp_path):
 # ---------------------------------------------------------------------------- profiling
 
 def _blockers(scenarios: list):
-    """The fixtures API (tests/support/fixtures.py, issue 3): a context manager that starts
-    the blockers fixture with these scenarios and yields an object with .pid and .manifest
-    (the hud-fixture/1 manifest: manifest["scenarios"][name] has function, file, line)."""
-    from support import fixtures
-    return fixtures.start("blockers-fp", scenarios=scenarios)
+    """The blockers fixture running these scenarios (tests/support/fixtures.py, issue 3)."""
+    from support.fixtures import run_fixture
+    return run_fixture("blockers-fp", scenarios)
 
 
 @pytest.mark.xfail(not PROFILER_LANDED, strict=True,
-                   reason="the profiler (issue 6, hud.session) has not landed yet")
+                   reason="the profiler (issue 6: hud.session + a live backend) has not landed")
 def test_headless_profile_finds_the_sleep_blocker(python, pyz, tmp_path):
     report = tmp_path / "report.json"
     with _blockers(["sleep"]) as fx:
         proc = _run(python, "-I", str(pyz), "--pid", str(fx.pid), "--headless",
                     "--duration", "10", "--export", str(report), "--format", "report",
                     timeout=180)
-        want = fx.manifest["scenarios"]["sleep"]
+        want = fx.manifest.scenarios["sleep"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(report.read_text())
     assert doc["schema"] == "hud-report/1"
     hits = [f for f in doc["findings"] if f["kind"] == "blocking"
-            and f["function"] == want["function"]]
+            and f["function"] == want.function]
     assert hits, [(f["kind"], f["function"]) for f in doc["findings"]]
-    assert abs(hits[0]["line"] - want["line"]) <= 1, (hits[0], want)
+    assert abs(hits[0]["line"] - want.line) <= 1, (hits[0], want)
