@@ -561,23 +561,14 @@ class Profiler:
     def export(self, path: str, fmt: str = "chrome") -> None:
         """Write the run so far: "chrome" (Perfetto), "report" (JSON) or "folded"."""
         assert self.analyzer is not None and self.target is not None
+        from hud.export import export_run
+        from hud.export.report import write_report
         with self._lock:
             if fmt == "report":
-                from hud.export.report import write_report
                 write_report(path, self.report())
-            elif fmt == "chrome":
-                from hud.export.chrome_trace import build_trace, write_chrome_trace
-                a = self.analyzer
-                write_chrome_trace(path, build_trace(
-                    a.episodes, target=self.target, threads=a.threads(),
-                    backend=self.backend_name, threshold_ms=self.threshold_ms))
-            elif fmt == "folded":
-                from hud.export.folded import fold, folded_items, write_folded
-                a = self.analyzer
-                write_folded(path, fold(folded_items(a.episodes, a.oncpu_stacks())))
             else:
-                raise UsageError(f"unknown export format {fmt!r}",
-                                 "use chrome, report or folded")
+                export_run(path, fmt, self.analyzer, target=self.target,
+                           backend=self.backend_name)
 
 
 def _own_cpu_s() -> float:
