@@ -317,6 +317,22 @@ def test_build_is_reproducible(tmp_path):
 
 # ---------------------------------------------------------------------------- profiling
 
+def test_headless_replay_report_from_the_zip(python, pyz, tmp_path):
+    """Analysis and export inside the zip, on both interpreters, without a live backend: the
+    committed demo recording's headline finding (its generator's ground truth)."""
+    recording = ROOT / "tests" / "data" / "recordings" / "demo.jsonl"
+    report = tmp_path / "report.json"
+    proc = _run(python, "-I", "-X", "importtime", str(pyz), "--replay", str(recording),
+                "--headless", "--export", str(report), "--format", "report")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [n for n in _imported(proc.stderr) if n.split(".")[0] == "textual"]
+    doc = json.loads(report.read_text())
+    assert doc["schema"] == "hud-report/1"
+    top = doc["findings"][0]
+    assert (top["kind"], top["function"], top["line"]) == (
+        "blocking", "my_app::handlers::load", 42), top
+
+
 def _blockers(scenarios: list):
     """The blockers fixture running these scenarios (tests/support/fixtures.py, issue 3)."""
     from support.fixtures import run_fixture
