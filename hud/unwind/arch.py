@@ -25,11 +25,8 @@ class Arch:
     lr: int            # link register holding the RA in a leaf (aarch64), -1 on x86_64
     ip: int            # pseudo-register holding the pc, for CFA expressions (x86_64 rip=16)
     names: tuple[str, ...]
-    ra_in_memory: bool  # True when a call pushes the RA (x86_64): leaf frames still have it
     # Return addresses carry pointer-authentication bits on aarch64: keep the VA bits.
     ra_mask: int = (1 << 64) - 1
-    # (insn bytes reach, max insns) a prologue scan looks at.
-    prologue_window: int = 24
 
     def reg_name(self, regno: int) -> str:
         return self.names[regno] if 0 <= regno < len(self.names) else f"r{regno}"
@@ -46,14 +43,11 @@ class Arch:
         return out
 
 
-X86_64 = Arch("x86_64", sp=7, fp=6, ra=16, lr=-1, ip=16, names=_X86_64_NAMES,
-              ra_in_memory=True)
+X86_64 = Arch("x86_64", sp=7, fp=6, ra=16, lr=-1, ip=16, names=_X86_64_NAMES)
 AARCH64 = Arch("aarch64", sp=31, fp=29, ra=30, lr=30, ip=-1, names=_AARCH64_NAMES,
-               ra_in_memory=False, ra_mask=(1 << 48) - 1)
+               ra_mask=(1 << 48) - 1)
 
 ARCHES = {"x86_64": X86_64, "aarch64": AARCH64}
-# ELF e_machine values (and pyelftools' names for them).
-MACHINE_ARCH = {62: "x86_64", 183: "aarch64", "EM_X86_64": "x86_64", "EM_AARCH64": "aarch64"}
 
 
 def arch_of(name: str) -> Arch:

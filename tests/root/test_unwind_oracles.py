@@ -182,18 +182,33 @@ def _grammar() -> re.Pattern:
                       r"(main libc libc _start|worker libc libc)$")
 
 
-def _sample(prog: Running, seconds: float = 2.0, stack_bytes: int = 32768):
+def _sample(prog: Running, seconds: float = 2.0, stack_bytes: int = 32768,
+            want: int = 0, wanted=lambda s: True, max_seconds: float = 10.0):
     """CpuSamples of a running program, and its maps (the program stays alive: modules are
-    read through /proc/PID/map_files when the unwinder first needs them)."""
+    read through /proc/PID/map_files when the unwinder first needs them). Records for
+    `seconds`, and on (up to `max_seconds`) until `want` samples satisfy `wanted`: a loaded
+    machine gives the program less CPU, hence fewer samples."""
     samples = []
     time.sleep(0.1)
     with PerfSampler(prog.pid, freq=299, stack_bytes=stack_bytes) as sampler:
         sampler.start()
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        start = time.monotonic()
+        while True:
             time.sleep(0.05)
             samples += [s for s in sampler.read() if isinstance(s, CpuSample)]
+            spent = time.monotonic() - start
+            if spent >= max_seconds or (spent >= seconds and
+                                        sum(1 for s in samples if wanted(s)) >= want):
+                break
     return samples, ProcessMaps(prog.pid)
+
+
+def _starts_in(maps: ProcessMaps, name: str):
+    """A sample predicate: the sampled pc lies in the module called `name`."""
+    def wanted(s: CpuSample) -> bool:
+        mod = maps.find(s.stack.regs.ip) if s.stack.regs else None
+        return mod is not None and Path(mod.file_path).name == name
+    return wanted
 
 
 @pytest.fixture
@@ -209,7 +224,7 @@ def running(programs):
 
 
 def test_perf_samples_of_nofp_build_unwind_to_the_known_chain(programs, running):
-    samples, maps = _sample(running("nofp"))
+    samples, maps = _sample(running("nofp"), want=50)
     syms = Symbols(programs["nofp"])
     uw = Unwinder(maps)
     grammar = _grammar()
@@ -251,7 +266,9 @@ def test_fp_build_cfi_and_frame_pointer_walks_agree(programs, running):
     """On the FP build, our CFI walk, our FP walk and the kernel's FP chain give the same
     frames through our code (up to the first frame in glibc, which has no frame pointers)."""
     exe = programs["fp"]
-    samples, maps = _sample(running("fp"), seconds=1.5)
+    prog = running("fp")
+    samples, maps = _sample(prog, seconds=1.5, want=40,
+                            wanted=_starts_in(ProcessMaps(prog.pid), exe.name))
     uw = Unwinder(maps)
     compared = agree = agree_kernel = exact = 0
     for s in samples:
@@ -304,7 +321,8 @@ def test_samples_in_the_vdso_unwind_through_it(programs):
     """The vdso's CFI comes from its ELF image in the target's memory."""
     prog = Running(programs["vdso"], threads=1)
     try:
-        samples, maps = _sample(prog, seconds=1.0)
+        samples, maps = _sample(prog, seconds=1.0, want=30,
+                                wanted=_starts_in(ProcessMaps(prog.pid), "[vdso]"))
         syms = Symbols(programs["vdso"])
         uw = Unwinder(maps)
         in_vdso = [s for s in samples
@@ -330,7 +348,9 @@ def test_stacks_through_a_signal_frame_match_gdb_and_eu_stack(programs, tmp_path
     total = agree_gdb = agree_eu = crossed = 0
     try:
         time.sleep(0.2)
-        for _ in range(15):
+        for rounds in range(60):
+            if rounds >= 15 and crossed >= 3:
+                break
             prog.stop()
             snaps = gdb_snapshot(prog.pid, tmp_path)
             eu = eu_stack(prog.pid)
