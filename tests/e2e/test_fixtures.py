@@ -2,6 +2,8 @@
 and its manifest's ground truth agrees with the sources and with binutils on the binary."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -352,6 +354,31 @@ def test_demo_default_mix_and_throughput_line():
     assert result["mix"] == fx.manifest.raw["default_mix"]
     assert result["requests"] > 0 and result["errors"] == 0
     assert result["latency_ms"]["p50"] is not None
+
+
+def test_load_generator_stops_on_sigterm_with_its_result():
+    """scripts/demo ends the load with SIGTERM when hud is done and still wants the numbers."""
+    with run_fixture("demo", threads=2) as fx:
+        load = subprocess.Popen([str(fx.manifest.binary), "load", "--addr", fx.ready["addr"],
+                                 "--duration", "300", "--connections", "2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            def signal_thread_up():
+                with contextlib.suppress(OSError):
+                    return any((t / "comm").read_text().strip() == "load-signals"
+                               for t in Path(f"/proc/{load.pid}/task").iterdir())
+            assert _wait_until(signal_thread_up)
+            load.send_signal(signal.SIGTERM)
+            out, _ = load.communicate(timeout=60)
+        finally:
+            if load.poll() is None:
+                load.kill()
+                load.wait()
+    assert load.returncode == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["event"] == "load" and result["stopped_by_signal"] is True
+    assert result["errors"] == 0
 
 
 def test_load_generator_refuses_non_loopback():
