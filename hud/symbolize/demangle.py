@@ -6,6 +6,7 @@ as the oracle.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Optional
 
@@ -32,41 +33,45 @@ def demangle(name: str) -> str:
     return name
 
 
+_LEGACY_CHARS = re.compile(r"[A-Za-z0-9_$.:]*")
+_DIGITS = re.compile(r"[0-9]+")
+_HASH_END = re.compile(r"17h[0-9a-f]{16}E(?=\.)")
+_TOKEN = re.compile(r"\$[A-Za-z0-9]*\$|\$|\.\.|\.|[^$.]+")
+
+
 def demangle_rust_legacy(name: str) -> Optional[str]:
     """`_ZN...17h<16 hex>E` to `a::b::c` (hash dropped); None if not legacy Rust."""
     if not name.startswith("_ZN"):
         return None
     body = name[3:]
-    # rustc appends ".llvm.<digits>" to symbols LLVM renamed; the name is what precedes it.
-    cut = body.find(".llvm.")
-    if cut >= 0:
-        body = body[:cut]
-    if not body.endswith("E"):
+    # Suffixes after the final E (".llvm.<digits>" from LLVM renames, ".0" on statics)
+    # are not part of the path; binutils drops them.
+    m = _HASH_END.search(body)
+    if m is not None:
+        body = body[:m.end()]
+    if not body.endswith("E") or not _LEGACY_CHARS.fullmatch(body):
         return None
     body = body[:-1]
-    for ch in body:
-        if not (ch.isascii() and (ch.isalnum() or ch in "_$.:")):
-            return None
     if len(body) <= 19 or body[-19:-16] != "17h":
         return None
     idents = []
     pos = 0
-    while pos < len(body):
-        start = pos
-        while pos < len(body) and body[pos].isdigit():
-            pos += 1
-        if pos == start:
+    n = len(body)
+    while pos < n:
+        m = _DIGITS.match(body, pos)
+        if m is None:
             return None
-        digits = body[start:pos]
-        if digits[0] == "0" and len(digits) > 1:
+        digits = m.group()
+        if digits[0] == "0":
             return None
-        n = int(digits)
-        if n == 0 or pos + n > len(body):
+        pos = m.end()
+        k = int(digits)
+        if pos + k > n:
             return None
-        idents.append(body[pos:pos + n])
-        pos += n
+        idents.append(body[pos:pos + k])
+        pos += k
     h = idents[-1]
-    if len(h) != 17 or h[0] != "h" or any(c not in "0123456789abcdef" for c in h[1:]):
+    if len(h) != 17 or h[0] != "h" or _lower_hex(h[1:]) is None:
         return None
     if len(set(h[1:])) < 5:
         return None   # too regular to be a hash: binutils treats it as C++
@@ -77,42 +82,34 @@ def _legacy_ident(ident: str) -> str:
     # The mangler prefixes "_" to identifiers that start with an escape.
     if ident.startswith("_$"):
         ident = ident[1:]
+    if "$" not in ident and "." not in ident:
+        return ident
     out = []
-    i = 0
-    n = len(ident)
-    while i < n:
-        c = ident[i]
+    for m in _TOKEN.finditer(ident):
+        tok = m.group()
+        c = tok[0]
         if c == "$":
-            end = ident.find("$", i + 1)
-            esc = ident[i + 1:end] if end > 0 else ""
-            ch = _LEGACY_ESCAPES.get(esc)
-            if ch is None and len(esc) == 3 and esc[0] == "u":
-                code = _lower_hex(esc[1:])
+            ch = _LEGACY_ESCAPES.get(tok[1:-1]) if len(tok) > 1 else None
+            if ch is None and len(tok) == 5 and tok[1] == "u":
+                code = _lower_hex(tok[2:4])
                 if code is not None and 0x20 <= code < 0x80:
                     ch = chr(code)
             if ch is None:
-                out.append(ident[i:])   # an unknown escape: the rest stays verbatim
+                out.append(ident[m.start():])   # an unknown escape: the rest verbatim
                 break
             out.append(ch)
-            i = end + 1
-        elif c == ".":
-            if ident.startswith("..", i):
-                out.append("::")
-                i += 2
-            else:
-                out.append(".")
-                i += 1
+        elif tok == "..":
+            out.append("::")
         else:
-            j = i
-            while j < n and ident[j] not in "$.":
-                j += 1
-            out.append(ident[i:j])
-            i = j
+            out.append(tok)
     return "".join(out)
 
 
+_HEX = re.compile(r"[0-9a-f]+")
+
+
 def _lower_hex(s: str) -> Optional[int]:
-    if s and all(c in "0123456789abcdef" for c in s):
+    if _HEX.fullmatch(s):
         return int(s, 16)
     return None
 

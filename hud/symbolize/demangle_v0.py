@@ -7,6 +7,7 @@ _Invalid and the caller keeps the raw name.
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 _MAX_DEPTH = 200
@@ -18,6 +19,10 @@ _BASIC = {
     "s": "i16", "t": "u16", "u": "()", "v": "...", "x": "i64", "y": "u64", "z": "!",
     "p": "_",
 }
+_BASE62 = re.compile(r"([0-9a-zA-Z]*)_")
+_B62 = {c: i for i, c in enumerate("0123456789abcdefghijklmnopqrstuvwxyz"
+                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+_DECIMAL = re.compile(r"[0-9]+")
 _UNSIGNED = "htmyoj"
 _SIGNED = "aslxni"
 
@@ -89,24 +94,19 @@ class _Printer:
 
     def base62(self) -> int:
         """<base-62-number> = {<0-9a-zA-Z>} "_": "_" is 0, otherwise value + 1."""
-        if self.eat("_"):
+        m = _BASE62.match(self.s, self.pos)
+        if m is None:
+            raise _Invalid
+        self.pos = m.end()
+        digits = m.group(1)
+        if not digits:
             return 0
+        if len(digits) > 11:
+            raise _Invalid
         x = 0
-        while True:
-            c = self.next()
-            if c == "_":
-                return x + 1
-            if "0" <= c <= "9":
-                d = ord(c) - 48
-            elif "a" <= c <= "z":
-                d = ord(c) - 97 + 10
-            elif "A" <= c <= "Z":
-                d = ord(c) - 65 + 36
-            else:
-                raise _Invalid
-            x = x * 62 + d
-            if x > 1 << 64:
-                raise _Invalid
+        for c in digits:
+            x = x * 62 + _B62[c]
+        return x + 1
 
     def opt_integer62(self, tag: str) -> int:
         return self.base62() + 1 if self.eat(tag) else 0
@@ -115,17 +115,17 @@ class _Printer:
         return self.opt_integer62("s")
 
     def decimal(self) -> int:
-        c = self.next()
-        if not c.isdigit():
+        m = _DECIMAL.match(self.s, self.pos)
+        if m is None:
             raise _Invalid
-        if c == "0":
+        digits = m.group()
+        if digits[0] == "0":
+            self.pos += 1
             return 0
-        x = ord(c) - 48
-        while self.peek().isdigit():
-            x = x * 10 + ord(self.next()) - 48
-            if x > 1 << 32:
-                raise _Invalid
-        return x
+        if len(digits) > 9:
+            raise _Invalid
+        self.pos = m.end()
+        return int(digits)
 
     def ident(self) -> tuple[str, bool]:
         """(text, was_punycode) of an <undisambiguated-identifier>."""

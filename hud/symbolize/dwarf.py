@@ -14,7 +14,8 @@ from typing import Optional
 from hud.symbolize import dwarf_lines
 from hud.symbolize.dwarf_forms import DwarfError
 from hud.symbolize.dwarf_lines import LineTable
-from hud.symbolize.dwarf_scopes import ROLE_TAGS, ROLES, NameResolver, UnitScopes, scan
+from hud.symbolize.dwarf_names import NameResolver
+from hud.symbolize.dwarf_scopes import ROLE_TAGS, ROLES, UnitScopes, scan
 from hud.symbolize.dwarf_units import DwarfSections, Unit, UnitTable
 
 
@@ -70,16 +71,18 @@ class DwarfInfo:
         if row is not None:
             file = lines.path(row[0], unit.comp_dir)
             line, col = row[1], row[2]
+        else:
+            # No row: binutils names the unit itself (its DW_AT_name, as written).
+            file = unit.name or None
         if not chain:
             return [Location(None, file, line, col)], reason
         out = []
         for k, idx in enumerate(chain):
-            out.append(Location(self.names.name(scopes.die[idx]), file, line, col))
+            out.append(Location(self.names.name(scopes.die(idx)), file, line, col))
             if k + 1 < len(chain):
                 # The caller's position is this instance's call site.
-                file = lines.path(scopes.call_file[idx], unit.comp_dir) if lines else None
-                line = scopes.call_line[idx]
-                col = scopes.call_col[idx]
+                cfile, line, col = scopes.call_site(idx)
+                file = lines.path(cfile, unit.comp_dir) if lines is not None else None
         return out, reason
 
     def _line_table(self, unit: Unit) -> Optional[LineTable]:

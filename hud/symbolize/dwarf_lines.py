@@ -1,15 +1,15 @@
-"""DWARF 2-5 line programs: a fast decoder into compact per-unit row arrays.
+"""DWARF 2-5 line programs: a fast decoder, lazy per sequence.
 
 pyelftools builds a Python object per row and per state (ENV-FACTS: 340k rows in 4.3 s);
-this decoder keeps the state machine in locals, precomputes special opcodes, and stores
-rows in arrays, so a unit's table costs a few bytes per row and lookups are bisects.
+this decoder skims a unit's program once for its sequences (with LLVM and GCC's function
+sections that is one per function) and decodes a sequence's rows, with the state machine
+in locals and special opcodes precomputed, only when an address falls in it.
 """
 from __future__ import annotations
 
 import bisect
 import posixpath
 import struct
-from array import array
 from typing import Callable, Optional
 
 from hud.symbolize.dwarf_forms import (
@@ -43,59 +43,60 @@ _TOMBSTONE_MIN = 0xFFFFFFFF00000000
 
 
 class LineTable:
-    """The decoded line program of one unit.
+    """The line program of one unit, decoded one sequence at a time.
 
-    Rows live in parallel arrays in program order; `seq_*` describe sequences sorted by
-    start address, each a contiguous slice [first, last) of the rows plus an end address.
+    `decode` reads the header and skims the program once for where each sequence starts
+    (its first DW_LNE_set_address and its byte offset); a sequence's rows are decoded
+    the first time an address falls in it. Sequences are sorted by start address.
     """
 
-    __slots__ = (
-        "_paths",
-        "addrs",
-        "cols",
-        "dirs",
-        "file_idx",
-        "file_names",
-        "lines",
-        "seq_end",
-        "seq_first",
-        "seq_last",
-        "seq_start",
-        "version",
-    )
+    __slots__ = ("_data", "_decoded", "_params", "_paths", "dirs", "file_names",
+                 "seq_offset", "seq_start", "version")
 
     def __init__(self) -> None:
         self.version = 0
         self.dirs: list[str] = []
         self.file_names: list[tuple[str, int]] = []   # (name, dir index), DWARF numbering
-        self.addrs = array("Q")
-        self.lines = array("q")
-        self.file_idx = array("Q")
-        self.cols = array("Q")
         self.seq_start: list[int] = []
-        self.seq_end: list[int] = []
-        self.seq_first: list[int] = []
-        self.seq_last: list[int] = []
+        self.seq_offset: list[int] = []
+        self._decoded: dict[int, tuple] = {}
         self._paths: dict[int, Optional[str]] = {}
+        self._data = b""
+        self._params: tuple = ()
 
     def __len__(self) -> int:
-        return len(self.addrs)
+        """Rows decoded so far."""
+        return sum(len(d[1]) for d in self._decoded.values())
 
     def lookup(self, addr: int) -> Optional[tuple[int, int, int]]:
         """(file index, line, column) of the row covering `addr`, or None.
 
         The row is the last one at or below `addr` in the sequence holding it: when
-        several rows share an address the last wins, as in binutils.
+        several rows share an address the last wins, as in binutils. Raises DwarfError
+        when the sequence is malformed.
         """
         i = bisect.bisect_right(self.seq_start, addr) - 1
-        # Sequences may overlap (e.g. two copies of one function); try a few.
-        for j in range(i, max(i - 8, -1), -1):
-            if self.seq_start[j] <= addr < self.seq_end[j]:
-                first, last = self.seq_first[j], self.seq_last[j]
-                k = bisect.bisect_right(self.addrs, addr, first, last) - 1
-                if k >= first:
-                    return self.file_idx[k], self.lines[k], self.cols[k]
+        # Sequences do not overlap in sane tables; one step back covers the odd case.
+        for j in (i, i - 1):
+            if j < 0:
+                break
+            seq = self._decoded.get(j)
+            if seq is None:
+                seq = self._decode_seq(j)
+            end, addrs, lines, files, cols = seq
+            if addrs and addrs[0] <= addr < end:
+                k = bisect.bisect_right(addrs, addr) - 1
+                if k >= 0:
+                    return files[k], lines[k], cols[k]
         return None
+
+    def _decode_seq(self, j: int) -> tuple:
+        try:
+            seq = _run_sequence(self._data, self.seq_offset[j], *self._params)
+        except (IndexError, struct.error, OverflowError) as e:
+            raise DwarfError(f"bad line sequence: {e}") from None
+        self._decoded[j] = seq
+        return seq
 
     def path(self, index: int, comp_dir: str) -> Optional[str]:
         """Full path of file `index` (DWARF numbering of this table's version)."""
@@ -199,8 +200,15 @@ def _decode(data: bytes, offset: int, addr_size: int, comp_dir: str,
             table.file_names.append((name.decode("utf-8", "replace"), d))
             if len(table.file_names) > _MAX_ENTRIES:
                 raise DwarfError("too many files")
-    _run(data, program, end, table, min_inst, line_base, line_range, opcode_base,
-         std_lengths, addr_size)
+    adv_addr = [0] * 256
+    adv_line = [0] * 256
+    for op in range(opcode_base, 256):
+        adj = op - opcode_base
+        adv_addr[op] = (adj // line_range) * min_inst
+        adv_line[op] = line_base + adj % line_range
+    table._data = data
+    table._params = (end, adv_addr, adv_line, opcode_base, min_inst, std_lengths)
+    _skim(data, program, end, table, opcode_base, std_lengths)
     return table
 
 
@@ -237,28 +245,67 @@ def _v5_entries(data: bytes, pos: int, limit: int, table: LineTable, addr_size: 
     return pos
 
 
-def _run(data: bytes, pos: int, end: int, table: LineTable, min_inst: int, line_base: int,
-         line_range: int, opcode_base: int, std_lengths: list, addr_size: int) -> None:
-    # Special opcodes, precomputed: address and line advance per opcode.
-    adv_addr = [0] * 256
-    adv_line = [0] * 256
-    for op in range(opcode_base, 256):
-        adj = op - opcode_base
-        adv_addr[op] = (adj // line_range) * min_inst
-        adv_line[op] = line_base + adj % line_range
-    const_add = adv_addr[255]
+def _skim(data: bytes, pos: int, end: int, table: LineTable, opcode_base: int,
+          std_lengths: list) -> None:
+    """Find each sequence's start address and offset without decoding rows."""
+    seqs: list[tuple[int, int]] = []
+    seq_off = pos
+    start = -1
+    while pos < end:
+        op = data[pos]
+        pos += 1
+        if op >= opcode_base:
+            continue
+        if op == 0:
+            n, pos = uleb(data, pos)
+            nxt = pos + n
+            if n == 0:
+                continue
+            if nxt > end:
+                raise DwarfError("extended opcode past the end of the program")
+            sub = data[pos]
+            if sub == 1:     # DW_LNE_end_sequence
+                if 0 < start < _TOMBSTONE_MIN:
+                    seqs.append((start, seq_off))
+                seq_off = nxt
+                start = -1
+            elif sub == 2 and start < 0:
+                start = int.from_bytes(data[pos + 1:nxt], "little")
+            elif sub == 3:   # DW_LNE_define_file (DWARF < 5)
+                name, p = cstring(data, pos + 1)
+                d, _ = uleb(data, p)
+                table.file_names.append((name.decode("utf-8", "replace"), d))
+            pos = nxt
+        elif op == 9:        # DW_LNS_fixed_advance_pc: a 2-byte operand
+            pos += 2
+        elif 2 <= op <= 5 or op == 12:   # one LEB128 operand
+            while data[pos] >= 0x80:
+                pos += 1
+            pos += 1
+        elif op in (1, 6, 7, 8, 10, 11):
+            pass
+        else:
+            for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
+                _, pos = uleb(data, pos)
+    # Rows after the last end_sequence belong to no sequence: binutils drops them too.
+    seqs.sort()
+    table.seq_start = [s[0] for s in seqs]
+    table.seq_offset = [s[1] for s in seqs]
 
+
+def _run_sequence(data: bytes, pos: int, end: int, adv_addr: list, adv_line: list,
+                  opcode_base: int, min_inst: int, std_lengths: list) -> tuple:
+    """Rows of the sequence starting at `pos`: (end address, addrs, lines, files, cols)."""
     addrs: list = []
     lines: list = []
     files: list = []
     cols: list = []
     a_add, l_add, f_add, c_add = addrs.append, lines.append, files.append, cols.append
-    seqs: list = []   # (start, end, first row, last row)
+    const_add = adv_addr[255]
     address = 0
     file = 1
     line = 1
     col = 0
-    seq_first = 0
     while pos < end:
         op = data[pos]
         pos += 1
@@ -275,22 +322,10 @@ def _run(data: bytes, pos: int, end: int, table: LineTable, min_inst: int, line_
                 continue
             sub = data[pos]
             nxt = pos + n
-            if nxt > end:
-                raise DwarfError("extended opcode past the end of the program")
             if sub == 1:     # DW_LNE_end_sequence
-                if len(addrs) > seq_first:
-                    seqs.append((addrs[seq_first], address, seq_first, len(addrs)))
-                seq_first = len(addrs)
-                address = 0
-                file = 1
-                line = 1
-                col = 0
-            elif sub == 2:   # DW_LNE_set_address
+                return address, addrs, lines, files, cols
+            if sub == 2:     # DW_LNE_set_address
                 address = int.from_bytes(data[pos + 1:nxt], "little")
-            elif sub == 3:   # DW_LNE_define_file (DWARF < 5)
-                name, p = cstring(data, pos + 1)
-                d, _ = uleb(data, p)
-                table.file_names.append((name.decode("utf-8", "replace"), d))
             pos = nxt
         elif op == 1:        # DW_LNS_copy
             a_add(address)
@@ -301,8 +336,13 @@ def _run(data: bytes, pos: int, end: int, table: LineTable, min_inst: int, line_
             n, pos = uleb(data, pos)
             address += n * min_inst
         elif op == 3:        # DW_LNS_advance_line
-            n, pos = sleb(data, pos)
-            line += n
+            b = data[pos]
+            if b < 0x80:
+                pos += 1
+                line += b - 0x80 if b & 0x40 else b
+            else:
+                n, pos = sleb(data, pos)
+                line += n
         elif op == 4:        # DW_LNS_set_file
             file, pos = uleb(data, pos)
         elif op == 5:        # DW_LNS_set_column
@@ -317,14 +357,4 @@ def _run(data: bytes, pos: int, end: int, table: LineTable, min_inst: int, line_
         else:                # set_isa and unknown standard opcodes: skip their operands
             for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
                 _, pos = uleb(data, pos)
-    # Rows after the last end_sequence belong to no sequence: binutils drops them too.
-    keep = [s for s in seqs if 0 < s[0] < _TOMBSTONE_MIN and s[1] > s[0]]
-    keep.sort()
-    table.seq_start = [s[0] for s in keep]
-    table.seq_end = [s[1] for s in keep]
-    table.seq_first = [s[2] for s in keep]
-    table.seq_last = [s[3] for s in keep]
-    table.addrs = array("Q", addrs)
-    table.lines = array("q", lines)
-    table.file_idx = array("Q", files)
-    table.cols = array("Q", cols)
+    raise DwarfError("line sequence without an end")

@@ -1,29 +1,25 @@
-"""Functions and inline instances of one DWARF unit, from one pass over its DIEs.
+"""Functions and inline instances of one DWARF unit, read lazily and fast.
 
-The pass decodes only DW_TAG_subprogram and DW_TAG_inlined_subroutine entries and skips
-every other DIE with a per-abbreviation plan (a fixed byte count when it can). What it
-keeps is a tree of code scopes: each concrete function with its ranges, and under it the
-inline instances with their ranges and call sites. A lookup finds the function by bisect
-and descends to the innermost instance holding the address.
+A first pass over the unit's DIEs indexes only the concrete functions (subprograms with
+code) and where each one's children lie; a function's inline tree is read the first time
+an address falls in it. Every other DIE is skipped by a per-abbreviation plan, mostly a
+fixed byte count, because walking hundreds of thousands of type DIEs is where the time
+goes (pyelftools needs about 15 us per DIE; this loop well under 1 us).
 """
 from __future__ import annotations
 
 import bisect
 import struct
+from operator import itemgetter
 from typing import Optional
 
 from hud.symbolize.dwarf_forms import (
-    AT_ABSTRACT_ORIGIN,
     AT_CALL_COLUMN,
     AT_CALL_FILE,
     AT_CALL_LINE,
     AT_HIGH_PC,
-    AT_LINKAGE_NAME,
     AT_LOW_PC,
-    AT_MIPS_LINKAGE_NAME,
-    AT_NAME,
     AT_RANGES,
-    AT_SPECIFICATION,
     CONSTANT_FORMS,
     FORM_ADDR,
     FORM_BLOCK,
@@ -31,11 +27,9 @@ from hud.symbolize.dwarf_forms import (
     FORM_BLOCK2,
     FORM_BLOCK4,
     FORM_EXPRLOC,
-    FORM_GNU_REF_ALT,
     FORM_INDIRECT,
-    FORM_REF_ADDR,
     FORM_STRING,
-    REF_FORMS,
+    LEB_FORMS,
     TAG_INLINED_SUBROUTINE,
     TAG_SUBPROGRAM,
     DwarfError,
@@ -45,45 +39,54 @@ from hud.symbolize.dwarf_forms import (
 )
 from hud.symbolize.dwarf_units import Abbrev, Unit, UnitTable
 
-_MAX_ORIGIN_DEPTH = 16
 # What the scan reads of subprogram / inlined_subroutine DIEs: attribute -> slot.
 R_LOW, R_HIGH, R_RANGES, R_CFILE, R_CLINE, R_CCOL = range(6)
 ROLES = {AT_LOW_PC: R_LOW, AT_HIGH_PC: R_HIGH, AT_RANGES: R_RANGES, AT_CALL_FILE: R_CFILE,
          AT_CALL_LINE: R_CLINE, AT_CALL_COLUMN: R_CCOL}
 ROLE_TAGS = frozenset({TAG_SUBPROGRAM, TAG_INLINED_SUBROUTINE})
-_DEAD = -2   # inside a function without code (an abstract instance): nothing to keep
+
+_DEAD = -2     # inside a nested function: its inlines are not ours
+_MAX_CODE = 1 << 16
+_DATA_ERRORS = (IndexError, struct.error, KeyError, ValueError, TypeError)
+
+# Walk-table kinds.
+_OTHER, _SUBPROGRAM, _INLINED = 0, 1, 2
+# How a DIE with one variable-size attribute is skipped.
+_V_LEB, _V_BLOCK, _V_STRING, _V_PLAN = 1, 2, 3, 9
 
 
 class UnitScopes:
     """The code scopes of one unit, functions first and inline trees on demand.
 
-    Scope i has: parent[i] (-1 for a function), die[i] (its DIE offset, for its name),
-    call_file/call_line/call_col[i] (call site, for inline instances). `funcs` are the
-    ranges of functions sorted by start; `kids[i]` the ranges of i's inline children,
-    filled for a function the first time an address falls in it.
+    `scopes[i]` is (parent, die offset, call_file, call_line, call_column); parent is -1
+    for a function. `funcs` are function ranges sorted by start; `kids[i]` the sorted
+    ranges of i's inline children, filled when an address first falls in function i.
     """
 
-    __slots__ = ("_sub_end", "_sub_start", "call_col", "call_file", "call_line", "die",
-                 "func_starts", "funcs", "kid_starts", "kids", "parent", "table", "unit")
+    __slots__ = ("_pending", "func_starts", "funcs", "kid_starts", "kids", "scopes",
+                 "table", "unit", "walk")
 
-    def __init__(self, table: UnitTable, unit: Unit) -> None:
+    def __init__(self, table: UnitTable, unit: Unit, walk: list) -> None:
         self.table = table
         self.unit = unit
-        self.parent: list[int] = []
-        self.die: list[int] = []
-        self.call_file: list[int] = []
-        self.call_line: list[int] = []
-        self.call_col: list[int] = []
+        self.walk = walk
+        self.scopes: list[tuple[int, int, int, int, int]] = []
         self.funcs: list[tuple[int, int, int]] = []
         self.func_starts: list[int] = []
         self.kids: dict[int, list[tuple[int, int, int]]] = {}
         self.kid_starts: dict[int, list[int]] = {}
-        # Where each function's children live in .debug_info; (0, 0) once scanned.
-        self._sub_start: dict[int, int] = {}
-        self._sub_end: dict[int, int] = {}
+        self._pending: dict[int, tuple[int, int]] = {}   # function -> its children's bytes
 
     def __len__(self) -> int:
-        return len(self.parent)
+        return len(self.scopes)
+
+    def die(self, i: int) -> int:
+        return self.scopes[i][1]
+
+    def call_site(self, i: int) -> tuple[int, int, int]:
+        """(call_file, call_line, call_column) of inline instance i."""
+        s = self.scopes[i]
+        return s[2], s[3], s[4]
 
     def chain(self, addr: int) -> list[int]:
         """Scope indices holding `addr`, innermost first (the function last); [] if none.
@@ -93,13 +96,12 @@ class UnitScopes:
         i = _find(self.funcs, self.func_starts, addr)
         if i < 0:
             return []
-        if i in self._sub_start:
-            start = self._sub_start.pop(i)
-            end = self._sub_end.pop(i)
+        span = self._pending.pop(i, None)
+        if span is not None:
             try:
-                _scan_inlines(self, i, start, end)
-            except (IndexError, struct.error, KeyError, ValueError) as e:
-                raise DwarfError(f"bad DIE under {self.die[i]:#x}: {e}") from None
+                _scan_inlines(self, i, span[0], span[1])
+            except _DATA_ERRORS as e:
+                raise DwarfError(f"bad DIE under {self.scopes[i][1]:#x}: {e}") from None
         out = [i]
         for _ in range(256):   # inline depth is small; the cap only guards corrupt trees
             kids = self.kids.get(i)
@@ -112,15 +114,6 @@ class UnitScopes:
             i = j
         out.reverse()
         return out
-
-    def _add(self, parent: int, die: int, cfile: object, cline: object, ccol: object) -> int:
-        idx = len(self.parent)
-        self.parent.append(parent)
-        self.die.append(die)
-        self.call_file.append(cfile if isinstance(cfile, int) else 0)
-        self.call_line.append(cline if isinstance(cline, int) else 0)
-        self.call_col.append(ccol if isinstance(ccol, int) else 0)
-        return idx
 
 
 def _find(entries: list[tuple[int, int, int]], starts: list[int], addr: int) -> int:
@@ -140,170 +133,78 @@ def scan(table: UnitTable, unit: Unit) -> UnitScopes:
     """
     try:
         return _scan_functions(table, unit)
-    except (IndexError, struct.error, KeyError, ValueError) as e:
+    except _DATA_ERRORS as e:
         raise DwarfError(f"bad DIE in unit at {unit.offset:#x}: {e}") from None
 
 
-def _read_scope(table: UnitTable, unit: Unit, ab: Abbrev, data: bytes,
-                pos: int) -> tuple[int, list[tuple[int, int]], object, object, object]:
-    """Decode a subprogram / inlined_subroutine DIE's attributes at `pos`:
-    (position after them, code ranges, call_file, call_line, call_column)."""
-    vals = [None, None, None, 0, 0, 0]
+# -- walk tables ---------------------------------------------------------------------
+
+def walk_table(table: UnitTable, unit: Unit) -> list:
+    """Per abbreviation code: (kind, children, skip, vkind, before, after, getter, abbrev).
+
+    `skip` is the fixed size of the DIE's attributes or -1; then `vkind` says how to skip
+    its one variable attribute (between `before` and `after` fixed bytes), or _V_PLAN.
+    `getter` reads a scope DIE whose attributes are all fixed-size in one unpack.
+    """
+    abbrevs = table.abbrevs_of(unit)
+    top = max(abbrevs, default=0)
+    if top >= _MAX_CODE:
+        raise DwarfError(f"abbreviation code {top} is implausibly large")
+    walk: list = [None] * (top + 1)
+    for code, ab in abbrevs.items():
+        kind = (_SUBPROGRAM if ab.tag == TAG_SUBPROGRAM else
+                _INLINED if ab.tag == TAG_INLINED_SUBROUTINE else _OTHER)
+        vkind, before, after = 0, 0, 0
+        if ab.skip < 0:
+            vkind = _V_PLAN
+            if len(ab.plan) == 3:
+                before, form, after = ab.plan[0], -ab.plan[1], ab.plan[2]
+                if form in LEB_FORMS:
+                    vkind = _V_LEB
+                elif form in (FORM_EXPRLOC, FORM_BLOCK):
+                    vkind = _V_BLOCK
+                elif form == FORM_STRING:
+                    vkind = _V_STRING
+        getter = _fast_getter(ab) if kind != _OTHER else None
+        walk[code] = (kind, ab.children, ab.skip, vkind, before, after, getter, ab)
+    return walk
+
+
+def _fast_getter(ab: Abbrev) -> Optional[tuple]:
+    """(struct, itemgetter, low form, high form, ranges form) when one unpack reads all."""
+    if len(ab.steps) != 1 or ab.steps[0][0] is None:
+        return None
+    st, fields = ab.steps[0]
+    n = len(st.unpack(bytes(st.size)))
+    idx = [n, n, n, n + 1, n + 1, n + 1]   # absent: None for pcs/ranges, 0 for call site
     forms = [0, 0, 0]
-    for st, fields in ab.steps:
-        if st is not None:
-            got = st.unpack_from(data, pos)
-            pos += st.size
-            for k, role, form in fields:
-                vals[role] = got[k]
-                if role < 3:
-                    forms[role] = form
-        else:
-            form, role, imp = fields[0]
-            if role < 0:
-                pos = skip_form(data, pos, form, unit.addr_size, unit.offset_size,
-                                unit.version)
-            else:
-                vals[role], pos = read_form(data, pos, form, unit.addr_size,
-                                            unit.offset_size, unit.version, imp)
-                if role < 3:
-                    forms[role] = form
-    spans: list[tuple[int, int]] = []
-    if vals[R_RANGES] is not None:
-        spans = [r for r in table.ranges(unit, forms[R_RANGES], vals[R_RANGES])
-                 if r[0] and r[1] > r[0]]
-    elif vals[R_LOW] is not None and vals[R_HIGH] is not None:
-        low = vals[R_LOW]
-        if forms[R_LOW] != FORM_ADDR:
-            low = table.address(unit, forms[R_LOW], low)
-        high = vals[R_HIGH]
-        if forms[R_HIGH] in CONSTANT_FORMS:
-            high = low + high
-        elif forms[R_HIGH] != FORM_ADDR:
-            high = table.address(unit, forms[R_HIGH], high)
-        if low and high > low:
-            spans = [(low, high)]
-    return pos, spans, vals[R_CFILE], vals[R_CLINE], vals[R_CCOL]
+    for k, role, form in fields:
+        idx[role] = k
+        if role < 3:
+            forms[role] = form
+    return st, itemgetter(*idx), forms[R_LOW], forms[R_HIGH], forms[R_RANGES]
 
 
-def _skip(ab: Abbrev, data: bytes, pos: int, unit: Unit) -> int:
-    skip = ab.skip
-    if skip >= 0:
-        return pos + skip
-    return _skip_plan(data, pos, ab.plan, unit.addr_size, unit.offset_size, unit.version)
-
-
-def _scan_functions(table: UnitTable, unit: Unit) -> UnitScopes:
-    data = table.info
-    abbrevs = table.abbrevs_of(unit)
-    sc = UnitScopes(table, unit)
-    ranges_of: dict[int, list[tuple[int, int]]] = {}
-    pos = unit.die_offset
-    end = unit.end
-    # One entry per open DIE with children: the function index it is, or -1.
-    stack: list[int] = []
-    sub_start = sc._sub_start
-    sub_end = sc._sub_end
-    while pos < end:
-        die_off = pos
-        code = data[pos]
-        if code < 0x80:
+def _skip_var(data: bytes, pos: int, vkind: int, before: int, after: int, ab: Abbrev,
+              unit: Unit) -> int:
+    if vkind == _V_BLOCK:
+        pos += before
+        n = data[pos]
+        if n < 0x80:
+            return pos + 1 + n + after
+        n, pos = uleb(data, pos)
+        return pos + n + after
+    if vkind == _V_LEB:
+        pos += before
+        while data[pos] >= 0x80:
             pos += 1
-        else:
-            code, pos = uleb(data, pos)
-        if code == 0:
-            if stack:
-                owner = stack.pop()
-                if owner >= 0:
-                    sub_end[owner] = pos
-            continue
-        ab = abbrevs.get(code)
-        if ab is None:
-            raise DwarfError(f"unknown abbreviation {code} at {die_off:#x}")
-        owner = -1
-        if ab.tag == TAG_SUBPROGRAM:
-            pos, spans, _f, _l, _c = _read_scope(table, unit, ab, data, pos)
-            if spans:
-                owner = sc._add(-1, die_off, 0, 0, 0)
-                ranges_of[owner] = spans
-        else:
-            skip = ab.skip
-            if skip >= 0:
-                pos += skip
-            else:
-                pos = _skip_plan(data, pos, ab.plan, unit.addr_size, unit.offset_size,
-                                 unit.version)
-        if pos > end:
-            raise DwarfError(f"DIE at {die_off:#x} runs past its unit")
-        if ab.children:
-            stack.append(owner)
-            if owner >= 0:
-                sub_start[owner] = pos
-    # A function whose children never closed (truncated unit) has no usable subtree.
-    for owner in list(sub_start):
-        if owner not in sub_end:
-            sub_start.pop(owner)
-    funcs = [(lo, hi, i) for i, spans in ranges_of.items() for lo, hi in spans]
-    funcs.sort()
-    sc.funcs = funcs
-    sc.func_starts = [f[0] for f in funcs]
-    return sc
+        return pos + 1 + after
+    if vkind == _V_STRING:
+        return data.index(b"\0", pos + before) + 1 + after
+    return _skip_plan(data, pos, ab.plan, unit)
 
 
-def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
-    """Read the inline instances under function `func` (its children, [pos, end))."""
-    table, unit = sc.table, sc.unit
-    data = table.info
-    abbrevs = table.abbrevs_of(unit)
-    ranges_of: dict[int, list[tuple[int, int]]] = {}
-    stack: list[int] = []
-    cur = func
-    while pos < end:
-        die_off = pos
-        code = data[pos]
-        if code < 0x80:
-            pos += 1
-        else:
-            code, pos = uleb(data, pos)
-        if code == 0:
-            if stack:
-                cur = stack.pop()
-            continue
-        ab = abbrevs.get(code)
-        if ab is None:
-            raise DwarfError(f"unknown abbreviation {code} at {die_off:#x}")
-        mine = cur
-        tag = ab.tag
-        if tag == TAG_INLINED_SUBROUTINE and cur >= 0:
-            pos, spans, cfile, cline, ccol = _read_scope(table, unit, ab, data, pos)
-            if spans:
-                mine = sc._add(cur, die_off, cfile, cline, ccol)
-                ranges_of[mine] = spans
-        elif tag == TAG_SUBPROGRAM:
-            # A nested function is indexed on its own; its inlines are not ours.
-            pos = _skip(ab, data, pos, unit)
-            mine = _DEAD
-        else:
-            pos = _skip(ab, data, pos, unit)
-        if pos > end:
-            raise DwarfError(f"DIE at {die_off:#x} runs past its function")
-        if ab.children:
-            stack.append(cur)
-            cur = mine
-    for i, spans in ranges_of.items():
-        p = sc.parent[i]
-        lst = sc.kids.get(p)
-        if lst is None:
-            lst = sc.kids[p] = []
-            sc.kid_starts[p] = []
-        lst.extend((lo, hi, i) for lo, hi in spans)
-    for p in {sc.parent[i] for i in ranges_of}:
-        sc.kids[p].sort()
-        sc.kid_starts[p] = [k[0] for k in sc.kids[p]]
-
-
-def _skip_plan(data: bytes, pos: int, plan: tuple[int, ...], addr_size: int,
-               offset_size: int, version: int) -> int:
+def _skip_plan(data: bytes, pos: int, plan: tuple[int, ...], unit: Unit) -> int:
     n = len(plan) - 1
     k = 0
     while k < n:
@@ -311,103 +212,221 @@ def _skip_plan(data: bytes, pos: int, plan: tuple[int, ...], addr_size: int,
         form = -plan[k + 1]
         k += 2
         if form == FORM_STRING:
-            e = data.index(b"\0", pos)
-            pos = e + 1
+            pos = data.index(b"\0", pos) + 1
         elif form == FORM_EXPRLOC or form == FORM_BLOCK:
-            ln = data[pos]
-            if ln < 0x80:
-                pos += 1 + ln
-            else:
-                ln, pos = uleb(data, pos)
-                pos += ln
+            ln, pos = uleb(data, pos)
+            pos += ln
         elif form == FORM_BLOCK1:
             pos += 1 + data[pos]
         elif form == FORM_BLOCK2 or form == FORM_BLOCK4 or form == FORM_INDIRECT:
-            pos = skip_form(data, pos, form, addr_size, offset_size, version)
+            pos = skip_form(data, pos, form, unit.addr_size, unit.offset_size, unit.version)
         else:   # every other variable form is one LEB128
-            if data[pos] < 0x80:
+            while data[pos] >= 0x80:
                 pos += 1
-            else:
-                _, pos = uleb(data, pos)
+            pos += 1
     return pos + plan[n]
 
 
-class NameResolver:
-    """Function names of DIEs, following DW_AT_abstract_origin / DW_AT_specification.
+# -- reading scope DIEs ----------------------------------------------------------------
 
-    The rule follows binutils: a linkage name anywhere on the chain wins (it demangles
-    to the full path); otherwise the first DW_AT_name. Cached per DIE offset.
-    """
+def _read_scope(table: UnitTable, unit: Unit, ent: tuple, data: bytes,
+                pos: int) -> tuple[int, list[tuple[int, int]], int, int, int]:
+    """Decode a subprogram / inlined_subroutine DIE's attributes at `pos`:
+    (position after them, code ranges, call_file, call_line, call_column)."""
+    getter = ent[6]
+    if getter is not None:
+        st, pick, low_form, high_form, ranges_form = getter
+        got = (*st.unpack_from(data, pos), None, 0)
+        pos += st.size
+        low, high, rng, cfile, cline, ccol = pick(got)
+    else:
+        vals: list = [None, None, None, 0, 0, 0]
+        forms = [0, 0, 0]
+        for st, fields in ent[7].steps:
+            if st is not None:
+                got = st.unpack_from(data, pos)
+                pos += st.size
+                for k, role, form in fields:
+                    vals[role] = got[k]
+                    if role < 3:
+                        forms[role] = form
+            else:
+                form, role, imp = fields[0]
+                if role < 0:
+                    pos = skip_form(data, pos, form, unit.addr_size, unit.offset_size,
+                                    unit.version)
+                else:
+                    vals[role], pos = read_form(data, pos, form, unit.addr_size,
+                                                unit.offset_size, unit.version, imp)
+                    if role < 3:
+                        forms[role] = form
+        low, high, rng, cfile, cline, ccol = vals
+        low_form, high_form, ranges_form = forms
+    spans: list[tuple[int, int]] = []
+    if rng is not None:
+        spans = [r for r in table.ranges(unit, ranges_form, rng) if r[0] and r[1] > r[0]]
+    elif low is not None and high is not None:
+        if low_form != FORM_ADDR:
+            low = table.address(unit, low_form, low)
+        if high_form in CONSTANT_FORMS:
+            high = low + high
+        elif high_form != FORM_ADDR:
+            high = table.address(unit, high_form, high)
+        if low and high > low:
+            spans = [(low, high)]
+    if not (isinstance(cfile, int) and isinstance(cline, int) and isinstance(ccol, int)):
+        cfile = cline = ccol = 0
+    return pos, spans, cfile, cline, ccol
 
-    def __init__(self, table: UnitTable) -> None:
-        self.table = table
-        self._cache: dict[int, tuple[Optional[str], Optional[str]]] = {}
 
-    def name(self, die_offset: int) -> Optional[str]:
-        """The best name of the function at `die_offset` (mangled if it is a linkage name)."""
-        linkage, plain = self._resolve(die_offset, 0)
-        return linkage or plain
+# -- passes ----------------------------------------------------------------------------
 
-    def _resolve(self, off: int, depth: int) -> tuple[Optional[str], Optional[str]]:
-        got = self._cache.get(off)
-        if got is not None:
-            return got
-        if depth > _MAX_ORIGIN_DEPTH:
-            return None, None
-        self._cache[off] = (None, None)   # breaks reference cycles in corrupt input
-        try:
-            attrs = self._attrs(off)
-        except (DwarfError, IndexError, struct.error, ValueError):
-            return None, None
-        linkage = plain = None
-        refs = []
-        for at, (form, val, unit) in attrs.items():
-            if at in (AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME):
-                linkage = self.table.string(unit, form, val) or None
-            elif at == AT_NAME:
-                plain = self.table.string(unit, form, val) or None
-            elif at in (AT_ABSTRACT_ORIGIN, AT_SPECIFICATION):
-                ref = self._ref(unit, form, val)
-                if ref is not None:
-                    refs.append(ref)
-        for ref in refs:
-            if linkage:
-                break
-            sub_link, sub_plain = self._resolve(ref, depth + 1)
-            linkage = linkage or sub_link
-            plain = plain or sub_plain
-        self._cache[off] = (linkage, plain)
-        return linkage, plain
+def _scan_functions(table: UnitTable, unit: Unit) -> UnitScopes:
+    data = table.info
+    walk = walk_table(table, unit)
+    sc = UnitScopes(table, unit, walk)
+    scopes = sc.scopes
+    funcs: list[tuple[int, int, int]] = []
+    pending = sc._pending
+    pos = unit.die_offset
+    end = unit.end
+    depth = 0
+    # Functions whose children are open: (depth inside them, index, children start).
+    open_funcs: list[tuple[int, int, int]] = []
+    while pos < end:
+        code = data[pos]
+        if code < 0x80:
+            pos += 1
+        else:
+            code, pos = uleb(data, pos)
+        if code == 0:
+            if depth:
+                depth -= 1
+                if open_funcs and open_funcs[-1][0] == depth:
+                    _, owner, first = open_funcs.pop()
+                    pending[owner] = (first, pos)
+            continue
+        kind, children, skip, vkind, before, after, _getter, ab = walk[code]
+        if kind != _SUBPROGRAM:
+            # The hot path: hundreds of thousands of type and variable DIEs.
+            if skip >= 0:
+                pos += skip
+            elif vkind == _V_BLOCK:
+                pos += before
+                n = data[pos]
+                if n < 0x80:
+                    pos += 1 + n + after
+                else:
+                    n, pos = uleb(data, pos)
+                    pos += n + after
+            elif vkind == _V_LEB:
+                pos += before
+                while data[pos] >= 0x80:
+                    pos += 1
+                pos += 1 + after
+            else:
+                pos = _skip_var(data, pos, vkind, before, after, ab, unit)
+            if children:
+                depth += 1
+            continue
+        die_off = pos - 1 if code < 0x80 else _die_start(data, pos)
+        pos, spans, _f, _l, _c = _read_scope(table, unit, walk[code], data, pos)
+        owner = -1
+        if spans:
+            owner = len(scopes)
+            scopes.append((-1, die_off, 0, 0, 0))
+            for lo, hi in spans:
+                funcs.append((lo, hi, owner))
+        if children:
+            if owner >= 0:
+                open_funcs.append((depth, owner, pos))
+            depth += 1
+    if pos > end:
+        raise DwarfError(f"last DIE runs past its unit at {unit.offset:#x}")
+    # A function whose children never closed (truncated unit) keeps no inline tree.
+    funcs.sort()
+    sc.funcs = funcs
+    sc.func_starts = [f[0] for f in funcs]
+    return sc
 
-    def _ref(self, unit: Unit, form: int, val: object) -> Optional[int]:
-        if not isinstance(val, int):
-            return None
-        if form in REF_FORMS:
-            return unit.offset + val
-        if form == FORM_REF_ADDR:
-            return val
-        if form == FORM_GNU_REF_ALT:
-            return None    # a reference into a supplementary (dwz) file: not supported
-        return None
 
-    def _attrs(self, off: int) -> dict[int, tuple[int, object, Unit]]:
-        table = self.table
-        unit = table.unit_at(off)
-        if unit is None:
-            raise DwarfError(f"DIE offset {off:#x} is in no unit")
-        table.load(unit)
-        data = table.info
-        code, pos = uleb(data, off)
-        ab = table.abbrevs_of(unit).get(code)
-        if ab is None:
-            raise DwarfError(f"unknown abbreviation at {off:#x}")
-        out = {}
-        for at, form, imp in ab.attrs:
-            val, pos = read_form(data, pos, form, unit.addr_size, unit.offset_size,
-                                 unit.version, imp)
-            if at in (AT_NAME, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME, AT_ABSTRACT_ORIGIN,
-                      AT_SPECIFICATION):
-                out[at] = (form, val, unit)
-        if pos > unit.end:
-            raise DwarfError(f"DIE at {off:#x} runs past its unit")
-        return out
+def _die_start(data: bytes, pos: int) -> int:
+    # `pos` is just past a multi-byte LEB128 code: walk back over its bytes.
+    p = pos - 1
+    while p > 0 and data[p - 1] >= 0x80:
+        p -= 1
+    return p
+
+
+def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
+    """Read the inline instances under function `func` (its children, [pos, end))."""
+    table, unit, walk = sc.table, sc.unit, sc.walk
+    data = table.info
+    scopes = sc.scopes
+    new: list[tuple[int, int, int, int]] = []   # (parent, lo, hi, scope index)
+    depth = 0
+    # Where the enclosing scope changed: (depth inside the DIE, scope outside it).
+    saved: list[tuple[int, int]] = []
+    cur = func
+    while pos < end:
+        code = data[pos]
+        if code < 0x80:
+            pos += 1
+        else:
+            code, pos = uleb(data, pos)
+        if code == 0:
+            if depth:
+                depth -= 1
+                if saved and saved[-1][0] == depth:
+                    cur = saved.pop()[1]
+            continue
+        kind, children, skip, vkind, before, after, _getter, ab = walk[code]
+        if kind == _OTHER:
+            if skip >= 0:
+                pos += skip
+            elif vkind == _V_BLOCK:
+                pos += before
+                n = data[pos]
+                if n < 0x80:
+                    pos += 1 + n + after
+                else:
+                    n, pos = uleb(data, pos)
+                    pos += n + after
+            else:
+                pos = _skip_var(data, pos, vkind, before, after, ab, unit)
+            if children:
+                depth += 1
+            continue
+        mine = cur
+        if kind == _INLINED and cur >= 0:
+            die_off = pos - 1 if code < 0x80 else _die_start(data, pos)
+            pos, spans, cfile, cline, ccol = _read_scope(table, unit, walk[code], data, pos)
+            if spans:
+                mine = len(scopes)
+                scopes.append((cur, die_off, cfile, cline, ccol))
+                for lo, hi in spans:
+                    new.append((cur, lo, hi, mine))
+        else:
+            if kind == _SUBPROGRAM:
+                mine = _DEAD   # a nested function is indexed on its own
+            if skip >= 0:
+                pos += skip
+            else:
+                pos = _skip_var(data, pos, vkind, before, after, ab, unit)
+        if children:
+            if mine != cur:
+                saved.append((depth, cur))
+                cur = mine
+            depth += 1
+    if pos > end:
+        raise DwarfError("a DIE runs past its function's children")
+    touched = set()
+    for parent, lo, hi, idx in new:
+        lst = sc.kids.get(parent)
+        if lst is None:
+            lst = sc.kids[parent] = []
+        lst.append((lo, hi, idx))
+        touched.add(parent)
+    for parent in touched:
+        sc.kids[parent].sort()
+        sc.kid_starts[parent] = [k[0] for k in sc.kids[parent]]

@@ -122,6 +122,10 @@ class ObjectSymbols:
             sym = self.symtab.lookup(vaddr)
             if sym is not None:
                 locs[-1][0] = sym[0]
+                if len(locs) == 1 and locs[0][1] is None:
+                    # No DWARF at all: binutils names the symbol's STT_FILE (an object
+                    # or codegen-unit name), which still tells where the code came from.
+                    locs[0][1] = self.symtab.file_of(vaddr)
             elif not why:
                 why = "no symbol covers this address"
         out = tuple((demangle(f) if f else None, file, line, col)

@@ -15,7 +15,9 @@ from typing import Optional
 from hud.errors import BadInput
 from hud.symbolize.elf import SHT_DYNSYM, SHT_SYMTAB, ElfFile
 
+STT_NOTYPE = 0
 STT_FUNC = 2
+STT_FILE = 4
 STT_GNU_IFUNC = 10
 SHN_UNDEF = 0
 SHN_ABS = 0xFFF1
@@ -33,7 +35,7 @@ class SymbolTable:
 
     def __init__(self, elves: Sequence[ElfFile]) -> None:
         self._strtabs: list[bytes] = []
-        rows: list[tuple[int, int, int, int, int]] = []
+        rows: list[tuple[int, int, int, int, int, int]] = []
         for elf in elves:
             for sec in elf.sections:
                 if sec.type not in (SHT_SYMTAB, SHT_DYNSYM):
@@ -47,14 +49,16 @@ class SymbolTable:
         starts = array("Q")
         ends = array("Q")
         names = array("Q")
+        files = array("Q")
         last = -1
-        for value, size, name, tab, _rank in rows:
+        for value, size, name, tab, _rank, file in rows:
             if value == last:
                 continue
             last = value
             starts.append(value)
             ends.append(value + size if size else 0)
             names.append((tab << 40) | name)
+            files.append((tab << 40) | file if file else 0)
         # A symbol without a size reaches to the next symbol.
         for i in range(len(starts)):
             if ends[i] == 0:
@@ -62,6 +66,7 @@ class SymbolTable:
         self._starts = starts
         self._ends = ends
         self._names = names
+        self._files = files
 
     def _read(self, elf: ElfFile, sec: object, base: int) -> list:
         entsize = 24 if elf.is64 else 16
@@ -77,19 +82,32 @@ class SymbolTable:
         fmt = elf.endian + ("IBBHQQ" if elf.is64 else "IIIBBH")
         out = []
         dynsym = sec.type == SHT_DYNSYM
-        for ent in struct.iter_unpack(fmt, data):
+        # The source file of a function is the STT_FILE symbol before it, as binutils
+        # reads it: always for locals; for globals only while no STT_FILE has followed
+        # an ordinary symbol (after that, globals belong to no particular file).
+        file = 0
+        seen_symbol = False
+        file_after_symbol = False
+        for ent in struct.iter_unpack(fmt, data[entsize:]):
             if elf.is64:
                 name, info, _other, shndx, value, size = ent
             else:
                 name, value, size, info, _other, shndx = ent
             kind = info & 0xF
+            if kind == STT_FILE:
+                file = name
+                if seen_symbol:
+                    file_after_symbol = True
+                continue
+            seen_symbol = True
             if (kind != STT_FUNC and kind != STT_GNU_IFUNC) or shndx == SHN_UNDEF \
                     or value == 0 or shndx == SHN_ABS:
                 continue
             bind = info >> 4
             rank = (0 if size else 4) + (0 if bind == STB_GLOBAL else
                                          1 if bind == STB_WEAK else 2) + (8 if dynsym else 0)
-            out.append((value, size, name, tab, rank * 64 + tab))
+            owner = file if (bind == STB_LOCAL or not file_after_symbol) else 0
+            out.append((value, size, name, tab, rank * 64 + tab, owner))
         return out
 
     def __len__(self) -> int:
@@ -102,8 +120,17 @@ class SymbolTable:
             return None
         return self._name(i), addr - self._starts[i]
 
+    def file_of(self, addr: int) -> Optional[str]:
+        """The STT_FILE name that owns the function symbol holding `addr`, if any."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i < 0 or addr >= self._ends[i] or not self._files[i]:
+            return None
+        return self._str(self._files[i])
+
     def _name(self, i: int) -> str:
-        ref = self._names[i]
+        return self._str(self._names[i])
+
+    def _str(self, ref: int) -> str:
         tab = self._strtabs[ref >> 40]
         off = ref & ((1 << 40) - 1)
         end = tab.find(b"\0", off)

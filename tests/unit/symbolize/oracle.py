@@ -1,0 +1,112 @@
+"""Differential testing against binutils `addr2line -f -i -C`: address picking, running the
+oracle, parsing its output, and comparing frame by frame."""
+from __future__ import annotations
+
+import random
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+Level = tuple[str, str, str]          # (function, file, line) as addr2line prints them
+
+
+def function_symbols(symbol_file: Path) -> list[tuple[int, int, str]]:
+    """(start, size, name) of sized function symbols, via nm (independent of our reader)."""
+    out = subprocess.run(["nm", "-S", "--defined-only", str(symbol_file)],
+                         capture_output=True, text=True, check=True).stdout
+    funcs = {}
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) == 4 and p[2] in "tTwWiI":
+            start, size = int(p[0], 16), int(p[1], 16)
+            if size > 0 and start:
+                funcs.setdefault(start, (start, size, p[3]))
+    return sorted(funcs.values())
+
+
+def pick_addresses(symbol_file: Path, n: int, seed: int = 1) -> list[int]:
+    """`n` distinct addresses spread over all functions: every function gets its entry
+    or an interior address before any function gets a second one."""
+    funcs = function_symbols(symbol_file)
+    rng = random.Random(seed)
+    picked: set = set()
+    rounds = 0
+    while len(picked) < n and rounds < 64:
+        order = list(funcs)
+        rng.shuffle(order)
+        for start, size, _ in order:
+            if len(picked) >= n:
+                break
+            a = start if rounds == 0 and rng.random() < 0.2 else start + rng.randrange(size)
+            picked.add(a)
+        rounds += 1
+    return sorted(picked)
+
+
+def addr2line(binary: Path, addrs: list[int], tool: str = "addr2line") -> list[list[Level]]:
+    """binutils' answer per address: inline levels, innermost first."""
+    text = subprocess.run([tool, "-a", "-f", "-i", "-C", "-e", str(binary)],
+                          input="\n".join(hex(a) for a in addrs) + "\n",
+                          capture_output=True, text=True, check=True).stdout
+    return parse_blocks(text)
+
+
+def parse_blocks(text: str) -> list[list[Level]]:
+    """Split `addr2line -a -f` output into per-address lists of (function, file, line)."""
+    blocks: list[list[Level]] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("0x"):
+            blocks.append([])
+            i += 1
+            continue
+        fn = lines[i]
+        loc = lines[i + 1] if i + 1 < len(lines) else "??:0"
+        i += 2
+        loc = loc.split(" (discriminator")[0]
+        file, _, line = loc.rpartition(":")
+        blocks[-1].append((fn, file, line))
+    return blocks
+
+
+def ours(frames: tuple) -> list[Level]:
+    """Our frames in addr2line's text conventions."""
+    if len(frames) == 1 and frames[0].function is None and frames[0].file is None:
+        return [("??", "??", "0")]
+    return [(f.function or "??", f.file or "??", str(f.line) if f.line else "?")
+            for f in frames]
+
+
+@dataclass
+class Comparison:
+    total: int = 0
+    agree: int = 0
+    disagreements: list = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.agree / self.total if self.total else 0.0
+
+    def report(self, limit: int = 40) -> str:
+        out = [f"{self.agree}/{self.total} agree ({100 * self.ratio:.2f}%)"]
+        for addr, got, exp in self.disagreements[:limit]:
+            out.append(f"  {addr:#x}")
+            out.append(f"    hud:       {got}")
+            out.append(f"    addr2line: {exp}")
+        return "\n".join(out)
+
+
+def compare(addrs: list[int], got: list[list[Level]], exp: list[list[Level]],
+            alternative: Optional[list[list[Level]]] = None) -> Comparison:
+    """Function, file and line of every inline level must agree (or agree with the
+    alternative oracle, e.g. eu-addr2line, where binutils is the odd one out)."""
+    c = Comparison()
+    for k, (a, g, e) in enumerate(zip(addrs, got, exp)):
+        c.total += 1
+        if g == e or (alternative is not None and g == alternative[k]):
+            c.agree += 1
+        else:
+            c.disagreements.append((a, g, e))
+    return c
