@@ -331,6 +331,53 @@ def test_blockers_variant_runs(variant, tokio_fixture):
     assert not fx.alive()
 
 
+def _switch_outs(pid: int, out_dir: Path, seconds: float) -> list[tuple[int, str, list[str]]]:
+    """perf's own view of the program leaving the CPU: (tid, prev_state, function names
+    innermost first) per sched_switch, unwound with DWARF from a user stack copy."""
+    data = out_dir / "perf.data"
+    subprocess.run(["perf", "record", "-q", "-o", str(data), "-e", "sched:sched_switch",
+                    "--call-graph", "dwarf,16384", "-p", str(pid), "--", "sleep", str(seconds)],
+                   check=True, capture_output=True, timeout=120)
+    text = subprocess.run(["perf", "script", "-i", str(data), "-F", "tid,trace,ip,sym"],
+                          check=True, capture_output=True, text=True, timeout=300).stdout
+    switches = []
+    for block in text.strip().split("\n\n"):
+        lines = block.strip().splitlines()
+        if not lines:
+            continue
+        head = lines[0].split()
+        state = re.search(r"prev_state=(\S+)", lines[0])
+        frames = [ln.strip().split(None, 1)[1] for ln in lines[1:] if len(ln.split(None, 1)) == 2]
+        switches.append((int(head[0]), state.group(1) if state else "?", frames))
+    return switches
+
+
+@pytest.mark.parametrize("variant", ["blockers-fp", "blockers-nofp", "blockers-current"])
+def test_perf_sees_each_blocker_block_a_worker_in_its_function(variant, tokio_fixture, tmp_path):
+    """Oracle for the ground truth itself: perf's sched_switch stacks show each blocking
+    scenario's manifest function on a worker thread that goes to sleep, and the
+    spawn_blocking function only ever on other threads."""
+    scenarios = ["sleep", "mutex", "dns", "fsync", "spawn_blocking", "healthy"]
+    fx = tokio_fixture(variant, [f"{n}:40/100" if n != "healthy" else n for n in scenarios])
+    fx.wait_episodes()
+    m = fx.manifest
+    blocking = {s.function for s in m.scenarios.values()
+                if s.kind == "blocking" and s.name in scenarios}
+    seen: set = set()
+    on_workers_pool: list[str] = []
+    for _ in range(3):  # each recording sees ~15 episodes of each; retry only under heavy load
+        for tid, state, frames in _switch_outs(fx.pid, tmp_path, 1.5):
+            mine = [f for f in frames if f.startswith(f"{m.program}::scenarios::")]
+            if tid in fx.worker_tids and state != "R":
+                seen.update(f for f in mine if f in blocking)
+                on_workers_pool += [f for f in mine
+                                    if f == m.scenarios["spawn_blocking"].function]
+        if seen == blocking:
+            break
+    assert seen == blocking, f"never saw {sorted(blocking - seen)} block a worker"
+    assert not on_workers_pool
+
+
 @pytest.mark.parametrize("variant", DEMO_VARIANTS)
 def test_demo_variant_serves_every_endpoint(variant, tokio_fixture):
     fx = tokio_fixture(variant, threads=2)
