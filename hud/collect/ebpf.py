@@ -1,0 +1,347 @@
+"""The eBPF collector: off-CPU episodes with the blocker's own stack, cpu samples, times.
+
+    from hud.collect.ebpf import EbpfCollector
+
+    with EbpfCollector(pid, threshold_ns=5_000_000) as col:   # loads and attaches
+        col.set_role(tid, "worker")          # "worker" | "blocking" | "other" | "ignore"
+        for ev in col.poll(0.1):             # OffCpuEvent, CpuSample, ThreadTimes,
+            ...                              # ThreadExit, Lost, TargetExit
+        col.mark_park(tid, ip, sp)           # this (tid, user ip, sp) is a Tokio park
+        col.stats()                          # counters, losses, BPF run time per program
+    # leaving the block (or close()) releases every BPF object
+
+API (stable; everything else is private):
+- `EbpfCollector(pid, threshold_ns=5_000_000, freq=None, stack_bytes=16384, *,
+  sample=True, ringbuf_bytes=16 MiB, max_threads=4096, times_interval_s=1.0,
+  bpf_stats=False)`; `freq` None = enough samples to resolve the threshold
+  (`default_freq`).
+- `open()` / `__enter__`: build the programs for this kernel (sched_switch field offsets
+  and prev_state bits from the live tracepoint format), create maps, load, attach through
+  BPF links. `close()` / `__exit__`: idempotent; nothing is pinned, so a SIGKILL frees
+  everything too.
+- `set_role(tid, role)`: threads absent from the role map are tracked as unknown (new
+  threads are never missed); "ignore" = time accounting only, no stacks, no records.
+  May be called before open().
+- `mark_park(tid, ip, sp) -> bool`, `unmark_park(tid, ip, sp)`: switch-outs of `tid` at
+  this user (ip, sp) are parks: their time goes to `parked_ns`, no stack is copied, no
+  record is sent. False when the park map is full.
+- `poll(timeout_s) -> list[Event]`: waits up to `timeout_s` for ring records and returns
+  them decoded, plus every `times_interval_s` one `ThreadTimes` per tracked thread, `Lost`
+  deltas by source, and `TargetExit` once the target is gone. Events of one poll are in
+  ring order (per-CPU producers interleave; not sorted by time).
+- `stats() -> dict`: events by type, losses by source, kernel counters, ring state, BPF
+  run time per program (run_cnt, run_time_ns, ns_per_run) when `bpf_stats` is on.
+
+Semantics: an `OffCpuEvent` is sent at switch-in when the thread was off CPU (or waiting
+for a CPU) at least `threshold_ns`, with the stack captured at its switch-out; parks
+marked with mark_park() never produce one. The first off-CPU stretch of a thread after
+attach is not reported (its switch-out was not seen). `CpuSample.switch_seq` counts the
+thread's voluntary switch-outs since hud first saw it (-1 before the first).
+Times are CLOCK_MONOTONIC ns (bpf_ktime_get_ns).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import time
+from collections import Counter
+from typing import Any, Optional
+
+from hud.bpf.loader import Loader, Program
+from hud.bpf.ringbuf import RingBuf
+from hud.collect import ebpf_records as rec
+from hud.errors import BadInput, HudError, TargetExited, UsageError
+from hud.linux import bpf, procfs, tracefs
+from hud.linux.libc import ARCH
+from hud.model import ROLE_BLOCKING, ROLE_OTHER, ROLE_WORKER, Event, Lost, TargetExit
+from kernel.programs import common as c
+from kernel.programs import sampler, sched_switch
+
+ROLE_IGNORE = "ignore"
+ROLE_UNKNOWN = "unknown"
+ROLES = {ROLE_UNKNOWN: c.ROLE_UNKNOWN, ROLE_WORKER: c.ROLE_WORKER,
+         ROLE_BLOCKING: c.ROLE_BLOCKING, ROLE_OTHER: c.ROLE_OTHER, ROLE_IGNORE: c.ROLE_IGNORE}
+LOST_SOURCES = {"ringbuf_offcpu": "ringbuf offcpu", "ringbuf_sample": "ringbuf sample",
+                "ringbuf_exit": "ringbuf exit", "stack_copy": "stack copy",
+                "fp_stack": "fp stack", "threads_full": "threads full",
+                "captures_full": "captures full"}
+_KEY0 = struct.pack("<I", 0)
+_U32 = struct.Struct("<I")
+
+
+def default_freq(threshold_ns: int, max_rate: Optional[int] = None) -> int:
+    """Sampling Hz giving at least two samples per threshold (a cpu stretch of exactly the
+    threshold is then seen twice), within [19, perf_event_max_sample_rate]."""
+    hz = -(-2 * 1_000_000_000 // max(threshold_ns, 1))
+    if max_rate is None:
+        text = procfs.read_text("/proc/sys/kernel/perf_event_max_sample_rate")
+        max_rate = int(text) if text and text.strip().isdigit() else 100_000
+    return max(19, min(hz, max_rate))
+
+
+def switch_fields() -> c.SwitchFields:
+    """sched_switch offsets and prev_state bits from this kernel's tracepoint format."""
+    path = os.path.join(tracefs.tracefs_root(), "events", "sched", "sched_switch", "format")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise HudError(f"cannot read {path}: {e.strerror}", exit_code=5) from None
+    fmt = tracefs.parse_format(text)
+    try:
+        state = fmt.field("prev_state")
+        fields = {n: fmt.offset(n) for n in ("prev_pid", "next_pid")}
+    except KeyError as e:
+        raise HudError(f"sched_switch format lacks a field hud needs: {e}",
+                       "this kernel's sched_switch tracepoint is not supported",
+                       exit_code=5) from None
+    if state.size not in (4, 8):
+        raise HudError(f"sched_switch prev_state is {state.size} bytes", exit_code=5)
+    state_mask, exit_mask = rec.state_masks(text)
+    return c.SwitchFields(prev_pid=fields["prev_pid"], prev_state=state.offset,
+                          prev_state_size=state.size, next_pid=fields["next_pid"],
+                          state_mask=state_mask, exit_mask=exit_mask)
+
+
+class _StatsFd:
+    """BPF_ENABLE_STATS: run_time_ns/run_cnt are kept while this fd is open."""
+
+    def __init__(self) -> None:
+        self.fd = bpf.enable_stats()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+class EbpfCollector:
+    """See the module docstring."""
+
+    def __init__(self, pid: int, threshold_ns: int = 5_000_000, freq: Optional[int] = None,
+                 stack_bytes: int = 16384, *, sample: bool = True,
+                 ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
+                 times_interval_s: float = 1.0, bpf_stats: bool = False) -> None:
+        if threshold_ns <= 0:
+            raise UsageError("the threshold must be positive")
+        self.pid = pid
+        self.threshold_ns = threshold_ns
+        self.freq = freq if freq is not None else default_freq(threshold_ns)
+        self.stack_bytes = stack_bytes
+        self.sample = sample
+        self.ringbuf_bytes = ringbuf_bytes
+        self.max_threads = max_threads
+        self.times_interval_s = times_interval_s
+        self.bpf_stats = bpf_stats
+        self.params: Optional[c.Params] = None
+        self._ld: Optional[Loader] = None
+        self._rb: Optional[RingBuf] = None
+        self._progs: dict[str, Program] = {}
+        self._roles: dict[int, int] = {}
+        self._parks: dict[int, set[tuple[int, int]]] = {}
+        self._lost_seen: Counter = Counter()
+        self._events: Counter = Counter()
+        self._bad = 0
+        self._next_times = 0.0
+        self._target_gone = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def open(self) -> EbpfCollector:
+        """Build, load and attach; on any failure everything created so far is released."""
+        if self._ld is not None:
+            return self
+        if not procfs.alive(self.pid):
+            raise TargetExited(f"process {self.pid} does not exist")
+        p = c.Params(fields=switch_fields(), arch=ARCH, stack_bytes=self.stack_bytes,
+                     page_size=os.sysconf("SC_PAGE_SIZE"), max_threads=self.max_threads,
+                     ringbuf_bytes=self.ringbuf_bytes, ncpus=len(procfs.possible_cpus()))
+        ld = Loader()
+        try:
+            if self.bpf_stats:
+                ld.own(_StatsFd())
+            ld.create_maps(c.map_specs(p))
+            ld.maps["hud_cfg"].update(_KEY0, c.CONFIG.pack(
+                tgid=self.pid, flags=0, threshold_ns=self.threshold_ns,
+                stack_bytes=p.stack_bytes, capture_roles=c.DEFAULT_ROLE_MASK,
+                sample_roles=c.DEFAULT_ROLE_MASK))
+            for tid, role in self._roles.items():
+                ld.maps["hud_roles"].update(_U32.pack(tid), _U32.pack(role))
+            switch = ld.load(sched_switch.build(p))
+            self._progs = {sched_switch.NAME: switch}
+            if self.sample:
+                self._progs[sampler.NAME] = ld.load(sampler.build(p))
+            self._rb = ld.own(RingBuf(ld.maps["hud_rb"]))
+            ld.attach_tracepoint(switch, "sched", "sched_switch")
+            if self.sample:
+                ld.attach_cpu_clock(self._progs[sampler.NAME], freq=self.freq)
+        except BaseException:
+            ld.close()
+            self._progs = {}
+            self._rb = None
+            raise
+        self.params = p
+        self._ld = ld
+        self._next_times = time.monotonic() + self.times_interval_s
+        return self
+
+    def close(self) -> None:
+        """Detach and release every BPF object (idempotent)."""
+        ld, self._ld = self._ld, None
+        self._rb = None
+        self._progs = {}
+        if ld is not None:
+            ld.close()
+
+    def __enter__(self) -> EbpfCollector:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._ld is not None
+
+    def _loader(self) -> Loader:
+        if self._ld is None:
+            raise UsageError("the eBPF collector is not open")
+        return self._ld
+
+    # -- what userspace tells the kernel side -----------------------------------------------
+    def set_role(self, tid: int, role: str) -> None:
+        """Role of `tid` for the kernel side: worker, blocking, other, ignore or unknown."""
+        if role not in ROLES:
+            raise UsageError(f"unknown thread role {role!r}", f"one of {', '.join(ROLES)}")
+        value = ROLES[role]
+        if value == c.ROLE_UNKNOWN:
+            self._roles.pop(tid, None)
+        else:
+            self._roles[tid] = value
+        if self._ld is None:
+            return
+        m = self._ld.maps["hud_roles"]
+        if value == c.ROLE_UNKNOWN:
+            m.delete(_U32.pack(tid))
+        else:
+            m.update(_U32.pack(tid), _U32.pack(value))
+
+    def mark_park(self, tid: int, ip: int, sp: int) -> bool:
+        """Switch-outs of `tid` at user (ip, sp) are parks from now on; False if full."""
+        key = c.PARK_KEY.pack(tid=tid, ip=ip, sp=sp)
+        try:
+            self._loader().maps["hud_parks"].update(key, _U32.pack(1))
+        except HudError as e:
+            if e.errno == errno.E2BIG:  # the map is full
+                self._events["parks_full"] += 1
+                return False
+            raise
+        self._parks.setdefault(tid, set()).add((ip, sp))
+        return True
+
+    def unmark_park(self, tid: int, ip: int, sp: int) -> None:
+        self._loader().maps["hud_parks"].delete(c.PARK_KEY.pack(tid=tid, ip=ip, sp=sp))
+        self._parks.get(tid, set()).discard((ip, sp))
+
+    # -- events ---------------------------------------------------------------------------
+    def poll(self, timeout_s: float = 0.1) -> list[Event]:
+        """Decoded records (waiting up to `timeout_s` for the first), plus periodic
+        ThreadTimes, Lost deltas and TargetExit."""
+        ld = self._loader()
+        assert self._rb is not None and self.params is not None
+        out: list[Event] = []
+        if self._rb.poll(max(0, int(timeout_s * 1000))):
+            for raw in self._rb.read():
+                self._decode(raw, out)
+        now = time.monotonic()
+        if now >= self._next_times:
+            self._next_times = now + self.times_interval_s
+            out.extend(self.thread_times())
+            if not self._target_gone and not procfs.alive(self.pid):
+                self._target_gone = True
+                out.append(TargetExit(self.pid, time.monotonic_ns()))
+        out.extend(self._lost(ld))
+        return out
+
+    def _decode(self, raw: bytes, out: list[Event]) -> None:
+        p = self.params
+        assert p is not None
+        try:
+            ev = rec.decode(raw, p.arch, p.fp_depth)
+        except BadInput:
+            self._bad += 1
+            return
+        if isinstance(ev, tuple):
+            self._forget(ev[1].tid)
+            out.extend(ev)
+            self._events["ThreadExit"] += 1
+            return
+        self._events[type(ev).__name__] += 1
+        out.append(ev)
+
+    def _forget(self, tid: int) -> None:
+        """The thread exited (the kernel deleted its entries): drop its parks and role."""
+        self._roles.pop(tid, None)
+        parks = self._ld.maps["hud_parks"] if self._ld is not None else None
+        for ip, sp in self._parks.pop(tid, ()):
+            if parks is not None:
+                parks.delete(c.PARK_KEY.pack(tid=tid, ip=ip, sp=sp))
+
+    def thread_times(self) -> list:
+        """One ThreadTimes per tracked thread, read now."""
+        m = self._loader().maps["hud_threads"]
+        stamp = time.monotonic_ns()
+        out = []
+        for key, value in m.items():
+            out.append(rec.thread_times(_U32.unpack(key)[0], value, stamp))
+        self._events["ThreadTimes"] += len(out)
+        return out
+
+    def counters(self) -> dict[str, int]:
+        """The kernel side's counters, summed over CPUs."""
+        values = self._loader().maps["hud_counts"].lookup_percpu(_KEY0) or []
+        return rec.sum_counters(values)
+
+    def _lost(self, ld: Loader) -> list[Event]:
+        counts = self.counters()
+        counts["bad_record"] = self._bad
+        out: list[Event] = []
+        stamp = 0
+        for name in (*c.LOSSES, "bad_record"):
+            delta = counts.get(name, 0) - self._lost_seen[name]
+            if delta > 0:
+                stamp = stamp or time.monotonic_ns()
+                self._lost_seen[name] += delta
+                out.append(Lost(LOST_SOURCES.get(name, name.replace("_", " ")), delta, stamp))
+        return out
+
+    # -- introspection --------------------------------------------------------------------
+    def program_stats(self) -> dict[str, dict[str, Any]]:
+        """run_cnt, run_time_ns and ns_per_run per program (zeros unless BPF stats are on)."""
+        out = {}
+        for name, prog in self._progs.items():
+            info = prog.info()
+            out[name] = {"run_cnt": info.run_cnt, "run_time_ns": info.run_time_ns,
+                         "ns_per_run": info.run_time_ns / info.run_cnt if info.run_cnt else 0.0,
+                         "insns": len(prog.image), "verified_insns": info.verified_insns}
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Events by type, losses, kernel counters, ring, BPF run time per program."""
+        ld = self._loader()
+        counts = self.counters()
+        lost = {LOST_SOURCES[k]: counts[k] for k in c.LOSSES if counts.get(k)}
+        if self._bad:
+            lost["bad record"] = self._bad
+        ring = self._rb
+        return {"events": dict(self._events), "lost": lost, "counters": counts,
+                "parks": sum(len(v) for v in self._parks.values()),
+                "threads": sum(1 for _ in ld.maps["hud_threads"].keys()),
+                "ring": {"records": ring.records if ring else 0,
+                         "pending_bytes": ring.pending() if ring else 0,
+                         "size": self.ringbuf_bytes},
+                "freq": self.freq if self.sample else 0,
+                "programs": self.program_stats(), "bpf_stats": self.bpf_stats}
+
+
+__all__ = ["ROLES", "EbpfCollector", "default_freq", "switch_fields"]

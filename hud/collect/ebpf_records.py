@@ -1,0 +1,114 @@
+"""Pure decoders of the eBPF collector's ring records and map values into hud.model events.
+
+The layouts are the programs' own (kernel.programs.common), so a change on one side is a
+change on the other. Every function here takes bytes and returns values: unit-tested on
+synthetic records without root.
+"""
+from __future__ import annotations
+
+import re
+import struct
+from typing import Optional, Union
+
+from hud.bpf.records import cstring, stack_ips
+from hud.errors import BadInput
+from hud.model import CpuSample, OffCpuEvent, StackCapture, ThreadExit, ThreadTimes, UserRegs
+from kernel.programs import common as c
+
+Decoded = Union[OffCpuEvent, CpuSample, tuple[ThreadTimes, ThreadExit]]
+_TYPE = struct.Struct("<I")
+
+
+def record_type(raw: bytes) -> int:
+    if len(raw) < 4:
+        raise BadInput(f"eBPF record of {len(raw)} bytes has no type")
+    return _TYPE.unpack_from(raw)[0]
+
+
+def decode_capture(raw: bytes, arch: str, fp_depth: int) -> StackCapture:
+    """The CAPTURE part of an off-CPU or sample record (regs, frame-pointer ips, stack)."""
+    stack_off = c.FP_OFF + 8 * fp_depth
+    if len(raw) < stack_off:
+        raise BadInput(f"eBPF capture record is {len(raw)} bytes, shorter than its "
+                       f"{stack_off}-byte header")
+    cap = c.CAPTURE.unpack(raw, c.CAP_OFF)
+    fp_bytes = cap["fp_bytes"]
+    ips = stack_ips(raw[c.FP_OFF:stack_off], fp_bytes // 8) if fp_bytes > 0 else ()
+    stack_len = min(cap["stack_len"], len(raw) - stack_off)
+    regs: Optional[UserRegs] = None
+    if cap["sp"] or cap["ip"]:
+        regs = UserRegs(arch, ip=cap["ip"], sp=cap["sp"], fp=cap["fp"], lr=cap["lr"])
+    return StackCapture(fp_ips=ips, regs=regs, stack=bytes(raw[stack_off:stack_off + stack_len]))
+
+
+def decode_offcpu(raw: bytes, arch: str, fp_depth: int) -> OffCpuEvent:
+    h = c.OFFCPU_HDR.unpack(raw)
+    return OffCpuEvent(pid=h["pid"], tid=h["tid"], cpu=h["cpu"], start_ns=h["start_ns"],
+                       end_ns=h["end_ns"], state=h["state"],
+                       runnable=bool(h["flags"] & c.F_RUNNABLE),
+                       stack=decode_capture(raw, arch, fp_depth),
+                       holder_pid=h["holder_pid"], holder_comm=cstring(h["holder_comm"]))
+
+
+def decode_sample(raw: bytes, arch: str, fp_depth: int) -> CpuSample:
+    h = c.SAMPLE_HDR.unpack(raw)
+    return CpuSample(pid=h["pid"], tid=h["tid"], cpu=h["cpu"], time_ns=h["time_ns"],
+                     period_ns=h["period_ns"], stack=decode_capture(raw, arch, fp_depth),
+                     switch_seq=h["switch_seq"])
+
+
+def thread_times(tid: int, value: bytes, time_ns: int) -> ThreadTimes:
+    """A hud_threads value as cumulative times."""
+    t = c.THREAD.unpack(value)
+    return ThreadTimes(tid=tid, time_ns=time_ns, oncpu_ns=t["oncpu_ns"],
+                       parked_ns=t["parked_ns"], offcpu_ns=t["offcpu_ns"], runq_ns=t["runq_ns"])
+
+
+def decode_exit(raw: bytes) -> tuple[ThreadTimes, ThreadExit]:
+    """An EXIT record: the thread's final times, then its exit."""
+    if len(raw) < c.EXIT_HDR.size + c.THREAD.size:
+        raise BadInput(f"eBPF exit record is {len(raw)} bytes")
+    h = c.EXIT_HDR.unpack(raw)
+    times = thread_times(h["tid"], raw[c.EXIT_HDR.size:c.EXIT_HDR.size + c.THREAD.size],
+                         h["time_ns"])
+    return times, ThreadExit(h["tid"], h["time_ns"])
+
+
+def decode(raw: bytes, arch: str, fp_depth: int) -> Decoded:
+    """Any ring record; raises BadInput on an unknown type or a truncated record."""
+    kind = record_type(raw)
+    try:
+        if kind == c.REC_OFFCPU:
+            return decode_offcpu(raw, arch, fp_depth)
+        if kind == c.REC_SAMPLE:
+            return decode_sample(raw, arch, fp_depth)
+        if kind == c.REC_EXIT:
+            return decode_exit(raw)
+    except struct.error as e:
+        raise BadInput(f"truncated eBPF record of type {kind}: {e}") from None
+    raise BadInput(f"unknown eBPF record type {kind}")
+
+
+def sum_counters(per_cpu: list[bytes]) -> dict[str, int]:
+    """hud_counts per-CPU values summed by counter name."""
+    n = len(c.COUNTERS)
+    total = [0] * n
+    for value in per_cpu:
+        for i, v in enumerate(struct.unpack_from(f"<{n}Q", value)):
+            total[i] += v
+    return dict(zip(c.COUNTERS, total))
+
+
+def state_masks(print_fmt: str) -> tuple[int, int]:
+    """(state_mask, exit_mask) from the sched_switch format's print fmt: the bits it names
+    as task states ({ 0x00000001, "S" } ...) and those named X or Z (a dead task). The
+    preempted marker (TASK_REPORT_MAX) is the next bit, not a state: without any of these
+    bits set the task was runnable. Falls back to (0xff, 0x30) when nothing is named."""
+    pairs = re.findall(r'\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*"([A-Za-z])"\s*\}', print_fmt)
+    state = exit_ = 0
+    for value, letter in pairs:
+        v = int(value, 0)
+        state |= v
+        if letter in "XZ":
+            exit_ |= v
+    return (state, exit_) if state and exit_ else (0xFF, 0x30)

@@ -1,0 +1,314 @@
+"""What hud's two BPF programs share: parameters, maps, record layouts, asm routines.
+
+The sched_switch program (sched_switch.py) and the cpu-clock sampler (sampler.py) run on
+the same maps, created once by the collector (hud.collect.ebpf):
+
+| map | type | key -> value | written by |
+|---|---|---|---|
+| `hud_cfg` | ARRAY[1] | 0 -> CONFIG | userspace, once |
+| `hud_roles` | HASH | tid -> u32 role | userspace (set_role); deleted by BPF at thread exit |
+| `hud_parks` | HASH | PARK_KEY (tid, ip, sp) -> u32 | userspace (mark_park) |
+| `hud_threads` | HASH (prealloc) | tid -> THREAD (times, switch_seq, state) | BPF |
+| `hud_caps` | HASH (no prealloc) | tid -> capture record (header + stacks) | BPF |
+| `hud_scratch` | ARRAY[ncpus] | cpu -> capture record | BPF (sampler) |
+| `hud_counts` | PERCPU_ARRAY[1] | 0 -> u64[COUNTERS] | BPF |
+| `hud_rb` | RINGBUF | records | BPF |
+
+A capture record is a 64-byte header (OFFCPU_HDR, SAMPLE_HDR or EXIT_HDR: all start with
+u32 type, u32 tid), CAPTURE (user regs, lengths), `fp_depth` u64 frame-pointer ips from
+bpf_get_stack, then the copy of the user stack from sp. Only the header, CAPTURE, the ips
+and the copied bytes go to the ring (`STACK_OFF + stack_len` bytes). The buffer keeps one
+page of slack past `stack_bytes`: the verifier bounds each page's copy by its own range
+(offset <= stack_bytes - 1, size <= page), not by their sum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from kernel import uapi
+from kernel.abi import Layout, MapSpec
+from kernel.asm import Assembler, Reg, r0, r1, r2, r3, r4, r6, r8, r9, r10
+
+# Thread roles as the kernel side stores them (hud_roles); absent = ROLE_UNKNOWN.
+ROLE_UNKNOWN, ROLE_WORKER, ROLE_BLOCKING, ROLE_OTHER, ROLE_IGNORE = range(5)
+ALL_ROLES = (1 << 5) - 1
+# Roles whose stacks are captured / sampled by default: all but IGNORE (timing only).
+DEFAULT_ROLE_MASK = ALL_ROLES & ~(1 << ROLE_IGNORE)
+
+# Record types (first u32 of every ring record).
+REC_OFFCPU, REC_SAMPLE, REC_EXIT = 1, 2, 3
+
+# OFFCPU_HDR.flags / SAMPLE_HDR.flags
+F_RUNNABLE = 1 << 0     # left the CPU runnable (preempted or yielded): run-queue wait
+F_KERNEL_MODE = 1 << 1  # the sample interrupted kernel code (ctx regs were kernel regs)
+
+# THREAD.out_kind: how the thread left the CPU last time (0 while on CPU / never seen out).
+KIND_NONE, KIND_RUNNABLE, KIND_PARKED, KIND_BLOCKED = 0, 1, 2, 3
+KIND_NOREC = 0x10       # role not captured: account time, emit nothing
+
+# hud_counts slots: failures become Lost events, the rest are statistics.
+COUNTERS = ("captures", "offcpu_records", "sample_records", "exits",
+            "ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_stack",
+            "threads_full", "captures_full")
+C = {name: i for i, name in enumerate(COUNTERS)}
+LOSSES = ("ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_stack",
+          "threads_full", "captures_full")
+
+CONFIG = Layout("hud_config", [
+    ("tgid", "I"), ("flags", "I"), ("threshold_ns", "Q"), ("stack_bytes", "I"),
+    ("capture_roles", "I"), ("sample_roles", "I"), ("_pad", "4x")], 32)
+
+THREAD = Layout("hud_thread", [
+    ("in_ns", "Q"), ("out_ns", "Q"), ("oncpu_ns", "Q"), ("parked_ns", "Q"),
+    ("offcpu_ns", "Q"), ("runq_ns", "Q"), ("switch_seq", "Q"), ("out_state", "q"),
+    ("out_kind", "I"), ("captured", "I"), ("switches", "Q"), ("parks", "Q")], 88)
+
+PARK_KEY = Layout("hud_park_key", [("tid", "I"), ("_pad", "4x"), ("ip", "Q"), ("sp", "Q")],
+                  24)
+
+OFFCPU_HDR = Layout("hud_offcpu", [
+    ("type", "I"), ("tid", "I"), ("pid", "I"), ("cpu", "I"), ("start_ns", "Q"),
+    ("end_ns", "Q"), ("state", "q"), ("holder_pid", "I"), ("flags", "I"),
+    ("holder_comm", "16s")], 64)
+
+SAMPLE_HDR = Layout("hud_sample", [
+    ("type", "I"), ("tid", "I"), ("pid", "I"), ("cpu", "I"), ("time_ns", "Q"),
+    ("period_ns", "Q"), ("switch_seq", "q"), ("_res", "I"), ("flags", "I"),
+    ("_comm", "16x")], 64)
+
+CAPTURE = Layout("hud_capture", [
+    ("ip", "Q"), ("sp", "Q"), ("fp", "Q"), ("lr", "Q"), ("fp_bytes", "i"),
+    ("stack_len", "I")], 40)
+
+# An exit record: the header, then the thread's final THREAD value.
+EXIT_HDR = Layout("hud_exit", [("type", "I"), ("tid", "I"), ("time_ns", "Q")], 16)
+
+HDR_SIZE = 64
+CAP_OFF = HDR_SIZE
+FP_OFF = CAP_OFF + CAPTURE.size
+
+
+@dataclass(frozen=True)
+class ArchRegs:
+    """Where user registers sit in this architecture's struct pt_regs, and how a
+    perf_event ctx tells a kernel-mode sample (`mode_off` & `mode_mask` == `user_value`)."""
+
+    ip: int
+    sp: int
+    fp: int
+    lr: Optional[int]
+    mode_off: int
+    mode_mask: int
+    user_value: int
+    period_off: int  # bpf_perf_event_data.sample_period
+
+
+# x86_64: arch/x86/include/uapi/asm/ptrace.h (user mode: cs & 3 == 3).
+# aarch64: struct user_pt_regs {regs[31], sp, pc, pstate} (user mode: pstate & 0xf == 0,
+# EL0t). Both checked against vmlinux BTF of their kernels; bpf_perf_event_data puts
+# sample_period right after the regs.
+ARCH_REGS = {
+    "x86_64": ArchRegs(ip=128, sp=152, fp=32, lr=None, mode_off=136, mode_mask=3,
+                       user_value=3, period_off=168),
+    "aarch64": ArchRegs(ip=256, sp=248, fp=232, lr=240, mode_off=264, mode_mask=0xF,
+                        user_value=0, period_off=272),
+}
+
+
+@dataclass(frozen=True)
+class SwitchFields:
+    """sched_switch tracepoint field offsets (from the live `format` file) and the meaning
+    of prev_state (from its print fmt): bits of `state_mask` set = not runnable (S, D,
+    ...); none set = runnable (0 = yielded, TASK_REPORT_MAX = preempted); `exit_mask` =
+    X/Z, the final switch of an exiting thread."""
+
+    prev_pid: int
+    prev_state: int
+    prev_state_size: int
+    next_pid: int
+    state_mask: int = 0xFF
+    exit_mask: int = 0x30
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything the programs are built for; the collector derives it from this host."""
+
+    fields: SwitchFields = field(default_factory=lambda: SwitchFields(24, 32, 8, 56))
+    arch: str = "x86_64"
+    stack_bytes: int = 16384
+    page_size: int = 4096
+    fp_depth: int = 127
+    max_threads: int = 4096
+    max_parks: int = 8192
+    ringbuf_bytes: int = 1 << 24
+    ncpus: int = 1
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCH_REGS:
+            raise ValueError(f"no register layout for {self.arch}")
+        if not 0 < self.stack_bytes <= 65536 or self.stack_bytes % 8:
+            raise ValueError("stack_bytes: a multiple of 8 in 8..65536")
+        if self.page_size & (self.page_size - 1) or self.page_size < 4096:
+            raise ValueError("page_size: a power of two >= 4096")
+        if not 1 <= self.fp_depth <= 127:
+            raise ValueError("fp_depth: 1..127 (perf_event_max_stack)")
+
+    @property
+    def regs(self) -> ArchRegs:
+        return ARCH_REGS[self.arch]
+
+    @property
+    def stack_off(self) -> int:
+        """Offset of the stack copy in a capture record."""
+        return FP_OFF + 8 * self.fp_depth
+
+    @property
+    def record_size(self) -> int:
+        """Capture buffer size: header, regs, ips, stack, and one page of verifier slack."""
+        return self.stack_off + self.stack_bytes + self.page_size
+
+    @property
+    def copy_chunks(self) -> int:
+        """Page-wise probe_read_user calls: the partial first page, then whole pages."""
+        return -(-self.stack_bytes // self.page_size) + 1
+
+
+def map_specs(p: Params) -> list[MapSpec]:
+    """The maps both programs use, sized for `p`."""
+    return [
+        MapSpec("hud_cfg", uapi.BPF_MAP_TYPE_ARRAY, 4, CONFIG.size, 1),
+        MapSpec("hud_roles", uapi.BPF_MAP_TYPE_HASH, 4, 4, p.max_threads),
+        MapSpec("hud_parks", uapi.BPF_MAP_TYPE_HASH, PARK_KEY.size, 4, p.max_parks),
+        MapSpec("hud_threads", uapi.BPF_MAP_TYPE_HASH, 4, THREAD.size, p.max_threads),
+        # Big values, allocated per thread as it is first captured: memory follows the
+        # threads really tracked (a preallocated map would be max_threads x 21 KiB).
+        MapSpec("hud_caps", uapi.BPF_MAP_TYPE_HASH, 4, p.record_size, p.max_threads,
+                uapi.BPF_F_NO_PREALLOC),
+        MapSpec("hud_scratch", uapi.BPF_MAP_TYPE_ARRAY, 4, p.record_size, max(p.ncpus, 1)),
+        MapSpec("hud_counts", uapi.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8 * len(COUNTERS), 1),
+        MapSpec("hud_rb", uapi.BPF_MAP_TYPE_RINGBUF, 0, 0, p.ringbuf_bytes),
+    ]
+
+
+# -- BPF stack frame shared by both programs (offsets from r10) ------------------------------
+FP_ZERO = -4        # u32 0: key of single-entry arrays
+FP_KEY = -8         # u32 tid: key of hud_threads / hud_caps / hud_roles
+FP_NOW = -16        # u64 ktime at the switch-out / sample
+FP_STATE = -24      # u64 prev_state
+FP_KIND = -32       # u64 KIND_* of this switch-out
+FP_CFG = -40        # spilled &config
+FP_ST = -48         # spilled &thread
+FP_LIM = -56        # u64 bytes to copy (min(config.stack_bytes, stack_bytes))
+FP_CHUNK = -64      # u64 size of the page chunk being copied
+FP_PKEY = -104      # PARK_KEY: tid, pad, ip, sp ...
+FP_IP, FP_SP, FP_FPREG, FP_LR = -96, -88, -80, -72   # ... then fp and lr follow the key
+FP_INIT = -200      # a zeroed THREAD, to create hud_threads entries
+
+
+def stack_key(a: Assembler, off: int, value: int) -> Assembler:
+    """*(u32 *)(r10 + off) = value"""
+    return a.st("u32", r10, off, value)
+
+
+def lookup(a: Assembler, map_name: str, key_off: int) -> Assembler:
+    """r0 = bpf_map_lookup_elem(map, r10 + key_off); clobbers r1-r5."""
+    return a.ld_map(r1, map_name).mov(r2, r10).alu64("+=", r2, key_off).call("map_lookup_elem")
+
+
+def count(a: Assembler, name: str, tag: str) -> Assembler:
+    """hud_counts[this cpu][name] += 1; clobbers r0-r5. Per-CPU and never re-entered on a
+    CPU (sched_switch runs with interrupts off; the sampler is not nested in it), so a
+    plain add is enough."""
+    skip = f"nocount_{tag}"
+    stack_key(a, FP_ZERO, 0)
+    lookup(a, "hud_counts", FP_ZERO).jmp("==", r0, 0, skip)
+    off = 8 * C[name]
+    a.ldx("u64", r1, r0, off).alu64("+=", r1, 1).stx("u64", r0, off, r1)
+    return a.label(skip)
+
+
+def load_config(a: Assembler, fail: str) -> Assembler:
+    """r9 = &config (spilled to FP_CFG), or jump to `fail`; clobbers r0-r5."""
+    stack_key(a, FP_ZERO, 0)
+    lookup(a, "hud_cfg", FP_ZERO).jmp("==", r0, 0, fail)
+    return a.mov(r9, r0).stx("u64", r10, FP_CFG, r9)
+
+
+def read_user_regs(a: Assembler, p: Params) -> Assembler:
+    """User ip/sp/fp/lr of the current task into FP_IP.. (bpf_task_pt_regs: the registers
+    saved at kernel entry, user ones even when a sample lands in kernel code)."""
+    regs = p.regs
+    a.call("get_current_task_btf").mov(r1, r0).call("task_pt_regs")
+    a.ldx("u64", r1, r0, regs.ip).stx("u64", r10, FP_IP, r1)
+    a.ldx("u64", r1, r0, regs.sp).stx("u64", r10, FP_SP, r1)
+    a.ldx("u64", r1, r0, regs.fp).stx("u64", r10, FP_FPREG, r1)
+    if regs.lr is not None:
+        a.ldx("u64", r1, r0, regs.lr).stx("u64", r10, FP_LR, r1)
+    else:
+        a.st("u64", r10, FP_LR, 0)
+    return a
+
+
+def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8) -> Assembler:
+    """Fill CAPTURE, the frame-pointer ips and the stack copy of the record at `dst` from
+    FP_IP.. and `ctx`. Needs config spilled at FP_CFG; clobbers r0-r5 and r9.
+
+    The stack is copied page by page, from sp to the end of its page and then whole pages,
+    stopping at the first page that cannot be read: one bpf_probe_read_user over a range
+    that crosses an unmapped page fails entirely, and shallow thread stacks end close to
+    their mapping's end.
+    """
+    for off, name in ((FP_IP, "ip"), (FP_SP, "sp"), (FP_FPREG, "fp"), (FP_LR, "lr")):
+        a.ldx("u64", r1, r10, off).stx("u64", dst, CAP_OFF + CAPTURE.offset(name), r1)
+    a.mov(r1, ctx).mov(r2, dst).alu64("+=", r2, FP_OFF).mov(r3, 8 * p.fp_depth)
+    a.mov(r4, uapi.BPF_F_USER_STACK).call("get_stack")
+    a.stx("u32", dst, CAP_OFF + CAPTURE.offset("fp_bytes"), r0)
+    a.jmp("s>=", r0, 0, f"fp_ok_{tag}")
+    count(a, "fp_stack", f"fp_{tag}")
+    a.label(f"fp_ok_{tag}")
+    # limit = min(config.stack_bytes, p.stack_bytes), known to the verifier as <= the latter.
+    a.ldx("u64", r1, r10, FP_CFG).ldx("u32", r1, r1, CONFIG.offset("stack_bytes"))
+    a.jmp("<=", r1, p.stack_bytes, f"lim_ok_{tag}").mov(r1, p.stack_bytes)
+    a.label(f"lim_ok_{tag}").stx("u64", r10, FP_LIM, r1)
+    a.mov(r9, 0)                                          # r9 = bytes copied
+    done = f"copy_done_{tag}"
+    a.ldx("u64", r1, r10, FP_SP).jmp("==", r1, 0, done)
+    for k in range(p.copy_chunks):
+        a.ldx("u64", r2, r10, FP_LIM).alu64("-=", r2, r9)  # bytes still wanted (> 0)
+        if k == 0:
+            # up to the end of sp's page
+            a.ldx("u64", r3, r10, FP_SP).alu64("&=", r3, p.page_size - 1)
+            a.mov(r1, p.page_size).alu64("-=", r1, r3).mov(r3, r1)
+        else:
+            a.mov(r3, p.page_size)
+        a.jmp("<=", r2, r3, f"chunk_{tag}_{k}").mov(r2, r3)
+        a.label(f"chunk_{tag}_{k}").stx("u64", r10, FP_CHUNK, r2)
+        a.mov(r1, dst).alu64("+=", r1, p.stack_off).alu64("+=", r1, r9)
+        a.ldx("u64", r3, r10, FP_SP).alu64("+=", r3, r9)
+        a.call("probe_read_user")
+        a.jmp("!=", r0, 0, f"copy_fail_{tag}" if k == 0 else done)
+        a.ldx("u64", r1, r10, FP_CHUNK).alu64("+=", r9, r1)
+        a.ldx("u64", r1, r10, FP_LIM).jmp(">=", r9, r1, done)
+    a.ja(done)
+    a.label(f"copy_fail_{tag}")
+    count(a, "stack_copy", f"copy_{tag}")
+    a.label(done)
+    return a.stx("u32", dst, CAP_OFF + CAPTURE.offset("stack_len"), r9)
+
+
+def output_capture(a: Assembler, p: Params, failure: str, success: str, tag: str,
+                   dst: Reg = r8) -> Assembler:
+    """bpf_ringbuf_output(the record at `dst`, STACK_OFF + stack_len bytes), counted;
+    clobbers r0-r5."""
+    a.ldx("u32", r3, dst, CAP_OFF + CAPTURE.offset("stack_len"))
+    a.jmp("<=", r3, p.stack_bytes, f"len_ok_{tag}").mov(r3, 0)
+    a.label(f"len_ok_{tag}").alu64("+=", r3, p.stack_off)
+    a.ld_map(r1, "hud_rb").mov(r2, dst).mov(r4, 0).call("ringbuf_output")
+    a.jmp("==", r0, 0, f"out_ok_{tag}")
+    count(a, failure, f"rbfail_{tag}")
+    a.ja(f"out_end_{tag}")
+    a.label(f"out_ok_{tag}")
+    count(a, success, f"rbok_{tag}")
+    return a.label(f"out_end_{tag}")
