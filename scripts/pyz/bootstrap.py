@@ -104,10 +104,6 @@ class _CapstoneFinder:
         spec.loader = _CapstoneLoader(spec.loader, self.archive, self.strategies)
         return spec
 
-    # Python 3.9's import system may still ask legacy finders for find_module.
-    def find_module(self, fullname, path=None):
-        return None
-
 
 class _CapstoneLoader:
     """Delegates to the zip's loader; runs capstone's __init__ with its library in place."""
