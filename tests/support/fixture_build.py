@@ -89,7 +89,7 @@ def _source_files() -> Iterator[Path]:
         rel = path.relative_to(SOURCES)
         if not path.is_file() or rel.parts[0] == "build" or "target" in rel.parts:
             continue
-        if path.name == "Cargo.lock":
+        if path.name == "Cargo.lock" or path.suffix == ".md":
             continue
         yield path
 
@@ -333,7 +333,7 @@ def _manifest(variant: str, spec: dict[str, object], binary: Path, debug: Option
 
     stripped = bool(spec["strip"])
     sections = _sections(binary)
-    return {
+    manifest = {
         "schema": SCHEMA,
         "variant": variant,
         "program": program,
@@ -363,11 +363,13 @@ def _manifest(variant: str, spec: dict[str, object], binary: Path, debug: Option
         "other_threads": described.get("other_threads", {}),
         "source_root": str(SOURCES),
         "dwarf_comp_dir": str(SOURCES),
-        "default_mix": described.get("default_mix"),
         "scenarios": scenarios,
         "source_hash": digest,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if described.get("default_mix"):
+        manifest["default_mix"] = described["default_mix"]  # demo: `demo load`'s default --mix
+    return manifest
 
 
 def _write_json(path: Path, data: object) -> None:
