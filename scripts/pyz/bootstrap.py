@@ -53,15 +53,17 @@ def _archive() -> str:
     return getattr(loader, "archive", "") or ""
 
 
-def install(archive: str = "", strategies: tuple = _STRATEGIES) -> None:
+def install(archive: str = "", strategies: tuple = _STRATEGIES,
+            parents: tuple = _PARENTS) -> None:
     """Drop site-packages from sys.path and put the capstone hook in front of the finders.
 
-    `strategies` (tests only) narrows how the library may be placed: ("memfd", "file").
+    `strategies` and `parents` are for tests: how the library may be placed ("memfd",
+    "file") and under which directories its private directory may be made.
     """
     archive = archive or _archive()
     sys.path[:] = [p for p in sys.path if p == archive or not _is_site_dir(p)]
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _CapstoneFinder)]
-    sys.meta_path.insert(0, _CapstoneFinder(archive, strategies))
+    sys.meta_path.insert(0, _CapstoneFinder(archive, strategies, parents))
 
 
 def excepthook(etype, value, tb) -> None:
@@ -88,9 +90,10 @@ def machine() -> str:
 class _CapstoneFinder:
     """Finds `capstone` in the zip only, and wraps its loader to provide the library first."""
 
-    def __init__(self, archive: str, strategies: tuple) -> None:
+    def __init__(self, archive: str, strategies: tuple, parents: tuple) -> None:
         self.archive = archive
         self.strategies = strategies
+        self.parents = parents
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "capstone":
@@ -101,17 +104,18 @@ class _CapstoneFinder:
                 self.archive + os.sep):
             _status["capstone"] = "unavailable: capstone is not in hud.pyz"
             raise ImportError("hud.pyz: capstone must come from the zip itself")
-        spec.loader = _CapstoneLoader(spec.loader, self.archive, self.strategies)
+        spec.loader = _CapstoneLoader(spec.loader, self.archive, self.strategies, self.parents)
         return spec
 
 
 class _CapstoneLoader:
     """Delegates to the zip's loader; runs capstone's __init__ with its library in place."""
 
-    def __init__(self, inner, archive: str, strategies: tuple) -> None:
+    def __init__(self, inner, archive: str, strategies: tuple, parents: tuple) -> None:
         self._inner = inner
         self._archive = archive
         self._strategies = strategies
+        self._parents = parents
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -131,7 +135,7 @@ class _CapstoneLoader:
         member, sha256 = entry
         data = self._inner.get_data(os.path.join(self._archive, member))
         with NativeLoad(data, sha256, "libcapstone.so", mode=_deepbind(),
-                        strategies=self._strategies) as lib:
+                        strategies=self._strategies, parents=self._parents) as lib:
             _status["capstone"] = lib.how
             code = self._inner.get_code(module.__name__)
             saved = os.environ.get("LIBCAPSTONE_PATH")

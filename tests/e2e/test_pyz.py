@@ -2,7 +2,7 @@
 
 What a user does on a bare host (`sudo python3 hud.pyz ...`), with nothing of the venv:
 --help without textual, --version with the build commit, doctor, capstone's library from a
-memfd (also when every tmpfs is noexec), the re-exec that keeps PYTHONPATH out, a
+memfd (also when every parent directory is noexec), the re-exec that keeps PYTHONPATH out, a
 reproducible build, and a headless profile of the blockers fixture.
 """
 from __future__ import annotations
@@ -29,8 +29,7 @@ PY39 = ROOT / "build" / "python3.9" / "bin" / "python3.9"
 TMP_PARENTS = ("/run", "/dev/shm", "/tmp", "/var/tmp")
 
 # The profiler (issue 6) lands in parts: until hud.session and a live backend exist, the
-# headless profile cannot find anything. strict: the test must fail while that holds, and
-# runs for real after.
+# headless profile cannot find anything (and the source-tree control is not even tried).
 PROFILER_LANDED = (importlib.util.find_spec("hud.session") is not None
                    and any(importlib.util.find_spec(f"hud.collect.{b}") is not None
                            for b in ("ebpf", "perf")))
@@ -176,10 +175,12 @@ _CAPSTONE_PROBE = textwrap.dedent("""
     made, mkdtemp = [], tempfile.mkdtemp
     tempfile.mkdtemp = lambda *a, **k: made.append(mkdtemp(*a, **k)) or made[-1]
     import _hud_pyz
-    if len(sys.argv) > 2:
-        _hud_pyz.install(archive, strategies=tuple(sys.argv[2].split(",")))
-    else:
-        _hud_pyz.install(archive)
+    kw = {}
+    if len(sys.argv) > 2 and sys.argv[2] != "-":
+        kw["strategies"] = tuple(sys.argv[2].split(","))
+    if len(sys.argv) > 3:
+        kw["parents"] = tuple(sys.argv[3].split(","))
+    _hud_pyz.install(archive, **kw)
     out = {"path": sys.path}
     try:
         import capstone
@@ -198,11 +199,12 @@ _CAPSTONE_PROBE = textwrap.dedent("""
 """)
 
 
-def _probe(python: str, pyz: Path, tmp_path: Path, strategies: str = "", env=None,
-           wrap=None) -> dict:
+def _probe(python: str, pyz: Path, tmp_path: Path, strategies: str = "-", env=None,
+           wrap=None, parents=()) -> dict:
     script = tmp_path / "probe.py"
     script.write_text(_CAPSTONE_PROBE)
-    cmd = [python, "-I", str(script), str(pyz), *([strategies] if strategies else [])]
+    cmd = [python, "-I", str(script), str(pyz), strategies,
+           *([",".join(map(str, parents))] if parents else [])]
     if wrap:   # wrap ends with a shell script prefix: append the quoted command to it
         cmd = [*wrap[:-1], wrap[-1] + " ".join(shlex.quote(c) for c in cmd)]
     proc = _run(cmd[0], *cmd[1:], env=env)
@@ -241,22 +243,29 @@ def test_capstone_file_fallback_uses_a_private_dir_and_cleans_up(python, pyz, tm
     assert out["dirs_left"] == []
 
 
-def _noexec_everywhere() -> list:
+def _noexec_mounts(tmp_path: Path) -> tuple:
+    """(wrap, parents): a private mount namespace with two fresh noexec tmpfs, a root-only
+    one and a sticky one (like /run and /tmp), offered as the only parents. (Remounting the
+    real /tmp noexec would also stop the interpreter when the checkout lives there.)"""
     if not shutil.which("unshare"):
         pytest.fail("unshare (util-linux) is needed to mount noexec tmpfs privately")
-    # Bind each onto itself and remount noexec: contents (the pyz under /tmp) stay visible.
-    mounts = "; ".join(f"mount --bind {p} {p} && mount -o remount,bind,noexec {p}"
-                       for p in TMP_PARENTS if os.path.isdir(p))
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", f"{mounts}; exec "]
+    parents = (tmp_path / "run-noexec", tmp_path / "tmp-noexec")
+    for p in parents:
+        p.mkdir()
+    mounts = (f"mount -t tmpfs -o noexec,mode=0755 tmpfs {parents[0]} && "
+              f"mount -t tmpfs -o noexec,mode=1777 tmpfs {parents[1]} && ")
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", f"{mounts}exec "], parents
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe disassembles x86_64")
-def test_capstone_loads_when_every_tmpfs_is_noexec(python, pyz, tmp_path):
-    out = _probe(python, pyz, tmp_path, wrap=_noexec_everywhere())
+def test_capstone_loads_when_every_parent_is_noexec(python, pyz, tmp_path):
+    wrap, parents = _noexec_mounts(tmp_path)
+    out = _probe(python, pyz, tmp_path, wrap=wrap, parents=parents)
     assert out.get("insns") == ["push rbp", "mov rbp, rsp"], out
     assert out["status"] == {"capstone": "memfd"}
+    assert out["dirs_made"][0].startswith(str(parents[0])), out["dirs_made"]
     # The file way must refuse rather than try to map from a noexec mount.
-    out = _probe(python, pyz, tmp_path, "file", wrap=_noexec_everywhere())
+    out = _probe(python, pyz, tmp_path, "file", wrap=wrap, parents=parents)
     assert "noexec" in out.get("error", ""), out
     assert out["status"]["capstone"].startswith("unavailable")
 
@@ -339,19 +348,43 @@ def _blockers(scenarios: list):
     return run_fixture("blockers-fp", scenarios)
 
 
-@pytest.mark.xfail(not PROFILER_LANDED, strict=True,
-                   reason="the profiler (issue 6: hud.session + a live backend) has not landed")
-def test_headless_profile_finds_the_sleep_blocker(python, pyz, tmp_path):
-    report = tmp_path / "report.json"
+def _headless_finds_sleep(hud: list, out: Path, cwd=None) -> str:
+    """Profile the sleep scenario for 10 s with `hud` (argv prefix): '' when the report has
+    the manifest's blocking finding, else what went wrong."""
+    report = out / "report.json"
     with _blockers(["sleep"]) as fx:
-        proc = _run(python, "-I", str(pyz), "--pid", str(fx.pid), "--headless",
-                    "--duration", "10", "--export", str(report), "--format", "report",
-                    timeout=180)
+        proc = _run(hud[0], *hud[1:], "--pid", str(fx.pid), "--headless", "--duration", "10",
+                    "--export", str(report), "--format", "report", cwd=cwd, timeout=180)
         want = fx.manifest.scenarios["sleep"]
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    if proc.returncode != 0:
+        return f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     doc = json.loads(report.read_text())
-    assert doc["schema"] == "hud-report/1"
+    if doc.get("schema") != "hud-report/1":
+        return f"schema {doc.get('schema')!r}"
     hits = [f for f in doc["findings"] if f["kind"] == "blocking"
-            and f["function"] == want.function]
-    assert hits, [(f["kind"], f["function"]) for f in doc["findings"]]
-    assert abs(hits[0]["line"] - want.line) <= 1, (hits[0], want)
+            and f["function"] == want.function and abs(f["line"] - want.line) <= 1]
+    if not hits:
+        return (f"no blocking finding at {want.function}:{want.line}; found "
+                f"{[(f['kind'], f['function'], f.get('line')) for f in doc['findings']]}")
+    return ""
+
+
+@pytest.fixture(scope="session")
+def source_profiler(tmp_path_factory) -> str:
+    """Does the profiler find the sleep blocker when run from the source tree? ('' = yes)
+
+    The pyz test checks the zip behaves like the source; while the profiler itself (issue
+    6) cannot do it yet, the pyz test is an expected failure, not a pyz bug.
+    """
+    if not PROFILER_LANDED:
+        return "hud.session or a live backend (hud.collect.ebpf/perf) is missing"
+    return _headless_finds_sleep([sys.executable, "-m", "hud"],
+                                 tmp_path_factory.mktemp("source-profile"), cwd=str(ROOT))
+
+
+def test_headless_profile_finds_the_sleep_blocker(python, pyz, tmp_path, source_profiler):
+    if source_profiler:
+        pytest.xfail("the profiler does not find the sleep blocker from the source tree "
+                     f"either (issue 6): {source_profiler[-400:]}")
+    problem = _headless_finds_sleep([python, "-I", str(pyz)], tmp_path)
+    assert not problem, problem
