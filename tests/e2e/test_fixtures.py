@@ -27,6 +27,7 @@ from support.fixtures import (
     run_fixture,
     run_load,
     start,
+    sweep_work_dirs,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -490,6 +491,11 @@ def test_program_dies_with_its_harness():
         harness.kill()  # SIGKILL: no finalizer, no atexit runs in the harness
         harness.wait()
         assert _wait_until(lambda: _gone(pid)), f"fixture {pid} outlived its harness"
+        # Its work dir outlives it (no cleanup code ran); the next harness sweeps it.
+        left = [d for d in (fixture_build.BUILD / "work").iterdir()
+                if d.name.startswith(f"blockers-fp-{harness.pid}-")]
+        assert len(left) == 1
+        assert left[0] in sweep_work_dirs() and not left[0].exists()
     finally:
         if harness.poll() is None:
             harness.kill()

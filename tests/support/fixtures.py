@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -177,12 +178,42 @@ def _pdeathsig_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
+_swept: list[bool] = []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _work_root() -> Path:
-    # Under the build dir, not /tmp: fsync must hit a real disk (a tmpfs /tmp makes it free),
-    # and it is no world-writable place.
+    """Where work dirs go: under the build dir, not /tmp, because fsync must hit a real disk
+    (a tmpfs /tmp makes it free) and it is no world-writable place. Work dirs are named
+    VARIANT-HARNESSPID-XXXX; those of harnesses that died without cleanup (SIGKILL) are
+    removed on first use."""
     root = BUILD / "work"
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not _swept:
+        _swept.append(True)
+        sweep_work_dirs()
     return root
+
+
+def sweep_work_dirs() -> list[Path]:
+    """Remove the work dirs of harness processes that no longer exist; return them."""
+    removed = []
+    root = BUILD / "work"
+    for d in root.iterdir() if root.is_dir() else ():
+        m = re.match(r".*-(\d+)-[^-]+$", d.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 class FixtureProcess:
@@ -366,7 +397,7 @@ def start(variant: str = "blockers-fp", scenarios: Optional[Sequence[str]] = Non
     "args": thread name, runtime flavour) come first.
     """
     m = load_manifest(variant)
-    work_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=str(_work_root())))
+    work_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-{os.getpid()}-", dir=str(_work_root())))
     argv = [str(m.binary)]
     if m.program == "demo":
         if scenarios:
