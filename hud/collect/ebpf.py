@@ -13,7 +13,7 @@
 API (stable; everything else is private):
 - `EbpfCollector(pid, threshold_ns=5_000_000, freq=None, stack_bytes=16384, *,
   sample=True, ringbuf_bytes=16 MiB, max_threads=4096, times_interval_s=1.0,
-  bpf_stats=False)`; `freq` None = enough samples to resolve the threshold
+  bpf_stats=False, timing=False)`; `freq` None = enough samples to resolve the threshold
   (`default_freq`).
 - `open()` / `__enter__`: build the programs for this kernel (sched_switch field offsets
   and prev_state bits from the live tracepoint format), create maps, load, attach through
@@ -25,10 +25,12 @@ API (stable; everything else is private):
 - `mark_park(tid, ip, sp) -> bool`, `unmark_park(tid, ip, sp)`: switch-outs of `tid` at
   this user (ip, sp) are parks: their time goes to `parked_ns`, no stack is copied, no
   record is sent. False when the park map is full.
-- `poll(timeout_s) -> list[Event]`: waits up to `timeout_s` for ring records and returns
-  them decoded, plus every `times_interval_s` one `ThreadTimes` per tracked thread, `Lost`
+- `poll(timeout_s) -> list[Event]`: waits up to `timeout_s` for ring records (checking
+  every 10 ms: records are sent without wakeups) and returns them decoded, plus every `times_interval_s` one `ThreadTimes` per tracked thread, `Lost`
   deltas by source, and `TargetExit` once the target is gone. Events of one poll are in
   ring order (per-CPU producers interleave; not sorted by time).
+- `path_times()`: with `timing=True` (benchmarks only: an instrumented build), (count,
+  total ns) per program path (kernel.programs.common.PATHS).
 - `stats() -> dict`: events by type, losses by source, kernel counters, ring state, BPF
   run time per program (run_cnt, run_time_ns, ns_per_run) when `bpf_stats` is on.
 
@@ -66,6 +68,7 @@ LOST_SOURCES = {"ringbuf_offcpu": "ringbuf offcpu", "ringbuf_sample": "ringbuf s
                 "ringbuf_exit": "ringbuf exit", "stack_copy": "stack copy",
                 "fp_stack": "fp stack", "threads_full": "threads full",
                 "captures_full": "captures full"}
+POLL_STEP_S = 0.01
 _KEY0 = struct.pack("<I", 0)
 _U32 = struct.Struct("<I")
 
@@ -122,7 +125,8 @@ class EbpfCollector:
     def __init__(self, pid: int, threshold_ns: int = 5_000_000, freq: Optional[int] = None,
                  stack_bytes: int = 16384, *, sample: bool = True,
                  ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
-                 times_interval_s: float = 1.0, bpf_stats: bool = False) -> None:
+                 times_interval_s: float = 1.0, bpf_stats: bool = False,
+                 timing: bool = False) -> None:
         if threshold_ns <= 0:
             raise UsageError("the threshold must be positive")
         self.pid = pid
@@ -134,6 +138,7 @@ class EbpfCollector:
         self.max_threads = max_threads
         self.times_interval_s = times_interval_s
         self.bpf_stats = bpf_stats
+        self.timing = timing
         self.params: Optional[c.Params] = None
         self._ld: Optional[Loader] = None
         self._rb: Optional[RingBuf] = None
@@ -155,7 +160,8 @@ class EbpfCollector:
             raise TargetExited(f"process {self.pid} does not exist")
         p = c.Params(fields=switch_fields(), arch=ARCH, stack_bytes=self.stack_bytes,
                      page_size=os.sysconf("SC_PAGE_SIZE"), max_threads=self.max_threads,
-                     ringbuf_bytes=self.ringbuf_bytes, ncpus=len(procfs.possible_cpus()))
+                     ringbuf_bytes=self.ringbuf_bytes, ncpus=len(procfs.possible_cpus()),
+                     timing=self.timing)
         ld = Loader()
         try:
             if self.bpf_stats:
@@ -250,9 +256,16 @@ class EbpfCollector:
         ld = self._loader()
         assert self._rb is not None and self.params is not None
         out: list[Event] = []
-        if self._rb.poll(max(0, int(timeout_s * 1000))):
-            for raw in self._rb.read():
-                self._decode(raw, out)
+        # Records are sent with BPF_RB_NO_WAKEUP (a wakeup is an irq_work, ~9 us per
+        # record in a VM), so the ring is checked every POLL_STEP_S instead.
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while not self._rb.pending():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._rb.poll(int(min(left, POLL_STEP_S) * 1000) or 1)
+        for raw in self._rb.read():
+            self._decode(raw, out)
         now = time.monotonic()
         if now >= self._next_times:
             self._next_times = now + self.times_interval_s
@@ -325,6 +338,20 @@ class EbpfCollector:
                          "ns_per_run": info.run_time_ns / info.run_cnt if info.run_cnt else 0.0,
                          "insns": len(prog.image), "verified_insns": info.verified_insns}
         return out
+
+    def path_times(self) -> dict[str, tuple[int, int]]:
+        """Timing builds (`timing=True`, benchmarks): (count, total ns) per program path."""
+        if not self.timing:
+            return {}
+        n = len(c.PATHS)
+        per_cpu = self._loader().maps["hud_timing"].lookup_percpu(_KEY0) or []
+        total = [[0, 0] for _ in range(n)]
+        for value in per_cpu:
+            vals = struct.unpack_from(f"<{2 * n}Q", value)
+            for i in range(n):
+                total[i][0] += vals[2 * i + 1]
+                total[i][1] += vals[2 * i]
+        return {name: (cnt, ns) for name, (cnt, ns) in zip(c.PATHS, total)}
 
     def stats(self) -> dict[str, Any]:
         """Events by type, losses, kernel counters, ring, BPF run time per program."""

@@ -144,6 +144,7 @@ class Params:
     max_parks: int = 8192
     ringbuf_bytes: int = 1 << 24
     ncpus: int = 1
+    timing: bool = False   # benchmarks only: time each path into hud_timing
 
     def __post_init__(self) -> None:
         if self.arch not in ARCH_REGS:
@@ -152,8 +153,8 @@ class Params:
             raise ValueError("stack_bytes: a multiple of 8 in 8..65536")
         if self.page_size & (self.page_size - 1) or self.page_size < 4096:
             raise ValueError("page_size: a power of two >= 4096")
-        if not 1 <= self.fp_depth <= 127:
-            raise ValueError("fp_depth: 1..127 (perf_event_max_stack)")
+        if not 0 <= self.fp_depth <= 127:
+            raise ValueError("fp_depth: 0..127 (perf_event_max_stack); 0 = no kernel FP walk")
 
     @property
     def regs(self) -> ArchRegs:
@@ -189,7 +190,8 @@ def map_specs(p: Params) -> list[MapSpec]:
         MapSpec("hud_scratch", uapi.BPF_MAP_TYPE_ARRAY, 4, p.record_size, max(p.ncpus, 1)),
         MapSpec("hud_counts", uapi.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8 * len(COUNTERS), 1),
         MapSpec("hud_rb", uapi.BPF_MAP_TYPE_RINGBUF, 0, 0, p.ringbuf_bytes),
-    ]
+    ] + ([MapSpec("hud_timing", uapi.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16 * len(PATHS), 1)]
+         if p.timing else [])
 
 
 # -- BPF stack frame shared by both programs (offsets from r10) ------------------------------
@@ -204,7 +206,15 @@ FP_LIM = -56        # u64 bytes to copy (min(config.stack_bytes, stack_bytes))
 FP_CHUNK = -64      # u64 size of the page chunk being copied
 FP_PKEY = -104      # PARK_KEY: tid, pad, ip, sp ...
 FP_IP, FP_SP, FP_FPREG, FP_LR = -96, -88, -80, -72   # ... then fp and lr follow the key
+FP_T0 = -112        # timing builds: ktime at the start of the half being timed
 FP_INIT = -200      # a zeroed THREAD, to create hud_threads entries
+FP_PATH = -208      # timing builds: PATHS index of the path taken
+
+# Paths a timing build tells apart (hud_timing[i] = {u64 sum_ns, u64 count}). The
+# switch-out and switch-in halves of hud_switch are timed separately.
+PATHS = ("out_other", "out_times", "out_park", "out_capture", "out_exit", "out_nocap",
+         "in_other", "in_first", "in_account", "in_record", "smp_other", "smp_record")
+P = {name: i for i, name in enumerate(PATHS)}
 
 
 def stack_key(a: Assembler, off: int, value: int) -> Assembler:
@@ -236,6 +246,38 @@ def load_config(a: Assembler, fail: str) -> Assembler:
     return a.mov(r9, r0).stx("u64", r10, FP_CFG, r9)
 
 
+def timing_start(a: Assembler, p: Params) -> Assembler:
+    """Timing builds: FP_T0 = now; clobbers r0."""
+    if p.timing:
+        a.call("ktime_get_ns").stx("u64", r10, FP_T0, r0)
+    return a
+
+
+def path(a: Assembler, p: Params, name: str) -> Assembler:
+    """Timing builds: the path being taken is `name`."""
+    if p.timing:
+        a.st("u64", r10, FP_PATH, P[name])
+    return a
+
+
+def timing_end(a: Assembler, p: Params, tag: str) -> Assembler:
+    """Timing builds: hud_timing[FP_PATH] += (now - FP_T0, 1), and restart the clock.
+    The figure includes one bpf_ktime_get_ns call. Clobbers r0-r5."""
+    if not p.timing:
+        return a
+    skip = f"notime_{tag}"
+    a.call("ktime_get_ns").ldx("u64", r1, r10, FP_T0)
+    a.alu64("-=", r0, r1).stx("u64", r10, FP_CHUNK, r0)
+    stack_key(a, FP_ZERO, 0)
+    lookup(a, "hud_timing", FP_ZERO).jmp("==", r0, 0, skip)
+    a.ldx("u64", r1, r10, FP_PATH).jmp(">=", r1, len(PATHS), skip)
+    a.alu64("<<=", r1, 4).alu64("+=", r0, r1)
+    a.ldx("u64", r1, r0, 0).ldx("u64", r2, r10, FP_CHUNK).alu64("+=", r1, r2)
+    a.stx("u64", r0, 0, r1).ldx("u64", r1, r0, 8).alu64("+=", r1, 1).stx("u64", r0, 8, r1)
+    a.label(skip)
+    return a.call("ktime_get_ns").stx("u64", r10, FP_T0, r0)  # bookkeeping excluded
+
+
 def read_user_regs(a: Assembler, p: Params) -> Assembler:
     """User ip/sp/fp/lr of the current task into FP_IP.. (bpf_task_pt_regs: the registers
     saved at kernel entry, user ones even when a sample lands in kernel code)."""
@@ -262,12 +304,17 @@ def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8) -> 
     """
     for off, name in ((FP_IP, "ip"), (FP_SP, "sp"), (FP_FPREG, "fp"), (FP_LR, "lr")):
         a.ldx("u64", r1, r10, off).stx("u64", dst, CAP_OFF + CAPTURE.offset(name), r1)
-    a.mov(r1, ctx).mov(r2, dst).alu64("+=", r2, FP_OFF).mov(r3, 8 * p.fp_depth)
-    a.mov(r4, uapi.BPF_F_USER_STACK).call("get_stack")
-    a.stx("u32", dst, CAP_OFF + CAPTURE.offset("fp_bytes"), r0)
-    a.jmp("s>=", r0, 0, f"fp_ok_{tag}")
-    count(a, "fp_stack", f"fp_{tag}")
-    a.label(f"fp_ok_{tag}")
+    if p.fp_depth:
+        # The kernel's frame-pointer walk (~1.5 us here): frames past the end of the copy
+        # and builds whose CFI is missing.
+        a.mov(r1, ctx).mov(r2, dst).alu64("+=", r2, FP_OFF).mov(r3, 8 * p.fp_depth)
+        a.mov(r4, uapi.BPF_F_USER_STACK).call("get_stack")
+        a.stx("u32", dst, CAP_OFF + CAPTURE.offset("fp_bytes"), r0)
+        a.jmp("s>=", r0, 0, f"fp_ok_{tag}")
+        count(a, "fp_stack", f"fp_{tag}")
+        a.label(f"fp_ok_{tag}")
+    else:
+        a.st("u32", dst, CAP_OFF + CAPTURE.offset("fp_bytes"), 0)
     # limit = min(config.stack_bytes, p.stack_bytes), known to the verifier as <= the latter.
     a.ldx("u64", r1, r10, FP_CFG).ldx("u32", r1, r1, CONFIG.offset("stack_bytes"))
     a.jmp("<=", r1, p.stack_bytes, f"lim_ok_{tag}").mov(r1, p.stack_bytes)
@@ -305,7 +352,7 @@ def output_capture(a: Assembler, p: Params, failure: str, success: str, tag: str
     a.ldx("u32", r3, dst, CAP_OFF + CAPTURE.offset("stack_len"))
     a.jmp("<=", r3, p.stack_bytes, f"len_ok_{tag}").mov(r3, 0)
     a.label(f"len_ok_{tag}").alu64("+=", r3, p.stack_off)
-    a.ld_map(r1, "hud_rb").mov(r2, dst).mov(r4, 0).call("ringbuf_output")
+    a.ld_map(r1, "hud_rb").mov(r2, dst).mov(r4, uapi.BPF_RB_NO_WAKEUP).call("ringbuf_output")
     a.jmp("==", r0, 0, f"out_ok_{tag}")
     count(a, failure, f"rbfail_{tag}")
     a.ja(f"out_end_{tag}")

@@ -25,7 +25,10 @@ from kernel.programs.common import (
     load_config,
     lookup,
     output_capture,
+    path,
     read_user_regs,
+    timing_end,
+    timing_start,
 )
 
 NAME = "hud_sample"
@@ -37,6 +40,8 @@ def build(p: Params) -> Image:
     regs = p.regs
     a = Assembler()
     a.mov(r6, r1)                                       # r6 = bpf_perf_event_data
+    timing_start(a, p)
+    path(a, p, "smp_other")
     load_config(a, "exit")                              # r9 = &config
     a.call("get_current_pid_tgid").mov(r7, r0)
     a.mov(r1, r7).alu64(">>=", r1, 32).ldx("u32", r2, r9, CONFIG.offset("tgid"))
@@ -48,6 +53,7 @@ def build(p: Params) -> Image:
     a.ldx("u32", r2, r9, CONFIG.offset("sample_roles")).alu64(">>=", r2, r1)
     a.alu64("&=", r2, 1).jmp("==", r2, 0, "exit")
 
+    path(a, p, "smp_record")
     a.call("get_smp_processor_id").stx("u32", r10, FP_ZERO, r0)
     lookup(a, "hud_scratch", FP_ZERO).jmp("==", r0, 0, "exit")
     a.mov(r8, r0)                                       # r8 = this CPU's record buffer
@@ -66,5 +72,7 @@ def build(p: Params) -> Image:
     read_user_regs(a, p)
     capture(a, p, "smp")
     output_capture(a, p, "ringbuf_sample", "sample_records", "smp")
-    a.label("exit").mov(r0, 0).exit()
+    a.label("exit")
+    timing_end(a, p, "smp")
+    a.mov(r0, 0).exit()
     return a.image(NAME, uapi.BPF_PROG_TYPE_PERF_EVENT)

@@ -53,8 +53,11 @@ from kernel.programs.common import (
     load_config,
     lookup,
     output_capture,
+    path,
     read_user_regs,
     stack_key,
+    timing_end,
+    timing_start,
 )
 
 NAME = "hud_switch"
@@ -66,14 +69,20 @@ def build(p: Params) -> Image:
     """The TRACEPOINT program for sched:sched_switch, built for `p`."""
     a = Assembler()
     a.mov(r6, r1)                                       # r6 = ctx for the whole program
+    timing_start(a, p)
+    path(a, p, "out_other")
     load_config(a, "exit")                              # r9 = &config
     a.call("get_current_pid_tgid").mov(r7, r0)          # r7 = prev's pid_tgid (prev == current)
     a.mov(r1, r7).alu64(">>=", r1, 32).ldx("u32", r2, r9, CONFIG.offset("tgid"))
     a.jmp("!=", r1, r2, "switch_in")
     _switch_out(a, p)
     a.label("switch_in")
+    timing_end(a, p, "out")
+    path(a, p, "in_other")
     _switch_in(a, p)
-    a.label("exit").mov(r0, 0).exit()
+    a.label("exit")
+    timing_end(a, p, "in")
+    a.mov(r0, 0).exit()
     return a.image(NAME, uapi.BPF_PROG_TYPE_TRACEPOINT)
 
 
@@ -94,6 +103,7 @@ def _thread_entry(a: Assembler, fail: str) -> None:
 
 def _switch_out(a: Assembler, p: Params) -> None:
     f = p.fields
+    path(a, p, "out_nocap")
     a.stx("u32", r10, FP_KEY, r7)                       # key = tid
     _thread_entry(a, "switch_in")
     a.call("ktime_get_ns").stx("u64", r10, FP_NOW, r0)
@@ -114,6 +124,15 @@ def _switch_out(a: Assembler, p: Params) -> None:
     a.alu64("&=", r1, f.exit_mask).jmp("!=", r1, 0, "exiting")
     a.st("u64", r10, FP_KIND, KIND_BLOCKED)
 
+    # A known park costs this lookup and nothing more: checked before the role (only
+    # threads whose stacks are captured ever get park marks).
+    read_user_regs(a, p)
+    a.stx("u32", r10, FP_PKEY, r7).st("u32", r10, FP_PKEY + 4, 0)
+    lookup(a, "hud_parks", FP_PKEY).jmp("==", r0, 0, "role")
+    a.st("u32", r8, T["out_kind"], KIND_PARKED)
+    a.ldx("u64", r1, r8, T["parks"]).alu64("+=", r1, 1).stx("u64", r8, T["parks"], r1)
+    path(a, p, "out_park").ja("switch_in")
+
     # Role: absent = unknown (0); a role outside capture_roles accounts time only.
     a.label("role")
     lookup(a, "hud_roles", FP_KEY).mov(r1, 0).jmp("==", r0, 0, "have_role")
@@ -122,16 +141,12 @@ def _switch_out(a: Assembler, p: Params) -> None:
     a.ldx("u32", r2, r9, CONFIG.offset("capture_roles")).alu64(">>=", r2, r1)
     a.alu64("&=", r2, 1).jmp("!=", r2, 0, "capture")
     a.ldx("u64", r1, r10, FP_KIND).alu64("|=", r1, KIND_NOREC)
-    a.stx("u32", r8, T["out_kind"], r1).ja("switch_in")
+    a.stx("u32", r8, T["out_kind"], r1)
+    path(a, p, "out_times").ja("switch_in")
 
     a.label("capture")
-    read_user_regs(a, p)
-    a.ldx("u64", r1, r10, FP_KIND).jmp("!=", r1, KIND_BLOCKED, "not_parked")
-    a.stx("u32", r10, FP_PKEY, r7).st("u32", r10, FP_PKEY + 4, 0)
-    lookup(a, "hud_parks", FP_PKEY).jmp("==", r0, 0, "not_parked")
-    a.st("u32", r8, T["out_kind"], KIND_PARKED)
-    a.ldx("u64", r1, r8, T["parks"]).alu64("+=", r1, 1).stx("u64", r8, T["parks"], r1)
-    a.ja("switch_in")
+    a.ldx("u64", r1, r10, FP_KIND).jmp("==", r1, KIND_BLOCKED, "not_parked")
+    read_user_regs(a, p)                                # runnable: regs not read yet
 
     a.label("not_parked")
     a.ldx("u64", r1, r10, FP_KIND).stx("u32", r8, T["out_kind"], r1)
@@ -151,10 +166,11 @@ def _switch_out(a: Assembler, p: Params) -> None:
     capture(a, p, "out")
     a.ldx("u64", r1, r10, FP_ST).st("u32", r1, T["captured"], 1)
     count(a, "captures", "captures")
-    a.ja("switch_in")
+    path(a, p, "out_capture").ja("switch_in")
 
     # The thread's last switch: send its final counters, forget it (its tid will be reused).
     a.label("exiting")
+    path(a, p, "out_exit")
     a.ld_map(r1, "hud_rb").mov(r2, EXIT_HDR.size + THREAD.size).mov(r3, 0)
     a.call("ringbuf_reserve").jmp("!=", r0, 0, "exit_rec")
     count(a, "ringbuf_exit", "exit")
@@ -177,10 +193,12 @@ def _switch_in(a: Assembler, p: Params) -> None:
     a.ldx("u32", r1, r6, f.next_pid).stx("u32", r10, FP_KEY, r1)
     lookup(a, "hud_threads", FP_KEY).jmp("==", r0, 0, "exit")
     a.mov(r8, r0)
+    path(a, p, "in_first")
     a.call("ktime_get_ns").mov(r7, r0)                  # r7 = now
     a.ldx("u64", r1, r8, T["out_ns"]).stx("u64", r8, T["in_ns"], r7)
     a.jmp("==", r1, 0, "exit")                          # never seen leaving: nothing to add
     a.st("u64", r8, T["out_ns"], 0)
+    path(a, p, "in_account")
     a.stx("u64", r10, FP_NOW, r1)                       # FP_NOW = switch-out time here
     a.mov(r9, r7).alu64("-=", r9, r1)                   # r9 = time off CPU
     a.ldx("u32", r1, r8, T["out_kind"]).stx("u64", r10, FP_KIND, r1)
@@ -204,6 +222,7 @@ def _switch_in(a: Assembler, p: Params) -> None:
     a.ldx("u64", r1, r8, T["out_state"]).stx("u64", r10, FP_STATE, r1)
     lookup(a, "hud_caps", FP_KEY).jmp("==", r0, 0, "exit")
     a.mov(r8, r0)                                       # r8 = the capture record
+    path(a, p, "in_record")
     a.st("u32", r8, H["type"], REC_OFFCPU)
     a.ldx("u32", r1, r10, FP_KEY).stx("u32", r8, H["tid"], r1)
     a.ldx("u64", r1, r10, FP_CFG).ldx("u32", r1, r1, CONFIG.offset("tgid"))
