@@ -47,9 +47,9 @@ def _python39() -> str:
     env = os.environ.get("HUD_PYTHON39")
     if env:
         return env
-    if not PY39.exists():
-        # Idempotent set-up (scripts/setup calls it too); needs root for apt's download.
-        subprocess.run([str(SETUP_PY39)], check=True, capture_output=True, text=True)
+    # Idempotent (scripts/setup runs it too): checks the interpreter, fetches it if missing.
+    proc = subprocess.run([str(SETUP_PY39)], capture_output=True, text=True)
+    assert proc.returncode == 0, f"scripts/setup-python39 failed:\n{proc.stderr[-2000:]}"
     return str(PY39)
 
 
