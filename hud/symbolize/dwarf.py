@@ -59,8 +59,13 @@ class DwarfInfo:
             return [], unit.error
         lines = self._line_table(unit)
         scopes = self._unit_scopes(unit)
-        row = lines.lookup(addr) if lines is not None else None
         reason = self._errors.get(unit.index, "")
+        row = None
+        if lines is not None:
+            try:
+                row = lines.lookup(addr)
+            except DwarfError as e:
+                reason = f"bad line table: {e}"
         chain: list[int] = []
         if scopes is not None:
             try:
@@ -105,7 +110,7 @@ class DwarfInfo:
         scopes = None
         try:
             scopes = scan(self.units, unit)
-        except (DwarfError, IndexError, struct.error, ValueError) as e:
+        except (DwarfError, IndexError, struct.error, ValueError, KeyError, TypeError) as e:
             self._errors[unit.index] = f"bad DIEs: {e}"
         self._scopes[unit.index] = scopes
         return scopes

@@ -33,6 +33,8 @@ from hud.symbolize.symtab import SymbolTable
 DATA_ERRORS = (BadInput, IndexError, KeyError, ValueError, OverflowError, struct.error,
                UnicodeError, zlib.error, RecursionError)
 
+_NO_NAME = "DWARF gives this level no name"
+
 Located = tuple[tuple[Optional[str], Optional[str], Optional[int], Optional[int]], ...]
 
 
@@ -140,7 +142,7 @@ class ObjectSymbols:
         last = len(chain) - 1
         return tuple(Frame(address=address, function=f, file=file, line=line, column=col,
                            inlined=k < last, module=module,
-                           reason=(why or None) if f is None else None)
+                           reason=None if f is not None else (why or _NO_NAME))
                      for k, (f, file, line, col) in enumerate(chain))
 
 
