@@ -20,7 +20,7 @@ RANKS = {
     "hud.collect": 7,
     "hud.analysis": 8,
     "hud.export": 9,
-    "hud.session": 10,
+    "hud.session": 10, "hud.doctor": 10,
     "hud.tui": 11,
     "hud.cli": 12, "hud.__main__": 12,
 }
