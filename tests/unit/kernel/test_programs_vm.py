@@ -1,0 +1,654 @@
+"""hud's BPF programs executed by a small eBPF interpreter with emulated helpers (no root).
+
+The interpreter runs the exact instructions kernel.programs builds, against fake maps that
+hold the same bytes the kernel's would, a fake user address space with unmapped pages
+(bpf_probe_read_user fails and zeroes like the kernel's), a settable clock and current
+task. That makes the programs' logic testable to the byte: time accounting, the park
+shortcut, roles, the exit path, records, and the page-wise stack copy across unmapped
+pages. Helpers clobber r1-r5 with garbage, as the verifier assumes.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pytest
+
+from hud.collect import ebpf_records as rec
+from hud.model import CpuSample, OffCpuEvent, ThreadExit, ThreadTimes
+from kernel import isa, uapi
+from kernel.abi import MapSpec
+from kernel.asm import Image
+from kernel.programs import common as c
+from kernel.programs import sampler, sched_switch
+
+MASK64 = (1 << 64) - 1
+PAGE = 4096
+EFAULT, EEXIST, ENOENT, E2BIG = 14, 17, 2, 7
+
+
+class VmFault(Exception):
+    """An access the verifier would have refused (out of a region, bad pointer)."""
+
+
+def _s64(v: int) -> int:
+    return v - (1 << 64) if v >> 63 else v
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+class FakeMap:
+    """A map's entries as bytearrays; lookups hand out their live memory like the kernel."""
+
+    def __init__(self, spec: MapSpec) -> None:
+        self.spec = spec
+        self.entries: dict[bytes, bytearray] = {}
+        self.records: list[tuple[bytes, int]] = []     # ringbuf: (bytes, flags)
+        if spec.map_type in (uapi.BPF_MAP_TYPE_ARRAY, uapi.BPF_MAP_TYPE_PERCPU_ARRAY):
+            for i in range(spec.max_entries):
+                self.entries[struct.pack("<I", i)] = bytearray(spec.value_size)
+
+    def get(self, key: bytes) -> Optional[bytearray]:
+        return self.entries.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        assert len(value) == self.spec.value_size, (self.spec.name, len(value))
+        self.entries[key] = bytearray(value)
+
+
+@dataclass
+class Task:
+    """The current task, as the helpers see it."""
+
+    tid: int
+    tgid: int
+    comm: str = "task"
+    ip: int = 0
+    sp: int = 0
+    fp: int = 0
+    fp_ips: tuple[int, ...] = ()
+    get_stack_error: int = 0
+
+
+@dataclass
+class Env:
+    now: int = 1_000_000
+    cpu: int = 0
+    current: Task = field(default_factory=lambda: Task(1, 1))
+    user: dict[int, bytes] = field(default_factory=dict)   # page address -> PAGE bytes
+    ring_full: bool = False
+
+    def map_user(self, start: int, data: bytes) -> None:
+        """Map whole pages from `start` (page aligned) holding `data`."""
+        assert start % PAGE == 0
+        data = data + bytes(-len(data) % PAGE)
+        for off in range(0, len(data), PAGE):
+            self.user[start + off] = data[off:off + PAGE]
+
+    def read_user(self, addr: int, size: int) -> Optional[bytes]:
+        out = bytearray()
+        while size > 0:
+            page = addr & ~(PAGE - 1)
+            if page not in self.user:
+                return None
+            take = min(size, page + PAGE - addr)
+            out += self.user[page][addr - page:addr - page + take]
+            addr += take
+            size -= take
+        return bytes(out)
+
+
+class Vm:
+    """Runs one Image; regions (stack, ctx, map values, rings) live at (id + 1) << 32."""
+
+    MAP_BASE = 0xFFFF << 48
+
+    def __init__(self, image: Image, maps: dict[str, FakeMap], env: Env, arch: str = "x86_64"):
+        self.maps = maps
+        self.names = list(maps)
+        self.env = env
+        self.arch = arch
+        self.insns = image.with_map_fds({n: i for i, n in enumerate(self.names)})
+        self.regions: list[bytearray] = []
+        self.helpers: list[tuple[str, tuple[int, ...]]] = []   # (name, args) of every call
+
+    # -- memory ---------------------------------------------------------------------------
+    def region(self, buf: bytearray) -> int:
+        for i, r in enumerate(self.regions):
+            if r is buf:
+                return (i + 1) << 32
+        self.regions.append(buf)
+        return len(self.regions) << 32
+
+    def _at(self, addr: int, size: int) -> tuple[bytearray, int]:
+        rid, off = (addr >> 32) - 1, addr & 0xFFFFFFFF
+        if not 0 <= rid < len(self.regions) or off + size > len(self.regions[rid]):
+            raise VmFault(f"access of {size} bytes at {addr:#x}")
+        return self.regions[rid], off
+
+    def read(self, addr: int, size: int) -> bytes:
+        buf, off = self._at(addr, size)
+        return bytes(buf[off:off + size])
+
+    def write(self, addr: int, data: bytes) -> None:
+        buf, off = self._at(addr, len(data))
+        buf[off:off + len(data)] = data
+
+    def load(self, addr: int, size: int) -> int:
+        return int.from_bytes(self.read(addr, size), "little")
+
+    def store(self, addr: int, size: int, value: int) -> None:
+        self.write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    # -- execution ------------------------------------------------------------------------
+    def run(self, ctx: bytes, max_steps: int = 100_000) -> int:
+        self.regions = []
+        stack = bytearray(512)
+        reg = [0] * 11
+        reg[10] = self.region(stack) + 512
+        reg[1] = self.region(bytearray(ctx))
+        pc = steps = 0
+        insns = self.insns
+        while True:
+            steps += 1
+            if steps > max_steps:
+                raise VmFault("runaway program")
+            i = insns[pc]
+            cls, op, x = i.code & 7, i.code & 0xF0, i.code & 8
+            if cls in (isa.BPF_ALU64, isa.BPF_ALU):
+                wide = cls == isa.BPF_ALU64
+                src = reg[i.src] if x else (i.imm & MASK64 if wide else i.imm & 0xFFFFFFFF)
+                dst = reg[i.dst] if wide else reg[i.dst] & 0xFFFFFFFF
+                if not wide:
+                    src &= 0xFFFFFFFF
+                bits = 64 if wide else 32
+                res = _alu(op, dst, src, bits)
+                reg[i.dst] = res & (MASK64 if wide else 0xFFFFFFFF)
+            elif i.code == isa.BPF_LD | isa.BPF_DW | isa.BPF_IMM:
+                nxt = insns[pc + 1]
+                reg[i.dst] = (self.MAP_BASE | i.imm) if i.src == 1 else \
+                    ((i.imm & 0xFFFFFFFF) | ((nxt.imm & 0xFFFFFFFF) << 32))
+                pc += 1
+            elif cls == isa.BPF_LDX:
+                reg[i.dst] = self.load(reg[i.src] + i.off, isa.SIZE_BYTES[i.code & 0x18])
+            elif cls == isa.BPF_ST:
+                self.store(reg[i.dst] + i.off, isa.SIZE_BYTES[i.code & 0x18], i.imm)
+            elif cls == isa.BPF_STX and (i.code & 0xE0) == isa.BPF_ATOMIC:
+                size = isa.SIZE_BYTES[i.code & 0x18]
+                assert i.imm == isa.BPF_ADD
+                addr = reg[i.dst] + i.off
+                self.store(addr, size, self.load(addr, size) + reg[i.src])
+            elif cls == isa.BPF_STX:
+                self.store(reg[i.dst] + i.off, isa.SIZE_BYTES[i.code & 0x18], reg[i.src])
+            elif cls in (isa.BPF_JMP, isa.BPF_JMP32):
+                if op == isa.BPF_EXIT:
+                    return reg[0]
+                if op == isa.BPF_CALL:
+                    reg[0] = self.call(i.imm, reg[1:6]) & MASK64
+                    for r in range(1, 6):
+                        reg[r] = 0xBAD0BAD0BAD0BAD0   # caller-saved: garbage after calls
+                elif op == isa.BPF_JA or _cond(op, reg[i.dst], reg[i.src] if x else i.imm,
+                                              cls == isa.BPF_JMP32):
+                    pc += i.off
+            else:
+                raise VmFault(f"instruction {i} not emulated")
+            pc += 1
+
+    # -- helpers --------------------------------------------------------------------------
+    def _map(self, handle: int) -> FakeMap:
+        if handle & self.MAP_BASE != self.MAP_BASE:
+            raise VmFault(f"{handle:#x} is not a map")
+        return self.maps[self.names[handle & 0xFFFF]]
+
+    def call(self, func: int, args: list[int]) -> int:
+        name = uapi.HELPER_NAMES[func]
+        self.helpers.append((name, tuple(args)))
+        env, cur = self.env, self.env.current
+        a1, a2, a3, a4, _ = args
+        if name == "map_lookup_elem":
+            m = self._map(a1)
+            value = m.get(self.read(a2, m.spec.key_size))
+            return self.region(value) if value is not None else 0
+        if name == "map_update_elem":
+            m = self._map(a1)
+            key = self.read(a2, m.spec.key_size)
+            if a4 == uapi.BPF_NOEXIST and key in m.entries:
+                return -EEXIST
+            if key not in m.entries and len(m.entries) >= m.spec.max_entries:
+                return -E2BIG
+            m.put(key, self.read(a3, m.spec.value_size))
+            return 0
+        if name == "map_delete_elem":
+            m = self._map(a1)
+            return 0 if m.entries.pop(self.read(a2, m.spec.key_size), None) is not None \
+                else -ENOENT
+        if name == "ktime_get_ns":
+            return env.now
+        if name == "get_current_pid_tgid":
+            return cur.tgid << 32 | cur.tid
+        if name == "get_smp_processor_id":
+            return env.cpu
+        if name == "get_current_comm":
+            self.write(a1, cur.comm.encode()[:a2 - 1].ljust(a2, b"\0"))
+            return 0
+        if name == "get_current_task_btf":
+            return self.region(bytearray(8))
+        if name == "task_pt_regs":
+            regs = bytearray(c.ARCH_REGS[self.arch].sp + 16)
+            r = c.ARCH_REGS[self.arch]
+            for off, v in ((r.ip, cur.ip), (r.sp, cur.sp), (r.fp, cur.fp)):
+                struct.pack_into("<Q", regs, off, v)
+            return self.region(regs)
+        if name == "get_stack":
+            assert a4 == uapi.BPF_F_USER_STACK
+            if cur.get_stack_error:
+                return cur.get_stack_error
+            ips = cur.fp_ips[:a3 // 8]
+            self.write(a2, b"".join(struct.pack("<Q", v) for v in ips))
+            return 8 * len(ips)
+        if name == "probe_read_user":
+            data = env.read_user(a3, a2)
+            if data is None:
+                self.write(a1, bytes(a2))
+                return -EFAULT
+            self.write(a1, data)
+            return 0
+        if name == "ringbuf_output":
+            if env.ring_full:
+                return -11
+            self._map(a1).records.append((self.read(a2, a3), a4))
+            return 0
+        if name == "ringbuf_reserve":
+            if env.ring_full:
+                return 0
+            buf = bytearray(a2)
+            self._reserved = (self._map(a1), buf)
+            return self.region(buf)
+        if name == "ringbuf_submit":
+            m, buf = self._reserved
+            m.records.append((bytes(buf), a2))
+            return 0
+        raise VmFault(f"helper {name} not emulated")
+
+
+def _alu(op: int, dst: int, src: int, bits: int) -> int:
+    mask = (1 << bits) - 1
+    if op == isa.BPF_ADD:
+        return dst + src
+    if op == isa.BPF_SUB:
+        return dst - src
+    if op == isa.BPF_MUL:
+        return dst * src
+    if op == isa.BPF_OR:
+        return dst | src
+    if op == isa.BPF_AND:
+        return dst & src
+    if op == isa.BPF_XOR:
+        return dst ^ src
+    if op == isa.BPF_LSH:
+        return dst << (src & (bits - 1))
+    if op == isa.BPF_RSH:
+        return (dst & mask) >> (src & (bits - 1))
+    if op == isa.BPF_MOV:
+        return src
+    if op == isa.BPF_NEG:
+        return -dst
+    raise VmFault(f"ALU op {op:#x} not emulated")
+
+
+def _cond(op: int, a: int, b: int, narrow: bool) -> bool:
+    mask = 0xFFFFFFFF if narrow else MASK64
+    a &= mask
+    b &= mask
+    sa, sb = (_s32(a), _s32(b)) if narrow else (_s64(a), _s64(b))
+    return {isa.BPF_JEQ: a == b, isa.BPF_JNE: a != b, isa.BPF_JGT: a > b,
+            isa.BPF_JGE: a >= b, isa.BPF_JLT: a < b, isa.BPF_JLE: a <= b,
+            isa.BPF_JSGT: sa > sb, isa.BPF_JSGE: sa >= sb, isa.BPF_JSLT: sa < sb,
+            isa.BPF_JSLE: sa <= sb, isa.BPF_JSET: bool(a & b)}[op]
+
+
+# -- a machine with both programs on shared maps --------------------------------------------
+TGID = 4242
+R_STATE, S_STATE, D_STATE, X_STATE, PREEMPTED = 0, 0x1, 0x2, 0x10, 0x100
+STACK_TOP = 0x7F00_0001_0000   # end of the fake thread stack mapping
+
+
+class Machine:
+    """The maps, both programs and the kernel state they run against."""
+
+    def __init__(self, params: Optional[c.Params] = None, threshold_ns: int = 5_000_000,
+                 stack_bytes: Optional[int] = None, capture_roles: int = c.DEFAULT_ROLE_MASK,
+                 sample_roles: int = c.DEFAULT_ROLE_MASK) -> None:
+        self.p = params or c.Params(ncpus=2)
+        self.maps = {s.name: FakeMap(s) for s in c.map_specs(self.p)}
+        self.env = Env()
+        self.switch = Vm(sched_switch.build(self.p), self.maps, self.env, self.p.arch)
+        self.sampler = Vm(sampler.build(self.p), self.maps, self.env, self.p.arch)
+        self.maps["hud_cfg"].put(struct.pack("<I", 0), c.CONFIG.pack(
+            tgid=TGID, threshold_ns=threshold_ns,
+            stack_bytes=self.p.stack_bytes if stack_bytes is None else stack_bytes,
+            capture_roles=capture_roles, sample_roles=sample_roles))
+        self.tasks: dict[int, Task] = {}
+
+    def task(self, tid: int, tgid: int = TGID, **kw: object) -> Task:
+        t = self.tasks.get(tid) or Task(tid, tgid, comm=f"t{tid}")
+        for k, v in kw.items():
+            setattr(t, k, v)
+        self.tasks[tid] = t
+        return t
+
+    def ctx(self, prev: Task, state: int, nxt: Task) -> bytes:
+        f = self.p.fields
+        size = max(f.prev_state + f.prev_state_size, f.next_pid + 4, f.prev_pid + 4, 64)
+        buf = bytearray(size)
+        struct.pack_into("<i", buf, f.prev_pid, prev.tid)
+        struct.pack_into("<q" if f.prev_state_size == 8 else "<i", buf, f.prev_state, state)
+        struct.pack_into("<i", buf, f.next_pid, nxt.tid)
+        return bytes(buf)
+
+    def switch_at(self, now: int, prev: int, state: int, nxt: int) -> None:
+        """sched_switch at `now`: `prev` (current) leaves with `state`, `nxt` comes in."""
+        self.env.now = now
+        self.env.current = self.task(prev) if prev in self.tasks else self.task(prev, 1)
+        nxt_task = self.tasks.get(nxt) or self.task(nxt, 1)
+        assert self.switch.run(self.ctx(self.env.current, state, nxt_task)) == 0
+
+    def sample_at(self, now: int, tid: int, kernel_mode: bool = False,
+                  period: int = 2_500_000) -> None:
+        self.env.now = now
+        self.env.current = self.tasks.get(tid) or self.task(tid, 1)
+        regs = c.ARCH_REGS[self.p.arch]
+        ctx = bytearray(max(regs.period_off, regs.mode_off) + 16)   # bpf_perf_event_data
+        struct.pack_into("<Q", ctx, regs.mode_off, 0x10 if kernel_mode else 0x33)
+        struct.pack_into("<Q", ctx, regs.period_off, period)
+        assert self.sampler.run(bytes(ctx)) == 0
+
+    def thread(self, tid: int) -> Optional[dict]:
+        v = self.maps["hud_threads"].get(struct.pack("<I", tid))
+        return c.THREAD.unpack(bytes(v)) if v is not None else None
+
+    def counters(self) -> dict[str, int]:
+        return rec.sum_counters([bytes(self.maps["hud_counts"].get(struct.pack("<I", 0)))])
+
+    def records(self) -> list[bytes]:
+        return [r for r, _ in self.maps["hud_rb"].records]
+
+    def events(self) -> list:
+        out = []
+        for raw in self.records():
+            ev = rec.decode(raw, self.p.arch, self.p.fp_depth)
+            out.extend(ev if isinstance(ev, tuple) else (ev,))
+        return out
+
+    def set_role(self, tid: int, role: int) -> None:
+        self.maps["hud_roles"].put(struct.pack("<I", tid), struct.pack("<I", role))
+
+    def mark_park(self, tid: int, ip: int, sp: int) -> None:
+        self.maps["hud_parks"].put(c.PARK_KEY.pack(tid=tid, ip=ip, sp=sp), struct.pack("<I", 1))
+
+
+def _stack_bytes(n: int, seed: int = 7) -> bytes:
+    return bytes((seed * 31 + i * 7) & 0xFF for i in range(n))
+
+
+def _worker(m: Machine, tid: int = 101, sp: int = STACK_TOP - 0x1F40) -> Task:
+    """A target thread whose stack mapping ends at STACK_TOP, with sp inside it."""
+    m.env.map_user(STACK_TOP - 4 * PAGE, _stack_bytes(4 * PAGE))
+    return m.task(tid, ip=0x5555_0000_1234, sp=sp, fp=sp + 0x40,
+                  fp_ips=(0x5555_0000_1234, 0x5555_0000_2000))
+
+
+# -- tests --------------------------------------------------------------------------------------
+def test_times_are_accounted_per_thread():
+    m = Machine()
+    _worker(m)
+    m.task(7, 1, comm="other")
+    m.switch_at(1_000, 7, S_STATE, 101)          # first sight at switch-in: not tracked yet
+    assert m.thread(101) is None
+    m.switch_at(2_000, 101, S_STATE, 7)          # first switch-out creates the entry
+    t = m.thread(101)
+    assert t["out_ns"] == 2_000 and t["oncpu_ns"] == 0 and t["switch_seq"] == 1
+    m.switch_at(3_000, 7, S_STATE, 101)          # 1000 ns asleep
+    m.switch_at(3_500, 101, PREEMPTED, 7)        # 500 ns on CPU, preempted
+    m.switch_at(4_200, 7, S_STATE, 101)          # 700 ns in the run queue
+    m.switch_at(4_300, 101, R_STATE, 7)          # yielded: runnable too
+    m.switch_at(4_400, 7, S_STATE, 101)
+    t = m.thread(101)
+    assert (t["oncpu_ns"], t["offcpu_ns"], t["runq_ns"], t["parked_ns"]) == (600, 1000, 800, 0)
+    assert t["switch_seq"] == 1                 # involuntary switches do not count
+    assert t["switches"] == 3 and t["out_ns"] == 0 and t["in_ns"] == 4_400
+    assert m.thread(7) is None                  # another process is never tracked
+    assert m.records() == []                    # all below the threshold
+
+
+def test_blocked_episode_record_carries_the_switch_out_stack():
+    m = Machine(threshold_ns=1_000_000)
+    w = _worker(m)
+    m.task(7, 99, comm="holder")
+    m.switch_at(10_000_000, 101, S_STATE, 7)
+    m.switch_at(60_000_000, 7, S_STATE, 101)     # 50 ms later: past the threshold
+    (ev,) = m.events()
+    assert isinstance(ev, OffCpuEvent)
+    assert (ev.pid, ev.tid, ev.start_ns, ev.end_ns) == (TGID, 101, 10_000_000, 60_000_000)
+    assert ev.state == S_STATE and not ev.runnable
+    assert (ev.holder_pid, ev.holder_comm) == (7, "holder")
+    assert ev.stack.regs.ip == w.ip and ev.stack.regs.sp == w.sp and ev.stack.regs.fp == w.fp
+    assert ev.stack.fp_ips == w.fp_ips
+    # The copy is exactly the user memory from sp to the end of the stack mapping.
+    assert ev.stack.stack == m.env.read_user(w.sp, STACK_TOP - w.sp)
+    out = [(n, a) for n, a in m.switch.helpers if n == "ringbuf_output"]
+    assert out and all(a[3] == uapi.BPF_RB_NO_WAKEUP for _, a in out)
+    assert len(m.records()[0]) == m.p.stack_off + (STACK_TOP - w.sp)
+    assert m.counters()["offcpu_records"] == 1 and m.counters()["captures"] == 1
+
+
+def test_below_threshold_and_runnable_episodes():
+    m = Machine(threshold_ns=5_000_000)
+    _worker(m)
+    m.switch_at(1_000_000, 101, S_STATE, 7)
+    m.switch_at(5_999_999, 7, S_STATE, 101)      # 4.999999 ms: nothing
+    assert m.records() == []
+    m.switch_at(7_000_000, 101, PREEMPTED, 7)
+    m.task(7, 1, comm="hog")
+    m.switch_at(12_000_000, 7, R_STATE, 101)     # exactly the threshold: reported
+    (ev,) = m.events()
+    assert ev.runnable and ev.duration_ns == 5_000_000 and ev.state == PREEMPTED
+    assert ev.holder_comm == "hog" and ev.stack.regs is not None
+
+
+def test_a_marked_park_costs_no_capture_and_moves_time_to_parked():
+    m = Machine(threshold_ns=1_000_000)
+    w = _worker(m)
+    m.mark_park(101, w.ip, w.sp)
+    m.switch_at(1_000_000, 101, S_STATE, 7)
+    m.switch_at(51_000_000, 7, S_STATE, 101)
+    assert m.records() == []
+    t = m.thread(101)
+    assert t["parked_ns"] == 50_000_000 and t["offcpu_ns"] == 0 and t["parks"] == 1
+    assert m.counters()["captures"] == 0
+    assert m.maps["hud_caps"].entries == {}
+    called = {n for n, _ in m.switch.helpers}
+    assert "probe_read_user" not in called and "get_stack" not in called
+    # The same thread sleeping elsewhere (another sp) is captured and reported.
+    w.sp -= 0x100
+    m.switch_at(52_000_000, 101, S_STATE, 7)
+    m.switch_at(60_000_000, 7, S_STATE, 101)
+    (ev,) = m.events()
+    assert ev.stack.regs.sp == w.sp and m.thread(101)["offcpu_ns"] == 8_000_000
+    # A park mark is per tid: another thread at the same (ip, sp) is not parked.
+    m.task(102, ip=w.ip, sp=w.sp, fp_ips=())
+    m.switch_at(61_000_000, 102, S_STATE, 7)
+    assert m.thread(102)["out_kind"] == c.KIND_BLOCKED
+
+
+def test_a_runnable_switch_out_at_a_park_site_is_a_run_queue_wait():
+    m = Machine(threshold_ns=1_000_000)
+    w = _worker(m)
+    m.mark_park(101, w.ip, w.sp)
+    m.switch_at(1_000_000, 101, PREEMPTED, 7)
+    m.switch_at(3_000_000, 7, S_STATE, 101)
+    assert m.thread(101)["runq_ns"] == 2_000_000 and len(m.events()) == 1
+
+
+def test_ignored_role_accounts_time_but_sends_nothing():
+    m = Machine(threshold_ns=1_000_000)
+    _worker(m)
+    m.set_role(101, c.ROLE_IGNORE)
+    m.switch_at(1_000_000, 101, D_STATE, 7)
+    m.switch_at(41_000_000, 7, S_STATE, 101)
+    m.sample_at(42_000_000, 101)
+    assert m.records() == [] and m.thread(101)["offcpu_ns"] == 40_000_000
+    assert m.counters()["captures"] == 0
+    m.set_role(101, c.ROLE_WORKER)
+    m.switch_at(43_000_000, 101, D_STATE, 7)
+    m.switch_at(53_000_000, 7, S_STATE, 101)
+    assert [e.state for e in m.events()] == [D_STATE]
+
+
+@pytest.mark.parametrize("sp_in_page", [0, 8, 0x7F8, 0xFF8])
+@pytest.mark.parametrize("pages_above", [1, 2, 3, 6])
+def test_stack_copy_is_page_wise_up_to_the_end_of_the_mapping(sp_in_page, pages_above):
+    """sp at any offset of its page, the mapping ending 1..6 pages above: one read over
+    the whole range would fail, page-wise reads copy exactly what is mapped (capped)."""
+    p = c.Params(ncpus=1, stack_bytes=16384)
+    m = Machine(p, threshold_ns=1)
+    top = STACK_TOP
+    sp = top - pages_above * PAGE + sp_in_page
+    m.env.map_user(top - 8 * PAGE, _stack_bytes(8 * PAGE, seed=pages_above))
+    m.task(101, ip=1, sp=sp)
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    (ev,) = m.events()
+    want = min(top - sp, p.stack_bytes)
+    assert len(ev.stack.stack) == want
+    assert ev.stack.stack == m.env.read_user(sp, want)
+    assert m.counters()["stack_copy"] == 0
+
+
+def test_stack_copy_stops_at_a_hole_and_counts_an_unreadable_first_page():
+    m = Machine(threshold_ns=1)
+    m.env.map_user(STACK_TOP - 4 * PAGE, _stack_bytes(4 * PAGE))
+    del m.env.user[STACK_TOP - 2 * PAGE]            # a hole two pages below the top
+    sp = STACK_TOP - 4 * PAGE + 0x100
+    m.task(101, ip=1, sp=sp)
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    assert len(m.events()[0].stack.stack) == 2 * PAGE - 0x100
+    m.maps["hud_rb"].records.clear()
+    m.task(101, sp=0x1000_0000)                      # sp in no mapping at all
+    m.switch_at(3_000, 101, S_STATE, 7)
+    m.switch_at(4_000, 7, S_STATE, 101)
+    assert m.events()[0].stack.stack == b"" and m.counters()["stack_copy"] == 1
+
+
+def test_config_stack_bytes_caps_the_copy_below_the_build_size():
+    m = Machine(c.Params(ncpus=1, stack_bytes=16384), threshold_ns=1, stack_bytes=1000)
+    w = _worker(m, sp=STACK_TOP - 3 * PAGE)
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    assert m.events()[0].stack.stack == m.env.read_user(w.sp, 1000)
+
+
+def test_fp_stack_failure_is_counted_and_fp_depth_zero_skips_the_walk():
+    m = Machine(threshold_ns=1)
+    _worker(m).get_stack_error = -EFAULT
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    assert m.events()[0].stack.fp_ips == () and m.counters()["fp_stack"] == 1
+    m = Machine(c.Params(ncpus=1, fp_depth=0), threshold_ns=1)
+    w = _worker(m)
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    (ev,) = m.events()
+    assert ev.stack.fp_ips == () and len(ev.stack.stack) == STACK_TOP - w.sp
+    assert "get_stack" not in {n for n, _ in m.switch.helpers}
+
+
+def test_exit_sends_final_times_and_forgets_the_thread():
+    m = Machine()
+    _worker(m)
+    m.set_role(101, c.ROLE_WORKER)
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    m.switch_at(2_500, 101, X_STATE, 7)          # its last switch
+    times, gone = m.events()
+    assert isinstance(times, ThreadTimes) and isinstance(gone, ThreadExit)
+    assert (times.tid, times.offcpu_ns, times.oncpu_ns, gone.time_ns) == (101, 1000, 500, 2_500)
+    assert m.thread(101) is None
+    assert struct.pack("<I", 101) not in m.maps["hud_roles"].entries
+    assert struct.pack("<I", 101) not in m.maps["hud_caps"].entries
+    assert m.counters()["exits"] == 1
+
+
+def test_full_maps_and_a_full_ring_are_counted():
+    m = Machine(c.Params(ncpus=1, max_threads=1), threshold_ns=1)
+    _worker(m)
+    m.task(102)
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(1_100, 102, S_STATE, 7)          # no room for a second thread
+    assert m.thread(102) is None and m.counters()["threads_full"] == 1
+    m.env.ring_full = True
+    m.switch_at(2_000, 7, S_STATE, 101)
+    assert m.records() == [] and m.counters()["ringbuf_offcpu"] == 1
+
+
+def test_switch_fields_come_from_the_format_not_constants():
+    f = c.SwitchFields(prev_pid=40, prev_state=48, prev_state_size=4, next_pid=72)
+    m = Machine(c.Params(fields=f, ncpus=1), threshold_ns=1)
+    _worker(m)
+    m.switch_at(1_000, 101, D_STATE, 7)
+    m.switch_at(9_000, 7, S_STATE, 101)
+    (ev,) = m.events()
+    assert ev.state == D_STATE and ev.holder_pid == 7 and ev.duration_ns == 8_000
+
+
+def test_samples_carry_switch_seq_mode_and_the_capture():
+    m = Machine()
+    w = _worker(m)
+    m.sample_at(1_000, 101)                       # before any switch-out: seq -1
+    m.switch_at(2_000, 101, S_STATE, 7)
+    m.switch_at(3_000, 7, S_STATE, 101)
+    m.sample_at(4_000, 101, kernel_mode=True, period=1_000_000)
+    m.switch_at(5_000, 101, PREEMPTED, 7)
+    m.switch_at(6_000, 7, S_STATE, 101)
+    m.sample_at(7_000, 101)
+    a, b, d = m.events()
+    assert all(isinstance(s, CpuSample) for s in (a, b, d))
+    assert [s.switch_seq for s in (a, b, d)] == [-1, 1, 1]
+    assert (b.time_ns, b.period_ns, b.tid, b.pid) == (4_000, 1_000_000, 101, TGID)
+    assert b.stack.stack == m.env.read_user(w.sp, STACK_TOP - w.sp)
+    assert b.stack.regs.ip == w.ip and b.stack.fp_ips == w.fp_ips
+    raw = m.records()
+    assert [c.SAMPLE_HDR.unpack(r)["flags"] & c.F_KERNEL_MODE for r in raw] == \
+        [0, c.F_KERNEL_MODE, 0]
+
+
+def test_sampler_filters_other_processes_and_roles():
+    m = Machine(sample_roles=c.DEFAULT_ROLE_MASK & ~(1 << c.ROLE_BLOCKING))
+    _worker(m)
+    m.task(102)
+    m.task(7, 1)
+    m.set_role(102, c.ROLE_BLOCKING)
+    m.sample_at(1_000, 7)
+    m.sample_at(2_000, 102)
+    assert m.records() == []
+    m.sample_at(3_000, 101)
+    assert len(m.records()) == 1 and m.counters()["sample_records"] == 1
+
+
+def test_timing_builds_time_each_path():
+    m = Machine(c.Params(ncpus=1, timing=True), threshold_ns=1)
+    w = _worker(m)
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.mark_park(101, w.ip, w.sp)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    m.switch_at(3_000, 101, S_STATE, 7)
+    raw = bytes(m.maps["hud_timing"].get(struct.pack("<I", 0)))
+    counts = struct.unpack_from(f"<{2 * len(c.PATHS)}Q", raw)[1::2]
+    got = {name: n for name, n in zip(c.PATHS, counts) if n}
+    assert got == {"out_capture": 1, "out_park": 1, "out_other": 1, "in_other": 2,
+                   "in_record": 1}
