@@ -84,13 +84,16 @@ class BuildError(Exception):
 
 # ---- source hash --------------------------------------------------------------------------
 
-def _source_files() -> Iterator[Path]:
+def _source_files(program: str) -> Iterator[Path]:
+    """What one program's build reads: the workspace files, common/ and its own crate."""
     for path in sorted(SOURCES.rglob("*")):
         rel = path.relative_to(SOURCES)
         if not path.is_file() or rel.parts[0] == "build" or "target" in rel.parts:
             continue
         if path.name == "Cargo.lock" or path.suffix == ".md":
             continue
+        if len(rel.parts) > 1 and rel.parts[0] not in (program, "common", ".cargo"):
+            continue  # another program's crate
         yield path
 
 
@@ -122,19 +125,30 @@ def _registry() -> Path:
     return Path("/usr/share/cargo/registry")
 
 
-def source_hash(cargo: Optional[str] = None) -> str:
-    """Hash of everything a build depends on: fixture sources, this builder, the toolchain and
-    the installed Debian crates. Equal hash and present outputs mean nothing to rebuild."""
+_toolchain_cache: dict[str, str] = {}
+
+
+def source_hash(program: str, cargo: Optional[str] = None) -> str:
+    """Hash of everything one program's build depends on: its sources, this builder, the
+    toolchain and the installed Debian crates. Equal hash and present outputs mean nothing to
+    rebuild; a change to one program does not make the other's variants stale."""
+    cargo = cargo or cargo_path()
+    if cargo not in _toolchain_cache:
+        _toolchain_cache[cargo] = _toolchain_id(cargo)
     h = hashlib.sha256()
-    for path in _source_files():
+    for path in _source_files(program):
         h.update(str(path.relative_to(SOURCES)).encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     h.update(Path(__file__).read_bytes())
-    h.update(_toolchain_id(cargo or cargo_path()).encode())
+    h.update(_toolchain_cache[cargo].encode())
     reg = _registry()
     if reg.is_dir():
         h.update("\n".join(sorted(os.listdir(reg))).encode())
     return h.hexdigest()[:20]
+
+
+def variant_hash(variant: str, cargo: Optional[str] = None) -> str:
+    return source_hash(str(VARIANTS[variant]["program"]), cargo)
 
 
 # ---- markers ------------------------------------------------------------------------------
@@ -403,8 +417,8 @@ def build(variants: list[str], *, force: bool = False, jobs: Optional[int] = Non
     with open(BUILD / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         toolchain = _toolchain_id(cargo)
-        digest = source_hash(cargo)
-        todo = [v for v in variants if force or not up_to_date(v, digest)]
+        digests = {v: variant_hash(v, cargo) for v in variants}
+        todo = [v for v in variants if force or not up_to_date(v, digests[v])]
         if not todo:
             return []
         if not _registry().is_dir() or not any(
@@ -439,16 +453,17 @@ def build(variants: list[str], *, force: bool = False, jobs: Optional[int] = Non
                 markers_cache[program] = scan_markers(program)
             described = _describe(binary)
             _write_json(manifest_path(v), _manifest(v, spec, binary, debug, described,
-                                                    markers_cache[program], digest, toolchain))
+                                                    markers_cache[program], digests[v],
+                                                    toolchain))
             print(f"build-fixtures: {v}: {manifest_path(v).relative_to(REPO)}", flush=True)
-        _update_index(digest)
+        _update_index()
         return todo
 
 
-def _update_index(digest: str) -> None:
+def _update_index() -> None:
     present = {v: str(manifest_path(v).relative_to(BUILD)) for v in VARIANTS
                if manifest_path(v).exists()}
-    _write_json(INDEX, {"schema": INDEX_SCHEMA, "source_hash": digest, "variants": present})
+    _write_json(INDEX, {"schema": INDEX_SCHEMA, "variants": present})
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -467,8 +482,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     t0 = time.monotonic()
     try:
         if a.list or a.check:
-            digest = source_hash()
-            stale = [v for v in variants if not up_to_date(v, digest)]
+            stale = [v for v in variants if not up_to_date(v, variant_hash(v))]
             if a.list:
                 for v in variants:
                     state = "stale or missing" if v in stale else "up to date"

@@ -119,10 +119,10 @@ class Manifest:
 _digest_cache: dict[str, str] = {}
 
 
-def _current_digest() -> str:
-    if "d" not in _digest_cache:
-        _digest_cache["d"] = fixture_build.source_hash()
-    return _digest_cache["d"]
+def _current_digest(variant: str) -> str:
+    if variant not in _digest_cache:
+        _digest_cache[variant] = fixture_build.variant_hash(variant)
+    return _digest_cache[variant]
 
 
 def load_manifest(variant: str, *, check_fresh: bool = True) -> Manifest:
@@ -141,7 +141,7 @@ def load_manifest(variant: str, *, check_fresh: bool = True) -> Manifest:
     if data.get("schema") != fixture_build.SCHEMA:
         raise FixtureError(f"fixture {variant}: manifest schema {data.get('schema')!r}, "
                            f"expected {fixture_build.SCHEMA}: {hint}")
-    if check_fresh and data.get("source_hash") != _current_digest():
+    if check_fresh and data.get("source_hash") != _current_digest(variant):
         raise FixtureError(f"fixture {variant} is stale (sources, toolchain or Debian crates "
                            f"changed since it was built): {hint}")
     m = Manifest.from_json(data)
