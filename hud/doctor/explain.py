@@ -34,6 +34,7 @@ NEEDS = {
     "ptrace": ((CAP_SYS_PTRACE,),),
     "map_files": ((CAP_CHECKPOINT_RESTORE,), (CAP_SYS_ADMIN,)),
     "mount": ((CAP_SYS_ADMIN,),),
+    "tracefs_read": ((CAP_DAC_OVERRIDE,), (CAP_DAC_READ_SEARCH,)),   # a 0700 root dir
 }
 
 
@@ -132,20 +133,23 @@ def denied(err: Optional[int], facts: HostFacts, what: str) -> tuple[str, str]:
     if err not in (_errno.EPERM, _errno.EACCES):
         return (f"{name}", "run `hud doctor --json` and report the data")
     cap_what = "mount" if what == "tracefs" else what
+    if cap_what not in NEEDS:
+        raise ValueError(f"unknown access kind {what!r}")
     if facts.userns:
         return (f"{name}: root in a user namespace (rootless container) is not root "
                 "for the kernel",
                 "run hud on the host, or in a container sharing the host's user namespace")
     if not facts.can(cap_what):
-        lacking = ", ".join(facts.missing(cap_what)) or "privileges"
-        who = "not root" if facts.euid != 0 else "root without the capabilities"
+        lacking = " + ".join(facts.missing(cap_what)) or "the privileges"
+        who = "not root" if facts.euid != 0 else "root, but"
         extra = ""
         if what == "bpf" and facts.unprivileged_bpf_disabled:
-            extra = f", unprivileged_bpf_disabled={facts.unprivileged_bpf_disabled}"
+            extra = f" (unprivileged_bpf_disabled={facts.unprivileged_bpf_disabled})"
         if what == "perf" and facts.perf_event_paranoid is not None:
-            extra = f", perf_event_paranoid={facts.perf_event_paranoid}"
-        return f"{name}: {who} (needs {lacking}{extra})", ROOT_HINT
-    if facts.lockdown == "confidentiality" and what in ("bpf", "perf", "tracefs"):
+            extra = f" (perf_event_paranoid={facts.perf_event_paranoid})"
+        return f"{name}: {who} without {lacking}{extra}", ROOT_HINT
+    if facts.lockdown == "confidentiality" and what in ("bpf", "perf", "tracefs",
+                                                        "tracefs_read"):
         return (f"{name}: kernel lockdown is in confidentiality mode",
                 "boot with lockdown=integrity (or none); Secure Boot may enforce it")
     if facts.seccomp == 2:

@@ -312,19 +312,31 @@ def probe_programs() -> Probe:
     return _attempt(run)
 
 
-def check_programs(facts: HostFacts, attach_ok: bool, tracefs_mounted: bool,
-                   probe: Optional[Probe] = None) -> Check:
-    if not attach_ok:
-        return Check("programs", SKIP, "not tried: the bpf_attach probes failed")
-    if not tracefs_mounted:
-        # The collector mounts tracefs itself; the doctor leaves the host as it is.
-        return Check("programs", WARN, "not tried: tracefs is not mounted yet",
-                     "hud mounts it at start; run `hud doctor` again after a run")
+def _has_collector() -> bool:
     try:
         import hud.collect.ebpf  # noqa: F401  (part of this build?)
-    except ImportError as e:
-        return Check("programs", SKIP, f"not tried: this build has no eBPF collector ({e})")
-    p = probe if probe is not None else probe_programs()
+    except ImportError:
+        return False
+    return True
+
+
+def check_programs(facts: HostFacts, attach_ok: bool, tracefs: Check,
+                   probe: Optional[Probe] = None) -> Check:
+    """hud's real programs, loaded and attached by its collector for an instant."""
+    if not attach_ok:
+        return Check("programs", SKIP, "not tried: the bpf_attach probes failed")
+    if not _has_collector():
+        return Check("programs", SKIP, "not tried: this build has no eBPF collector")
+    if probe is None:
+        child = tracefs.data.get("programs")
+        if isinstance(child, dict):   # tried where the tracefs probe mounted it
+            probe = Probe(bool(child.get("ok")), child.get("err"),
+                          str(child.get("message", "")), dict(child.get("data") or {}))
+        elif tracefs.data.get("mounted") is None:
+            return Check("programs", SKIP, "not tried: tracefs cannot be mounted")
+        else:
+            probe = probe_programs()
+    p = probe
     if p.ok:
         names = ", ".join(p.data.get("programs", ()))
         return Check("programs", OK, f"hud's programs ({names}) pass the verifier and "
@@ -376,7 +388,22 @@ def check_btf(bpf_ok: bool, path: str = "/sys/kernel/btf/vmlinux",
 
 # -- tracefs -------------------------------------------------------------------------------
 
+def tracefs_mounts(mounts: Optional[str]) -> list[str]:
+    """Mount points of tracefs in the text of /proc/self/mounts, standard places first."""
+    found = []
+    for line in (mounts or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == "tracefs":
+            found.append(parts[1].replace("\\040", " "))
+    return sorted(set(found), key=lambda p: (p not in TRACEFS_DIRS, p))
+
+
 def _mounted_tracefs() -> Optional[str]:
+    # From the mount table, not by looking inside: tracefs is root-only (0700), so a
+    # plain user must hear "mounted but unreadable", not "not mounted".
+    got = tracefs_mounts(_read("/proc/self/mounts"))
+    if got:
+        return got[0]
     for d in TRACEFS_DIRS:
         if os.path.isdir(os.path.join(d, "events")):
             return d
@@ -400,7 +427,7 @@ _MS_REC = 0x4000
 _MS_PRIVATE = 1 << 18
 
 
-def _probe_mount_child() -> dict:
+def _probe_mount_child(with_programs: bool) -> dict:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                            ctypes.c_ulong, ctypes.c_void_p]
@@ -412,12 +439,21 @@ def _probe_mount_child() -> dict:
     target = TRACEFS_DIRS[0]
     if libc.mount(b"tracefs", target.encode(), b"tracefs", 0, None) != 0:
         return {"errno": ctypes.get_errno(), "step": f"mount -t tracefs {target}"}
-    return _read_switch(target)
+    out = _read_switch(target)
+    if with_programs:
+        # hud's collector would mount tracefs to read the format: here it finds ours.
+        p = probe_programs()
+        out["programs"] = {"ok": p.ok, "err": p.err, "message": p.message, "data": p.data}
+    return out
 
 
-def probe_mount_tracefs() -> dict:
+def probe_mount_tracefs(with_programs: bool = False) -> dict:
     """Mount tracefs in a private mount namespace of a forked child and read sched_switch
-    there: whether hud could mount it, without mounting anything on the host."""
+    there (and, with `with_programs`, open hud's collector): whether hud could mount it
+    and run, without mounting anything on the host. The child's BPF objects die with it.
+    """
+    if with_programs:
+        import hud.collect.ebpf  # noqa: F401  (imported before fork, not in the child)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns
@@ -425,7 +461,7 @@ def probe_mount_tracefs() -> dict:
         try:
             os.close(r)
             try:
-                out = _probe_mount_child()
+                out = _probe_mount_child(with_programs)
             except OSError as e:
                 out = {"errno": e.errno or _errno.EIO, "step": "read sched_switch"}
             except Exception as e:  # anything at all must reach the parent as data
@@ -454,8 +490,11 @@ def _supports_tracefs() -> bool:
     return "tracefs" in (_read("/proc/filesystems") or "")
 
 
-def check_tracefs(facts: HostFacts) -> tuple[Check, Optional[int]]:
-    """The tracefs check and the sched_switch tracepoint id (None when unknown)."""
+def check_tracefs(facts: HostFacts, with_programs: bool = False
+                  ) -> tuple[Check, Optional[int]]:
+    """The tracefs check and the sched_switch tracepoint id (None when unknown). When
+    tracefs is not mounted, hud's programs are tried in the probe's private mount
+    namespace (`with_programs`), their result left in data["programs"]."""
     root = _mounted_tracefs()
     mounted = root is not None
     data: dict[str, Any] = {"mounted": root}
@@ -463,7 +502,7 @@ def check_tracefs(facts: HostFacts) -> tuple[Check, Optional[int]]:
         if not _supports_tracefs():
             return Check("tracefs", FAIL, "this kernel has no tracefs (no tracepoints)",
                          "needs CONFIG_TRACING / CONFIG_FTRACE", data=data), None
-        got = probe_mount_tracefs()
+        got = probe_mount_tracefs(with_programs and _has_collector())
         if "errno" in got:
             why, hint = denied(got["errno"], facts, "tracefs")
             data["error"] = f"{got.get('step')}: {explain.errno_name(got['errno'])}"
@@ -475,7 +514,7 @@ def check_tracefs(facts: HostFacts) -> tuple[Check, Optional[int]]:
         try:
             got = _read_switch(root)
         except OSError as e:
-            why, hint = denied(e.errno, facts, "tracefs")
+            why, hint = denied(e.errno, facts, "tracefs_read")
             data["error"] = str(e)
             return Check("tracefs", FAIL, f"{root}/events/sched/sched_switch unreadable: "
                          f"{why}", hint, data=data), None
@@ -580,35 +619,31 @@ def check_capstone(arch: str = ARCH) -> Check:
 
 # -- the decision --------------------------------------------------------------------------
 
+def _blockers(backend: str, by_name: dict) -> list[Check]:
+    """The checks `backend` needs that are neither ok nor warn, failures first (a skip
+    is only the consequence of one)."""
+    bad = [by_name[n] for n in BACKEND_NEEDS[backend]
+           if n in by_name and by_name[n].status not in (OK, WARN)]
+    return sorted(bad, key=lambda c: c.status != FAIL)
+
+
 def choose_backend(checks: list[Check]) -> tuple[Optional[str], str]:
     """What `--backend auto` would use, and why, from the host checks (pure)."""
-    status = {c.name: c.status for c in checks}
     by_name = {c.name: c for c in checks}
-
-    def blocker(backend: str) -> Optional[Check]:
-        for name in BACKEND_NEEDS[backend]:
-            if status.get(name) not in (OK, WARN):
-                return by_name.get(name)
-        return None
-
-    ebpf = blocker("ebpf")
-    if ebpf is None:
+    ebpf = _blockers("ebpf", by_name)
+    if not ebpf:
         return "ebpf", "bpf(), ringbuf, cpu-clock and sched_switch links work"
-    why = f"{ebpf.name}: {ebpf.summary}" if ebpf.status != SKIP else \
-        _root_cause(ebpf, by_name)
-    perf = blocker("perf")
-    if perf is None:
-        return "perf", f"eBPF unusable ({why})"
-    return None, f"eBPF unusable ({why}); perf unusable ({perf.name} " \
-                 f"{'skipped' if perf.status == SKIP else 'failed'})"
+    perf = _blockers("perf", by_name)
+    first = ebpf[0]
+    if first.status == SKIP:  # say what made it skip
+        first = next((c for c in checks if c.status == FAIL), first)
+    if not perf:
+        return "perf", f"eBPF unusable ({first.name}: {first.summary})"
 
+    def names(bad: list[Check]) -> str:
+        return ", ".join(c.name for c in bad if c.status == FAIL) or bad[0].name
 
-def _root_cause(skipped: Check, by_name: dict) -> str:
-    for name in ("bpf", "tracefs"):
-        c = by_name.get(name)
-        if c is not None and c.status == FAIL:
-            return f"{c.name}: {c.summary}"
-    return f"{skipped.name} {skipped.summary}"
+    return None, f"eBPF needs {names(ebpf)}; perf needs {names(perf)}"
 
 
 def check_backend(checks: list[Check]) -> tuple[Check, Optional[str]]:
@@ -633,12 +668,12 @@ def host_checks() -> tuple[list[Check], Optional[str], HostFacts]:
     bpf_ok = b.status == OK
     checks.append(check_ringbuf(bpf_ok))
     checks.append(check_btf(bpf_ok))
-    tracefs, tp_id = check_tracefs(facts)
+    tracefs, tp_id = check_tracefs(facts, with_programs=bpf_ok)
     checks.append(tracefs)
     attach = check_bpf_attach(facts, bpf_ok, tp_id)
     checks.append(attach)
-    checks.append(check_programs(facts, attach.status == OK,
-                                 tracefs.data.get("mounted") is not None))
+    checks.append(check_programs(facts, attach.status == OK, tracefs))
+    tracefs.data.pop("programs", None)   # reported on its own line
     checks.append(check_perf(facts, tp_id))
     checks.append(check_max_stack())
     checks.append(check_capstone())

@@ -107,13 +107,26 @@ class Report:
         tail = f", with {warns} warning{'s' if warns != 1 else ''}" if warns else ""
         return f"hud can profile {what} (backend {self.backend}){tail}."
 
+    @property
+    def fix(self) -> str:
+        """The hint of the failure that decides the verdict ("" when hud can profile)."""
+        if self.backend is None:
+            scope = HOST
+        elif self.target_found is False or not self.can_profile:
+            scope = TARGET
+        else:
+            return ""
+        fails = [c for c in self.checks if c.status == FAIL and c.scope == scope]
+        return next((c.hint for c in fails if c.hint), "")
+
     def to_json(self) -> dict:
         checks: dict[str, Any] = {}
         for c in self.checks:
             checks[c.name] = c.to_json()
         return {"schema": SCHEMA, "version": self.version, "can_profile": self.can_profile,
                 "exit_code": self.exit_code, "backend": self.backend,
-                "verdict": self.verdict, "target": self.target or None, "checks": checks}
+                "verdict": self.verdict, "fix": self.fix or None,
+                "target": self.target or None, "checks": checks}
 
 
 def _first(checks: list, status: str, scope: str) -> Optional[Check]:
@@ -123,28 +136,54 @@ def _first(checks: list, status: str, scope: str) -> Optional[Check]:
     return None
 
 
-def format_check(check: Check, width: int = WIDTH) -> list[str]:
+def format_check(check: Check, width: int = WIDTH, show_hint: bool = True,
+                 name: Optional[str] = None) -> list[str]:
     """A check as text lines: `  ok    name        summary`, then details and the hint,
     wrapped to `width` under the summary column."""
     pad = " " * _INDENT
-    head = f"  {_LABEL[check.status]:<4}  {check.name:<{_NAME_W}} "
-    lines = textwrap.wrap(check.summary, width, initial_indent=head, subsequent_indent=pad,
-                          break_on_hyphens=False) or [head.rstrip()]
+    label = name if name is not None else check.name
+    head = f"  {_LABEL[check.status]:<4}  {label:<{_NAME_W}} "
+    if len(label) > _NAME_W:   # a merged "a, b, c" name: summary on the next line
+        lines = [head.rstrip()]
+        lines += textwrap.wrap(check.summary, width, initial_indent=pad,
+                               subsequent_indent=pad, break_on_hyphens=False)
+    else:
+        lines = textwrap.wrap(check.summary, width, initial_indent=head,
+                              subsequent_indent=pad, break_on_hyphens=False)
     for d in check.details:
         lines += textwrap.wrap(d, width, initial_indent=pad, subsequent_indent=pad + "  ",
                                break_on_hyphens=False)
-    if check.hint and check.status != OK:
+    if show_hint and check.hint and check.status != OK:
         lines += textwrap.wrap(check.hint, width, initial_indent=pad + "-> ",
                                subsequent_indent=pad + "   ", break_on_hyphens=False)
     return lines
 
 
+def _section(checks: list, width: int, shown: set) -> list[str]:
+    """Lines of one scope: a hint already printed is not repeated, and consecutive
+    skips for the same reason share one line."""
+    out: list[str] = []
+    i = 0
+    while i < len(checks):
+        c = checks[i]
+        j = i + 1
+        if c.status == SKIP:
+            while j < len(checks) and checks[j].status == SKIP and \
+                    checks[j].summary == c.summary:
+                j += 1
+        name = ", ".join(x.name for x in checks[i:j])
+        out += format_check(c, width, show_hint=c.hint not in shown, name=name)
+        if c.hint and c.status != OK:
+            shown.add(c.hint)
+        i = j
+    return out
+
+
 def format_report(report: Report, width: int = WIDTH) -> str:
-    """The whole report as text: host checks, target checks, the verdict."""
+    """The whole report as text: host checks, target checks, the verdict and the fix."""
+    shown: set = set()
     out = [f"hud doctor {report.version}".rstrip() + ": this host"]
-    for c in report.checks:
-        if c.scope == HOST:
-            out += format_check(c, width)
+    out += _section([c for c in report.checks if c.scope == HOST], width, shown)
     target = [c for c in report.checks if c.scope == TARGET]
     if target:
         t = report.target
@@ -152,7 +191,8 @@ def format_report(report: Report, width: int = WIDTH) -> str:
         if t.get("comm"):
             label += f" ({t['comm']})"
         out.append(f"target {label}")
-        for c in target:
-            out += format_check(c, width)
+        out += _section(target, width, shown)
     out += textwrap.wrap(f"verdict: {report.verdict}", width, subsequent_indent="  ")
+    if report.fix:
+        out += textwrap.wrap(f"fix: {report.fix}", width, subsequent_indent="  ")
     return "\n".join(out) + "\n"
