@@ -58,9 +58,15 @@ class TargetInfo:
 
 # -- finding it ----------------------------------------------------------------------------
 
-def _describe_pid(pid: int) -> str:
-    argv = " ".join(procfs.cmdline(pid))[:60]
-    return f"pid {pid}: {argv or procfs.comm(pid) or '?'}"
+def _describe_pid(pid: int, width: int = 44) -> str:
+    """`pid N: prog args` in one short line (argv[0] as its base name)."""
+    argv = procfs.cmdline(pid)
+    if argv:
+        argv[0] = os.path.basename(argv[0])
+    text = " ".join(argv) or procfs.comm(pid) or "?"
+    if len(text) > width:
+        text = text[:width - 3] + "..."
+    return f"pid {pid}: {text}"
 
 
 def find_target(query: Optional[str], pid: Optional[int]) -> tuple[Check, Optional[int]]:
