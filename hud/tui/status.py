@@ -24,7 +24,8 @@ def _parts(status: Status, paused: bool, halted: str, filter_text: str
     parts: list[tuple[int, Text]] = []
     ended = status.ended and status.ended != "stopped"
     if ended:
-        parts.append((0, Text(status.ended, style=theme.ALERT)))
+        parts.append((0, Text(status.ended, style=theme.ALERT if "exit" in status.ended
+                              else theme.CPU)))
     elif halted:
         parts.append((0, Text("stopped", style=theme.ALERT)))
     if paused:

@@ -70,7 +70,7 @@ class TimelinePanel(Static):
     """Recent episodes of the workers shown in the workers panel, row for row."""
 
     DEFAULT_CSS = """
-    TimelinePanel { height: auto; border: round $primary 50%;
+    TimelinePanel { height: auto; border: round $primary 50%; padding: 0 1;
                     border-subtitle-color: $text-muted; }
     """
 

@@ -119,7 +119,7 @@ class WorkersPanel(Static):
     """Shares of each worker over the window (or the whole run)."""
 
     DEFAULT_CSS = """
-    WorkersPanel { height: auto; border: round $primary 50%; padding: 0 0;
+    WorkersPanel { height: auto; border: round $primary 50%; padding: 0 1;
                    border-subtitle-color: $text-muted; }
     """
 
@@ -142,6 +142,7 @@ class WorkersPanel(Static):
         if snap is None:
             self.update(Text("starting…", style=theme.DIM))
             return
+        self.border_subtitle = LEGEND if rows else ""
         if not rows:
             self.update(no_workers_text(snap))
             return
