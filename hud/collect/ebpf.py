@@ -53,7 +53,7 @@ from typing import Any, Optional
 from hud.bpf.loader import Loader, Program
 from hud.bpf.ringbuf import RingBuf
 from hud.collect import ebpf_records as rec
-from hud.errors import BadInput, HudError, TargetExited, UsageError
+from hud.errors import BadInput, HudError, TargetExited, Unsupported, UsageError
 from hud.linux import bpf, procfs, tracefs
 from hud.linux.libc import ARCH
 from hud.model import ROLE_BLOCKING, ROLE_OTHER, ROLE_WORKER, Event, Lost, TargetExit
@@ -90,20 +90,19 @@ def switch_fields() -> c.SwitchFields:
         with open(path) as f:
             text = f.read()
     except OSError as e:
-        raise HudError(f"cannot read {path}: {e.strerror}", exit_code=5) from None
+        raise Unsupported(f"cannot read {path}: {e.strerror}") from None
     fmt = tracefs.parse_format(text)
     try:
-        state = fmt.field("prev_state")
-        fields = {n: fmt.offset(n) for n in ("prev_pid", "next_pid")}
+        state, pid, comm = (fmt.field(n) for n in ("prev_state", "next_pid", "next_comm"))
     except KeyError as e:
-        raise HudError(f"sched_switch format lacks a field hud needs: {e}",
-                       "this kernel's sched_switch tracepoint is not supported",
-                       exit_code=5) from None
-    if state.size not in (4, 8):
-        raise HudError(f"sched_switch prev_state is {state.size} bytes", exit_code=5)
+        raise Unsupported(f"sched_switch format lacks a field hud needs: {e}",
+                          "this kernel's sched_switch tracepoint is not supported") from None
+    if state.size not in (4, 8) or pid.size != 4 or comm.size != 16:
+        raise Unsupported(f"sched_switch fields of unexpected sizes (prev_state {state.size}, "
+                          f"next_pid {pid.size}, next_comm {comm.size})")
     state_mask, exit_mask = rec.state_masks(text)
-    return c.SwitchFields(prev_pid=fields["prev_pid"], prev_state=state.offset,
-                          prev_state_size=state.size, next_pid=fields["next_pid"],
+    return c.SwitchFields(prev_state=state.offset, prev_state_size=state.size,
+                          next_pid=pid.offset, next_comm=comm.offset,
                           state_mask=state_mask, exit_mask=exit_mask)
 
 

@@ -123,10 +123,10 @@ class SwitchFields:
     ...); none set = runnable (0 = yielded, TASK_REPORT_MAX = preempted); `exit_mask` =
     X/Z, the final switch of an exiting thread."""
 
-    prev_pid: int
     prev_state: int
     prev_state_size: int
     next_pid: int
+    next_comm: int
     state_mask: int = 0xFF
     exit_mask: int = 0x30
 
@@ -135,7 +135,7 @@ class SwitchFields:
 class Params:
     """Everything the programs are built for; the collector derives it from this host."""
 
-    fields: SwitchFields = field(default_factory=lambda: SwitchFields(24, 32, 8, 56))
+    fields: SwitchFields = field(default_factory=lambda: SwitchFields(32, 8, 56, 40))
     arch: str = "x86_64"
     stack_bytes: int = 16384
     page_size: int = 4096

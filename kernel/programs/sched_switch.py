@@ -18,7 +18,10 @@ Switch-out of a target thread (prev):
 
 Switch-in of a tracked thread (next): the time since switch-out goes to parked_ns,
 runq_ns (runnable at switch-out) or offcpu_ns; past the threshold, a captured episode is
-sent as an OFFCPU record, with the task that ran before it (`current` now) as the holder.
+sent as an OFFCPU record. Its holder is the task that took the CPU at the switch-out
+(`next` then): the one that displaced a preempted thread. (The task running just before
+the switch-in is only the last of those that ran meanwhile; on a busy host it is often
+not the hog.)
 
 Field offsets come from the live tracepoint `format` (SwitchFields), never hard-coded.
 """
@@ -163,6 +166,11 @@ def _switch_out(a: Assembler, p: Params) -> None:
     a.label("cap_created")
     lookup(a, "hud_caps", FP_KEY).jmp("==", r0, 0, "switch_in")
     a.label("have_cap").mov(r8, r0)
+    # The holder of a run-queue wait: the task taking the CPU from this one (`next`). The
+    # task that gives it back at switch-in is only the last of those that ran meanwhile.
+    a.ldx("u32", r1, r6, f.next_pid).stx("u32", r8, H["holder_pid"], r1)
+    for k in (0, 8):
+        a.ldx("u64", r1, r6, f.next_comm + k).stx("u64", r8, H["holder_comm"] + k, r1)
     capture(a, p, "out")
     a.ldx("u64", r1, r10, FP_ST).st("u32", r1, T["captured"], 1)
     count(a, "captures", "captures")
@@ -231,10 +239,8 @@ def _switch_in(a: Assembler, p: Params) -> None:
     a.ldx("u64", r1, r10, FP_NOW).stx("u64", r8, H["start_ns"], r1)
     a.stx("u64", r8, H["end_ns"], r7)
     a.ldx("u64", r1, r10, FP_STATE).stx("u64", r8, H["state"], r1)
-    a.ldx("u32", r1, r6, f.prev_pid).stx("u32", r8, H["holder_pid"], r1)
     a.ldx("u64", r1, r10, FP_KIND).alu64("&=", r1, 0xF).mov(r2, 0)
     a.jmp("!=", r1, KIND_RUNNABLE, "flags").mov(r2, F_RUNNABLE)
     a.label("flags").stx("u32", r8, H["flags"], r2)
-    a.mov(r1, r8).alu64("+=", r1, H["holder_comm"]).mov(r2, 16).call("get_current_comm")
     output_capture(a, p, "ringbuf_offcpu", "offcpu_records", "in")
 

@@ -88,11 +88,11 @@ def _ctx_loads(img: Image) -> set[int]:
 
 
 def test_sched_switch_reads_only_the_format_offsets():
-    f = c.SwitchFields(prev_pid=24, prev_state=32, prev_state_size=8, next_pid=56)
-    assert _ctx_loads(sched_switch.build(c.Params(fields=f, ncpus=1))) == {24, 32, 56}
-    g = c.SwitchFields(prev_pid=40, prev_state=44, prev_state_size=4, next_pid=80)
+    f = c.SwitchFields(prev_state=32, prev_state_size=8, next_pid=56, next_comm=40)
+    assert _ctx_loads(sched_switch.build(c.Params(fields=f, ncpus=1))) == {32, 40, 48, 56}
+    g = c.SwitchFields(prev_state=44, prev_state_size=4, next_pid=80, next_comm=96)
     img = sched_switch.build(c.Params(fields=g, ncpus=1))
-    assert _ctx_loads(img) == {40, 44, 80}          # never below 8: common_* is EACCES
+    assert _ctx_loads(img) == {44, 80, 96, 104}     # never below 8: common_* is EACCES
     assert any(i.cls == isa.BPF_LDX and i.src == 6 and i.off == 44 and
                (i.code & 0x18) == isa.BPF_W for i in img.insns)   # a 4-byte prev_state
 

@@ -343,11 +343,11 @@ class Machine:
 
     def ctx(self, prev: Task, state: int, nxt: Task) -> bytes:
         f = self.p.fields
-        size = max(f.prev_state + f.prev_state_size, f.next_pid + 4, f.prev_pid + 4, 64)
+        size = max(f.prev_state + f.prev_state_size, f.next_pid + 4, f.next_comm + 16, 64)
         buf = bytearray(size)
-        struct.pack_into("<i", buf, f.prev_pid, prev.tid)
         struct.pack_into("<q" if f.prev_state_size == 8 else "<i", buf, f.prev_state, state)
         struct.pack_into("<i", buf, f.next_pid, nxt.tid)
+        struct.pack_into("16s", buf, f.next_comm, nxt.comm.encode()[:15])
         return bytes(buf)
 
     def switch_at(self, now: int, prev: int, state: int, nxt: int) -> None:
@@ -452,12 +452,13 @@ def test_below_threshold_and_runnable_episodes():
     m.switch_at(1_000_000, 101, S_STATE, 7)
     m.switch_at(5_999_999, 7, S_STATE, 101)      # 4.999999 ms: nothing
     assert m.records() == []
-    m.switch_at(7_000_000, 101, PREEMPTED, 7)
-    m.task(7, 1, comm="hog")
-    m.switch_at(12_000_000, 7, R_STATE, 101)     # exactly the threshold: reported
+    m.task(8, 1, comm="hog")
+    m.switch_at(7_000_000, 101, PREEMPTED, 8)    # the hog takes the CPU ...
+    m.switch_at(11_000_000, 8, PREEMPTED, 7)
+    m.switch_at(12_000_000, 7, R_STATE, 101)     # ... 7 runs last; exactly the threshold
     (ev,) = m.events()
     assert ev.runnable and ev.duration_ns == 5_000_000 and ev.state == PREEMPTED
-    assert ev.holder_comm == "hog" and ev.stack.regs is not None
+    assert (ev.holder_pid, ev.holder_comm) == (8, "hog") and ev.stack.regs is not None
 
 
 def test_a_marked_park_costs_no_capture_and_moves_time_to_parked():
@@ -597,7 +598,7 @@ def test_full_maps_and_a_full_ring_are_counted():
 
 
 def test_switch_fields_come_from_the_format_not_constants():
-    f = c.SwitchFields(prev_pid=40, prev_state=48, prev_state_size=4, next_pid=72)
+    f = c.SwitchFields(prev_state=48, prev_state_size=4, next_pid=72, next_comm=80)
     m = Machine(c.Params(fields=f, ncpus=1), threshold_ns=1)
     _worker(m)
     m.switch_at(1_000, 101, D_STATE, 7)
