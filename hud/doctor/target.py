@@ -23,7 +23,7 @@ from hud.symbolize.elf import SHT_DYNSYM, SHT_SYMTAB, ElfFile
 
 TOKIO_MARK = b"5tokio7runtime"          # tokio::runtime in legacy and v0 mangling alike
 FLAVORS = ((b"12multi_thread", "multi_thread"), (b"14current_thread", "current_thread"))
-_TOKIO_VERSION = re.compile(rb"tokio-(\d+\.\d+\.\d+)")
+_TOKIO_VERSION = re.compile(rb"tokio-(\d+\.\d+\.\d+)(?:[/\\]|\0)")
 _VERSION_SECTIONS = (".debug_line_str", ".debug_str", ".debug_line")
 _MAX_VERSION_SCAN = 256 << 20
 MAX_LISTED = 8
@@ -194,8 +194,8 @@ def check_threads(info: TargetInfo, workers_prefix: Optional[str] = None) -> Che
             return Check("threads", OK, f"{head}: a current_thread runtime, if any, runs "
                          "on it (found from stacks)", scope=TARGET, data=data)
         return Check("threads", WARN, f"{head}; no name marks the workers: found from "
-                     "stacks once they run", "if the runtime names its threads, pass "
-                     "--workers PREFIX", TARGET, details=_group_names(threads), data=data)
+                     "stacks once they run", _workers_hint(threads, info.comm), TARGET,
+                     details=_group_names(threads), data=data)
     if not workers:
         return Check("threads", WARN, f"{head}; none matches {d.describe()}",
                      "check --workers PREFIX against the names below", TARGET,
@@ -205,6 +205,20 @@ def check_threads(info: TargetInfo, workers_prefix: Optional[str] = None) -> Che
         note = " (the blocking pool shares the name; stacks tell them apart)"
     return Check("threads", OK, f"{head}; {len(workers)} worker candidates by "
                  f"{d.describe()}{note}", scope=TARGET, details=details, data=data)
+
+
+def _workers_hint(threads: Sequence[Any], main_name: str) -> str:
+    """Suggest --workers for the largest group of same-named threads (a runtime built
+    with Builder::thread_name names all its workers alike, without a number)."""
+    counts: dict[str, int] = {}
+    for t in threads:
+        if t.name != main_name:
+            counts[t.name] = counts.get(t.name, 0) + 1
+    best = max(counts.items(), key=lambda kv: kv[1], default=("", 0))
+    if best[1] >= 2:
+        return f"if the {best[1]} {best[0]!r} threads are the workers: --workers {best[0]}"
+    return ("pass --workers PREFIX if the runtime names its threads; a current_thread "
+            "runtime's worker is the thread that calls block_on")
 
 
 def _group_names(threads: Sequence[Any]) -> list[str]:
@@ -234,36 +248,47 @@ def symbol_strings(elf: ElfFile) -> list[bytes]:
 
 
 def tokio_evidence(elves: Sequence[ElfFile]) -> dict:
-    """Counts of tokio::runtime symbols, the runtime flavours named, and the Tokio
-    version from DWARF paths (…/tokio-1.24.2/src/…), from the given files."""
+    """What says Tokio is in these files (a binary and its debug file): tokio::runtime
+    symbols and the runtime flavours they name, and the Tokio version from paths like
+    …/tokio-1.24.2/src/… in DWARF or, in a stripped binary, in .rodata (the file names
+    of panic locations)."""
     count = 0
     flavors: list[str] = []
-    has_symbols = False
+    has_symtab = False
     for elf in elves:
+        has_symtab = has_symtab or any(s.type == SHT_SYMTAB and s.size > 24
+                                       for s in elf.sections)
         for tab in symbol_strings(elf):
-            has_symbols = has_symbols or len(tab) > 1
             count += tab.count(TOKIO_MARK)
             for mark, name in FLAVORS:
                 if name not in flavors and mark in tab and TOKIO_MARK in tab:
                     flavors.append(name)
-    version = None
-    for elf in elves:
-        for name in _VERSION_SECTIONS:
-            sec = elf.section_header(name)
-            if sec is None or sec.size > _MAX_VERSION_SCAN:
-                continue
-            try:
-                got = elf.section(name)
-            except HudError:
-                continue
-            m = _TOKIO_VERSION.search(got[1]) if got else None
-            if m:
-                version = m.group(1).decode()
+    version, source = None, None
+    for names, what in ((_VERSION_SECTIONS, "dwarf"), ((".rodata",), "rodata")):
+        for elf in elves:
+            version = _search(elf, names, _TOKIO_VERSION)
+            if version:
+                source = what
                 break
         if version:
             break
     return {"symbols": count, "flavors": flavors, "version": version,
-            "has_symbols": has_symbols}
+            "version_from": source, "has_symtab": has_symtab}
+
+
+def _search(elf: ElfFile, names: Sequence[str], pattern: re.Pattern) -> Optional[str]:
+    for name in names:
+        sec = elf.section_header(name)
+        if sec is None or sec.size > _MAX_VERSION_SCAN:
+            continue
+        try:
+            got = elf.section(name)
+        except HudError:
+            continue
+        m = pattern.search(got[1]) if got else None
+        if m:
+            return m.group(1).decode()
+    return None
 
 
 def check_tokio(info: TargetInfo) -> Check:
@@ -285,9 +310,11 @@ def check_tokio(info: TargetInfo) -> Check:
         return Check("tokio", OK, f"{what} in {where} ({ev['symbols']} tokio::runtime "
                      f"symbols{flav})", scope=TARGET, data=data)
     if ev["version"]:
-        return Check("tokio", OK, f"Tokio {ev['version']} (from DWARF paths; no "
-                     "tokio::runtime symbols)", scope=TARGET, data=data)
-    if not ev["has_symbols"]:
+        what = "DWARF paths" if ev["version_from"] == "dwarf" else \
+            "panic locations in .rodata"
+        return Check("tokio", OK, f"Tokio {ev['version']} in {where} (from {what}; no "
+                     "symbols)", scope=TARGET, data=data)
+    if not ev["has_symtab"]:
         return Check("tokio", WARN, f"cannot tell: {where} has no symbols (stripped)",
                      "pass its debug file with --debug-file, or check it is a Tokio program",
                      TARGET, data=data)

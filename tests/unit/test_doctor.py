@@ -286,12 +286,23 @@ def test_tokio_symbols_legacy_and_v0_are_counted():
     ], {".debug_line_str": b"/usr/share/cargo/registry/tokio-1.24.2/src\0"}))
     ev = tokio_evidence([elf])
     assert ev["symbols"] == 2 and ev["flavors"] == ["multi_thread"]
-    assert ev["version"] == "1.24.2" and ev["has_symbols"]
+    assert ev["version"] == "1.24.2" and ev["version_from"] == "dwarf" and ev["has_symtab"]
+
+
+def test_a_stripped_binary_still_names_tokio_in_its_panic_locations():
+    rodata = b"JoinHandle polled\0/usr/share/cargo/registry/tokio-1.35.1/src/runtime/x.rs"
+    ev = tokio_evidence([ElfFile.from_bytes(_elf_with_symbols([], {".rodata": rodata}))])
+    assert ev["symbols"] == 0 and not ev["has_symtab"]
+    assert ev["version"] == "1.35.1" and ev["version_from"] == "rodata"
+    # other crates named tokio-* are not Tokio
+    other = b"/registry/tokio-util-0.7.4/src/codec.rs\0tokio-stream-0.1.2/src"
+    ev = tokio_evidence([ElfFile.from_bytes(_elf_with_symbols([], {".rodata": other}))])
+    assert ev["version"] is None
 
 
 def test_no_tokio_is_told_apart_from_no_symbols():
     plain = ElfFile.from_bytes(_elf_with_symbols([b"main", b"_ZN3std2io5stdio6_print17h0E"]))
     ev = tokio_evidence([plain])
-    assert ev["symbols"] == 0 and ev["has_symbols"] and ev["version"] is None
+    assert ev["symbols"] == 0 and ev["has_symtab"] and ev["version"] is None
     stripped = ElfFile.from_bytes(_elf_with_symbols([]))
-    assert not tokio_evidence([stripped])["has_symbols"]
+    assert not tokio_evidence([stripped])["has_symtab"]
