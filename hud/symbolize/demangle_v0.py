@@ -23,6 +23,8 @@ _BASE62 = re.compile(r"([0-9a-zA-Z]*)_")
 _B62 = {c: i for i, c in enumerate("0123456789abcdefghijklmnopqrstuvwxyz"
                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
 _DECIMAL = re.compile(r"[0-9]+")
+# "s<base62>_" disambiguator, "u" punycode flag, decimal length, optional "_" separator.
+_DIS_IDENT = re.compile(r"(?:s([0-9a-zA-Z]{0,11})_)?(u?)(0|[1-9][0-9]{0,8})_?")
 _UNSIGNED = "htmyoj"
 _SIGNED = "aslxni"
 
@@ -67,6 +69,7 @@ class _Printer:
         self.size = 0
         self.depth = 0
         self.bound_lifetimes = 0
+        self.memo: dict = {}
 
     # -- scanning ------------------------------------------------------------
 
@@ -154,20 +157,48 @@ class _Printer:
             raise _Invalid
 
     def _at_backref(self, target: int, fn, *args) -> None:
-        saved = self.pos
-        self.pos = target
-        fn(*args)
-        self.pos = saved
+        # Generic-heavy symbols refer back to the same long paths many times: print each
+        # (target, context) once and reuse the text instead of re-parsing it.
+        key = (fn.__name__, target, args, self.bound_lifetimes)
+        text = self.memo.get(key)
+        if text is None:
+            saved_out, saved_size, saved_pos = self.out, self.size, self.pos
+            self.out = []
+            self.pos = target
+            fn(*args)
+            text = "".join(self.out)
+            self.out, self.size, self.pos = saved_out, saved_size, saved_pos
+            self.memo[key] = text
+        self.emit(text)
 
     # -- grammar -------------------------------------------------------------
 
+    def dis_ident(self) -> tuple[int, str]:
+        """[<disambiguator>] <undisambiguated-identifier>, in one regex step when plain."""
+        m = _DIS_IDENT.match(self.s, self.pos)
+        if m is None or m.group(2):      # punycode: the general path
+            return self.disambiguator(), self.ident()[0]
+        start = m.end()
+        end = start + int(m.group(3))
+        if end > len(self.s):
+            raise _Invalid
+        self.pos = end
+        dis = m.group(1)
+        if dis is None:
+            return 0, self.s[start:end]
+        x = 0
+        for c in dis:
+            x = x * 62 + _B62[c]
+        return (x + 1 if dis else 0) + 1, self.s[start:end]
+
     def path(self, in_value: bool) -> None:
-        self._enter()
-        tag = self.next()
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _Invalid
+        tag = self.s[self.pos] if self.pos < len(self.s) else ""
+        self.pos += 1
         if tag == "C":
-            self.disambiguator()
-            name, _ = self.ident()
-            self.emit(name)
+            self.emit(self.dis_ident()[1])
         elif tag == "M":
             self.disambiguator()
             self._skip_path()
@@ -193,8 +224,7 @@ class _Printer:
             if not ns.isalpha():
                 raise _Invalid
             self.path(in_value)
-            dis = self.disambiguator()
-            name, _ = self.ident()
+            dis, name = self.dis_ident()
             if ns.isupper():
                 self.emit("::{")
                 self.emit({"C": "closure", "S": "shim"}.get(ns, ns))

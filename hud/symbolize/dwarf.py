@@ -8,7 +8,6 @@ to whatever else is known (symbol table) with that error as the reason.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Optional
 
 from hud.symbolize import dwarf_lines
@@ -17,16 +16,6 @@ from hud.symbolize.dwarf_lines import LineTable
 from hud.symbolize.dwarf_names import NameResolver
 from hud.symbolize.dwarf_scopes import ROLE_TAGS, ROLES, UnitScopes, scan
 from hud.symbolize.dwarf_units import DwarfSections, Unit, UnitTable
-
-
-@dataclass(frozen=True)
-class Location:
-    """One level of an address's inline chain, straight from DWARF (names still mangled)."""
-
-    function: Optional[str]
-    file: Optional[str]
-    line: Optional[int]
-    column: Optional[int]
 
 
 class DwarfInfo:
@@ -39,26 +28,29 @@ class DwarfInfo:
         self._lines: dict[int, Optional[LineTable]] = {}
         self._scopes: dict[int, Optional[UnitScopes]] = {}
         self._errors: dict[int, str] = {}
+        self._state: dict[int, tuple] = {}    # unit index -> (line table, scopes)
 
     @property
     def has_units(self) -> bool:
         return bool(self.units.units)
 
-    def locate(self, addr: int) -> tuple[list[Location], str]:
+    def locate(self, addr: int) -> tuple[list[list], str]:
         """The inline chain at ELF virtual address `addr`, innermost first.
 
-        Returns ([], reason) when no unit covers the address. Otherwise the list ends with
-        the containing function; names may be None (then the symbol table decides) and
+        Each level is [function, file, line, column] (function still mangled). Returns
+        ([], reason) when no unit covers the address. Otherwise the list ends with the
+        containing function; names may be None (then the symbol table decides) and
         file/line None when the line table has no row for the address.
         """
         unit = self.units.find_unit(addr)
         if unit is None:
             return [], "no debug info for this address"
-        self.units.load(unit)
+        state = self._state.get(unit.index)
+        if state is None:
+            state = self._prepare(unit)
         if unit.error:
             return [], unit.error
-        lines = self._line_table(unit)
-        scopes = self._unit_scopes(unit)
+        lines, scopes = state
         reason = self._errors.get(unit.index, "")
         row = None
         if lines is not None:
@@ -72,23 +64,33 @@ class DwarfInfo:
                 chain = scopes.chain(addr)
             except DwarfError as e:
                 reason = f"bad inline tree: {e}"
-        file = line = col = None
+        comp_dir = unit.comp_dir
         if row is not None:
-            file = lines.path(row[0], unit.comp_dir)
+            file = lines.path(row[0], comp_dir)
             line, col = row[1], row[2]
         else:
             # No row: binutils names the unit itself (its DW_AT_name, as written).
-            file = unit.name or None
+            file, line, col = unit.name or None, None, None
         if not chain:
-            return [Location(None, file, line, col)], reason
+            return [[None, file, line, col]], reason
         out = []
+        name = self.names.name
+        last = len(chain) - 1
         for k, idx in enumerate(chain):
-            out.append(Location(self.names.name(scopes.die(idx)), file, line, col))
-            if k + 1 < len(chain):
+            out.append([name(scopes.die(idx)), file, line, col])
+            if k < last:
                 # The caller's position is this instance's call site.
                 cfile, line, col = scopes.call_site(idx)
-                file = lines.path(cfile, unit.comp_dir) if lines is not None else None
+                file = lines.path(cfile, comp_dir) if lines is not None else None
         return out, reason
+
+    def _prepare(self, unit: Unit) -> tuple:
+        self.units.load(unit)
+        state = (None, None)
+        if not unit.error:
+            state = (self._line_table(unit), self._unit_scopes(unit))
+        self._state[unit.index] = state
+        return state
 
     def _line_table(self, unit: Unit) -> Optional[LineTable]:
         if unit.index in self._lines:

@@ -22,11 +22,12 @@ from hud.symbolize.dwarf_forms import (
     skip_form,
     uleb,
 )
-from hud.symbolize.dwarf_units import Abbrev, Unit, UnitTable
+from hud.symbolize.dwarf_units import Abbrev, Unit, UnitTable, compile_steps
 
 _MAX_ORIGIN_DEPTH = 16
-_NAME_ATTRS = frozenset({AT_NAME, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME, AT_ABSTRACT_ORIGIN,
-                         AT_SPECIFICATION})
+_N, _L, _O, _S = range(4)
+_ROLES = {AT_NAME: _N, AT_LINKAGE_NAME: _L, AT_MIPS_LINKAGE_NAME: _L,
+          AT_ABSTRACT_ORIGIN: _O, AT_SPECIFICATION: _S}
 _ERRORS = (DwarfError, IndexError, struct.error, ValueError, KeyError, TypeError)
 
 
@@ -36,7 +37,8 @@ class NameResolver:
     def __init__(self, table: UnitTable) -> None:
         self.table = table
         self._cache: dict[int, tuple[Optional[str], Optional[str]]] = {}
-        self._last: dict[int, int] = {}   # id(abbrev) -> index of its last name attribute
+        self._steps: dict[int, tuple] = {}   # id(abbrev) -> read steps for name attributes
+        self._keep: list[Abbrev] = []        # keeps those ids valid
 
     def name(self, die_offset: int) -> Optional[str]:
         """The best name of the function at `die_offset` (mangled if it is a linkage name)."""
@@ -68,44 +70,64 @@ class NameResolver:
         unit = table.unit_at(off)
         if unit is None:
             raise DwarfError(f"DIE offset {off:#x} is in no unit")
-        table.load(unit)
+        if not unit.loaded:
+            table.load(unit)
         data = table.info
-        code, pos = uleb(data, off)
+        code = data[off]
+        if code < 0x80:
+            pos = off + 1
+        else:
+            code, pos = uleb(data, off)
         ab = table.abbrevs_of(unit).get(code)
         if ab is None:
             raise DwarfError(f"unknown abbreviation at {off:#x}")
-        last = self._last_needed(ab)
-        linkage = plain = None
-        refs: list[int] = []
-        asz, osz, ver = unit.addr_size, unit.offset_size, unit.version
-        for k in range(last + 1):
-            at, form, imp = ab.attrs[k]
-            if at not in _NAME_ATTRS:
-                pos = skip_form(data, pos, form, asz, osz, ver)
-                continue
-            val, pos = read_form(data, pos, form, asz, osz, ver, imp)
-            if at == AT_LINKAGE_NAME or at == AT_MIPS_LINKAGE_NAME:
-                linkage = table.string(unit, form, val) or None
-            elif at == AT_NAME:
-                plain = table.string(unit, form, val) or None
+        steps = self._steps.get(id(ab))
+        if steps is None:
+            steps = self._compile(ab, unit)
+        vals: list = [None, None, None, None]
+        forms = [0, 0, 0, 0]
+        for st, fields in steps:
+            if st is not None:
+                got = st.unpack_from(data, pos)
+                pos += st.size
+                for k, role, form in fields:
+                    vals[role] = got[k]
+                    forms[role] = form
             else:
-                ref = _ref(unit, form, val)
-                if ref is not None:
-                    refs.append(ref)
+                form, role, imp = fields[0]
+                if role < 0:
+                    pos = skip_form(data, pos, form, unit.addr_size, unit.offset_size,
+                                    unit.version)
+                else:
+                    vals[role], pos = read_form(data, pos, form, unit.addr_size,
+                                                unit.offset_size, unit.version, imp)
+                    forms[role] = form
         if pos > unit.end:
             raise DwarfError(f"DIE at {off:#x} runs past its unit")
+        plain = linkage = None
+        if vals[_N] is not None:
+            plain = table.string(unit, forms[_N], vals[_N]) or None
+        if vals[_L] is not None:
+            linkage = table.string(unit, forms[_L], vals[_L]) or None
+        refs = []
+        for role in (_O, _S):
+            if vals[role] is not None:
+                ref = _ref(unit, forms[role], vals[role])
+                if ref is not None:
+                    refs.append(ref)
         return linkage, plain, refs
 
-    def _last_needed(self, ab: Abbrev) -> int:
-        key = id(ab)
-        last = self._last.get(key)
-        if last is None:
-            last = -1
-            for k, (at, _form, _imp) in enumerate(ab.attrs):
-                if at in _NAME_ATTRS:
-                    last = k
-            self._last[key] = last
-        return last
+    def _compile(self, ab: Abbrev, unit: Unit) -> tuple:
+        last = -1
+        for k, (at, _form, _imp) in enumerate(ab.attrs):
+            if at in _ROLES:
+                last = k
+        steps = compile_steps(ab.attrs[:last + 1], _ROLES, unit.addr_size, unit.offset_size,
+                              unit.version)
+        # Keyed by id(): abbreviations live as long as the unit table that owns them.
+        self._steps[id(ab)] = steps
+        self._keep.append(ab)
+        return steps
 
 
 def _ref(unit: Unit, form: int, val: object) -> Optional[int]:

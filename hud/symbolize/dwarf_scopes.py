@@ -262,21 +262,28 @@ def _read_scope(table: UnitTable, unit: Unit, ent: tuple, data: bytes,
                         forms[role] = form
         low, high, rng, cfile, cline, ccol = vals
         low_form, high_form, ranges_form = forms
-    spans: list[tuple[int, int]] = []
-    if rng is not None:
-        spans = [r for r in table.ranges(unit, ranges_form, rng) if r[0] and r[1] > r[0]]
-    elif low is not None and high is not None:
-        if low_form != FORM_ADDR:
-            low = table.address(unit, low_form, low)
-        if high_form in CONSTANT_FORMS:
-            high = low + high
-        elif high_form != FORM_ADDR:
-            high = table.address(unit, high_form, high)
-        if low and high > low:
-            spans = [(low, high)]
+    spans = _spans(table, unit, low, high, rng, low_form, high_form, ranges_form)
     if not (isinstance(cfile, int) and isinstance(cline, int) and isinstance(ccol, int)):
         cfile = cline = ccol = 0
     return pos, spans, cfile, cline, ccol
+
+
+def _spans(table: UnitTable, unit: Unit, low: object, high: object, rng: object,
+           low_form: int, high_form: int, ranges_form: int) -> list[tuple[int, int]]:
+    """Code ranges from DW_AT_ranges or DW_AT_low_pc/high_pc (either form of high_pc)."""
+    if rng is not None:
+        return [r for r in table.ranges(unit, ranges_form, rng) if r[0] and r[1] > r[0]]
+    if low is None or high is None:
+        return []
+    if low_form != FORM_ADDR:
+        low = table.address(unit, low_form, low)
+    if high_form in CONSTANT_FORMS:
+        high = low + high
+    elif high_form != FORM_ADDR:
+        high = table.address(unit, high_form, high)
+    if low and high > low:
+        return [(low, high)]
+    return []
 
 
 # -- passes ----------------------------------------------------------------------------
@@ -400,7 +407,22 @@ def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
         mine = cur
         if kind == _INLINED and cur >= 0:
             die_off = pos - 1 if code < 0x80 else _die_start(data, pos)
-            pos, spans, cfile, cline, ccol = _read_scope(table, unit, walk[code], data, pos)
+            if _getter is not None and _getter[2] == FORM_ADDR and _getter[3] in CONSTANT_FORMS:
+                # The common shape (LLVM and GCC): low_pc addr, high_pc length, call site
+                # in fixed forms; read in one unpack without leaving the loop.
+                st, pick = _getter[0], _getter[1]
+                low, high, rng, cfile, cline, ccol = pick((*st.unpack_from(data, pos), None, 0))
+                pos += st.size
+                if rng is None and low is not None and high is not None:
+                    spans = [(low, low + high)] if low and high > 0 else []
+                else:
+                    spans = _spans(table, unit, low, high, rng, _getter[2], _getter[3],
+                                   _getter[4])
+                if not (type(cfile) is int and type(cline) is int and type(ccol) is int):
+                    cfile = cline = ccol = 0
+            else:
+                pos, spans, cfile, cline, ccol = _read_scope(table, unit, walk[code], data,
+                                                             pos)
             if spans:
                 mine = len(scopes)
                 scopes.append((cur, die_off, cfile, cline, ccol))

@@ -82,7 +82,7 @@ class Abbrev:
         (None, ((form, role, implicit),)).
         """
         if roles is not None:
-            self.steps = _compile_steps(self.attrs, roles, addr_size, offset_size, version)
+            self.steps = compile_steps(self.attrs, roles, addr_size, offset_size, version)
         plan = []
         run = 0
         for _at, form, _imp in self.attrs:
@@ -103,7 +103,7 @@ class Abbrev:
 _STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-def _compile_steps(attrs: tuple[tuple[int, int, int], ...], roles: dict[int, int],
+def compile_steps(attrs: tuple[tuple[int, int, int], ...], roles: dict[int, int],
                    addr_size: int, offset_size: int, version: int) -> tuple:
     steps = []
     fmt = ""

@@ -34,6 +34,7 @@ DATA_ERRORS = (BadInput, IndexError, KeyError, ValueError, OverflowError, struct
                UnicodeError, zlib.error, RecursionError)
 
 _NO_NAME = "DWARF gives this level no name"
+_MAX_CACHED = 1 << 18
 
 Located = tuple[tuple[Optional[str], Optional[str], Optional[int], Optional[int]], ...]
 
@@ -60,6 +61,7 @@ class ObjectSymbols:
         self._dwarf_why = ""
         self._dwarf_loaded = False
         self._cache: dict[int, tuple[Located, str]] = {}
+        self._frames: dict[tuple, tuple[Frame, ...]] = {}
 
     def close(self) -> None:
         """Release the file descriptors of the object and its debug file."""
@@ -105,18 +107,17 @@ class ObjectSymbols:
                 got = self._resolve(vaddr)
             except DATA_ERRORS as e:
                 got = (((None, None, None, None),), f"corrupt input: {e}")
-            if len(self._cache) < 1 << 20:
-                self._cache[vaddr] = got
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.clear()
+            self._cache[vaddr] = got
         return got
 
     def _resolve(self, vaddr: int) -> tuple[Located, str]:
         dwarf = self.dwarf
-        locs = []
+        locs: list = []
         why = self._dwarf_why
         if dwarf is not None:
-            found, why = dwarf.locate(vaddr)
-            locs = [[loc.function, loc.file, loc.line or None, loc.column or None]
-                    for loc in found]
+            locs, why = dwarf.locate(vaddr)
         if not locs:
             locs = [[None, None, None, None]]
         # The outermost level is the real function: fall back to the symbol table.
@@ -130,7 +131,7 @@ class ObjectSymbols:
                     locs[0][1] = self.symtab.file_of(vaddr)
             elif not why:
                 why = "no symbol covers this address"
-        out = tuple((demangle(f) if f else None, file, line, col)
+        out = tuple((demangle(f) if f else None, file, line or None, col or None)
                     for f, file, line, col in locs)
         if out[-1][0] is None and not why:
             why = "no symbol covers this address"
@@ -138,12 +139,47 @@ class ObjectSymbols:
 
     def frames(self, vaddr: int, address: int, module: Optional[str]) -> tuple[Frame, ...]:
         """Frames for one address: `vaddr` to look up, `address` to report."""
+        key = (vaddr, address, module)
+        got = self._frames.get(key)
+        if got is not None:
+            return got
         chain, why = self.resolve(vaddr)
         last = len(chain) - 1
-        return tuple(Frame(address=address, function=f, file=file, line=line, column=col,
-                           inlined=k < last, module=module,
-                           reason=None if f is not None else (why or _NO_NAME))
-                     for k, (f, file, line, col) in enumerate(chain))
+        got = tuple(make_frame(address, f, file, line, col, k < last, module,
+                               None if f is not None else (why or _NO_NAME))
+                    for k, (f, file, line, col) in enumerate(chain))
+        if len(self._frames) >= _MAX_CACHED:
+            self._frames.clear()   # a crude bound: profiles revisit few distinct addresses
+        self._frames[key] = got
+        return got
+
+
+def _frame_by_init(address: int, function: Optional[str], file: Optional[str],
+                   line: Optional[int], column: Optional[int], inlined: bool,
+                   module: Optional[str], reason: Optional[str]) -> Frame:
+    return Frame(address=address, function=function, file=file, line=line, column=column,
+                 inlined=inlined, module=module, reason=reason)
+
+
+def _frame_by_dict(address: int, function: Optional[str], file: Optional[str],
+                   line: Optional[int], column: Optional[int], inlined: bool,
+                   module: Optional[str], reason: Optional[str]) -> Frame:
+    # A frozen dataclass's __init__ pays object.__setattr__ per field (2.6 us a frame);
+    # filling __dict__ directly makes the same object in a third of that. Only used while
+    # Frame is a plain (no __slots__, no __post_init__) dataclass: see _FAST_FRAMES.
+    f = _new(Frame)
+    f.__dict__.update(address=address, function=function, file=file, line=line,
+                      column=column, inlined=inlined, module=module, cls=_CLS, reason=reason)
+    return f
+
+
+_new = object.__new__
+_CLS = Frame.__dataclass_fields__["cls"].default
+_FAST_FRAMES = (not hasattr(Frame, "__slots__") and not hasattr(Frame, "__post_init__")
+                and set(Frame.__dataclass_fields__) == {
+                    "address", "function", "file", "line", "column", "inlined", "module",
+                    "cls", "reason"})
+make_frame = _frame_by_dict if _FAST_FRAMES else _frame_by_init
 
 
 def _section_loader(elf: ElfFile):

@@ -112,3 +112,13 @@ def test_no_fd_leak(build):
         with Symbolizer() as sym:
             sym.symbolize_file(str(exe), _sample(exe, 20))
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_fast_frames_equal_constructed_frames():
+    from hud.model import Frame
+    from hud.symbolize import symbolizer
+    args = (0x1234, "f", "/x.rs", 3, 4, True, "/bin", None)
+    fast = symbolizer.make_frame(*args)
+    slow = symbolizer._frame_by_init(*args)
+    assert fast == slow and hash(fast) == hash(slow) and type(fast) is Frame
+    assert fast.to_dict() == slow.to_dict() and repr(fast) == repr(slow)

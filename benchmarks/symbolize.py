@@ -1,0 +1,188 @@
+"""Benchmark: hud's symbolization beside binutils `addr2line -f -i -C` in the same run.
+
+    .venv/bin/python benchmarks/symbolize.py [--binary PATH] [--rounds 5] [--sizes 1000,20000]
+
+For each address count: `cold` runs a new Python process that imports hud, opens the file
+and symbolizes the addresses (wall time of the whole process, like an addr2line run);
+`first` is the time from opening the file to the first address's frames inside that
+process; `warm` symbolizes the same addresses again in a process that already did them
+once; `warm-other` does a second, disjoint address set after the first (caches of the
+file are hot, the addresses are not). Peak RSS comes from wait4 (cold) or ru_maxrss.
+Rounds alternate hud and binutils and the table shows medians; the machine is shared, so
+only ratios from the same run mean anything. Not a test: nothing here asserts a speed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "build"
+
+# Runs inside the cold child: imports, opens, symbolizes, reports its own view as JSON.
+CHILD = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+from hud.symbolize import Symbolizer
+t_import = time.perf_counter()
+addrs = [int(x, 16) for x in open(sys.argv[3]).read().split()]
+with Symbolizer() as sym:
+    t_open = time.perf_counter()
+    first = sym.symbolize_file(sys.argv[2], addrs[:1])
+    t_first = time.perf_counter()
+    out = sym.symbolize_file(sys.argv[2], addrs)
+    t_all = time.perf_counter()
+    again = sym.symbolize_file(sys.argv[2], addrs)
+    t_warm = time.perf_counter()
+    if len(sys.argv) > 4:
+        other = [int(x, 16) for x in open(sys.argv[4]).read().split()]
+        sym.symbolize_file(sys.argv[2], other)
+    t_other = time.perf_counter()
+frames = sum(len(f) for f in out)
+print(json.dumps({"import": t_import - t0, "first": t_first - t_open,
+                  "all": t_all - t_open, "warm": t_warm - t_all, "other": t_other - t_warm,
+                  "frames": frames, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "resolved": sum(1 for f in out if f[-1].function)}))
+"""
+
+
+def largest_fixture() -> Path:
+    found = sorted((p.stat().st_size, p) for p in FIXTURES.glob("*/*")
+                   if p.is_file() and os.access(p, os.X_OK) and p.suffix == "")
+    if not found:
+        sys.exit(f"no fixture binaries under {FIXTURES}: run scripts/build-fixtures")
+    return found[-1][1]
+
+
+def function_symbols(path: Path) -> list[tuple[int, int]]:
+    out = subprocess.run(["nm", "-S", "--defined-only", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    funcs = {}
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) == 4 and p[2] in "tTwW" and int(p[1], 16) > 0:
+            funcs[int(p[0], 16)] = int(p[1], 16)
+    return sorted(funcs.items())
+
+
+def pick(funcs: list[tuple[int, int]], n: int, seed: int, avoid: frozenset = frozenset()
+         ) -> list[int]:
+    """n distinct addresses spread over all functions (round-robin, random offsets)."""
+    rng = random.Random(seed)
+    total = sum(size for _, size in funcs)
+    n = min(n, total - len(avoid))
+    picked: set = set()
+    while len(picked) < n:
+        order = list(funcs)
+        rng.shuffle(order)
+        for start, size in order:
+            if len(picked) >= n:
+                break
+            a = start + rng.randrange(size)
+            if a not in avoid:
+                picked.add(a)
+    return sorted(picked)
+
+
+def run_timed(cmd: list, stdin_path: str = "") -> tuple[float, float, int, str]:
+    """(wall s, cpu s, peak RSS KiB, stdout) of one child process."""
+    stdin = open(stdin_path) if stdin_path else subprocess.DEVNULL
+    out = tempfile.TemporaryFile()
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if stdin_path:
+        stdin.close()
+    out.seek(0)
+    text = out.read().decode()
+    out.close()
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({p.returncode})")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, text
+
+
+def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
+    funcs = function_symbols(binary)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            addrs = pick(funcs, n, seed=n)
+            other = pick(funcs, n, seed=n + 1, avoid=frozenset(addrs))
+            a_file = os.path.join(tmp, f"a{n}")
+            o_file = os.path.join(tmp, f"o{n}")
+            Path(a_file).write_text("\n".join(hex(a) for a in addrs) + "\n")
+            Path(o_file).write_text("\n".join(hex(a) for a in other) + "\n")
+            hud, ref = [], []
+            for _ in range(rounds):
+                wall, cpu, rss, text = run_timed(
+                    [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file,
+                     o_file])
+                hud.append((wall, cpu, rss, json.loads(text)))
+                wall, cpu, rss, _ = run_timed(
+                    ["addr2line", "-f", "-i", "-C", "-e", str(binary)], a_file)
+                ref.append((wall, cpu, rss))
+            med = statistics.median
+            rows.append({
+                "n": len(addrs),
+                "hud_cold": med(h[0] for h in hud), "hud_cold_cpu": med(h[1] for h in hud),
+                "hud_rss_mb": max(h[2] for h in hud) / 1024,
+                "hud_first": med(h[3]["first"] for h in hud),
+                "hud_import": med(h[3]["import"] for h in hud),
+                "hud_warm": med(h[3]["warm"] for h in hud),
+                "hud_other": med(h[3]["other"] for h in hud),
+                "frames": hud[0][3]["frames"], "resolved": hud[0][3]["resolved"],
+                "a2l": med(r[0] for r in ref), "a2l_cpu": med(r[1] for r in ref),
+                "a2l_rss_mb": max(r[2] for r in ref) / 1024,
+            })
+    return rows
+
+
+def table(binary: Path, rows: list[dict], rounds: int) -> str:
+    size_mb = binary.stat().st_size / 1e6
+    out = [f"Binary: `{binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}`"
+           f" ({size_mb:.1f} MB), medians of {rounds} alternating rounds.", "",
+           "| addresses | addr2line wall (cpu) | hud cold wall (cpu) | ratio | goal "
+           "| hud first address | hud warm (same) | ratio | goal | hud warm (other set) "
+           "| peak RSS hud / addr2line |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(
+            f"| {r['n']:,} | {r['a2l']:.2f} s ({r['a2l_cpu']:.2f}) "
+            f"| {r['hud_cold']:.2f} s ({r['hud_cold_cpu']:.2f}) "
+            f"| {r['hud_cold'] / r['a2l']:.2f}x | <= 2x "
+            f"| {r['hud_first'] * 1000:.0f} ms | {r['hud_warm'] * 1000:.0f} ms "
+            f"| {r['hud_warm'] / r['a2l']:.3f}x | <= 0.25x "
+            f"| {r['hud_other']:.2f} s "
+            f"| {r['hud_rss_mb']:.0f} / {r['a2l_rss_mb']:.0f} MB |")
+    out.append("")
+    out.append("hud cold includes interpreter start and imports "
+               f"({rows[0]['hud_import'] * 1000:.0f} ms); "
+               f"{rows[-1]['frames']:,} frames for {rows[-1]['n']:,} addresses, "
+               f"{rows[-1]['resolved']:,} with a function name.")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--binary", type=Path, help="ELF file (default: the largest fixture)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sizes", default="1000,20000")
+    args = ap.parse_args()
+    binary = (args.binary or largest_fixture()).resolve()
+    rows = bench(binary, [int(s) for s in args.sizes.split(",")], args.rounds)
+    print(table(binary, rows, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
