@@ -50,6 +50,7 @@ class HostFacts:
     lockdown: Optional[str] = None     # none | integrity | confidentiality; None: unknown
     unprivileged_bpf_disabled: Optional[int] = None
     perf_event_paranoid: Optional[int] = None
+    yama_ptrace_scope: Optional[int] = None  # 3: no process may ptrace any other
 
     def has(self, cap: int) -> bool:
         return bool(self.caps >> cap & 1)
@@ -148,6 +149,9 @@ def denied(err: Optional[int], facts: HostFacts, what: str) -> tuple[str, str]:
         if what == "perf" and facts.perf_event_paranoid is not None:
             extra = f" (perf_event_paranoid={facts.perf_event_paranoid})"
         return f"{name}: {who} without {lacking}{extra}", ROOT_HINT
+    if what == "ptrace" and facts.yama_ptrace_scope == 3:
+        return (f"{name}: Yama ptrace_scope=3 forbids reading other processes",
+                "kernel.yama.ptrace_scope=3 can only be lowered by a reboot")
     if facts.lockdown == "confidentiality" and what in ("bpf", "perf", "tracefs",
                                                         "tracefs_read"):
         return (f"{name}: kernel lockdown is in confidentiality mode",

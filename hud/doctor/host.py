@@ -67,7 +67,8 @@ def gather_facts() -> HostFacts:
         userns=explain.in_user_namespace(_read("/proc/self/uid_map")),
         lockdown=explain.parse_lockdown(_read("/sys/kernel/security/lockdown")),
         unprivileged_bpf_disabled=_int(_read("/proc/sys/kernel/unprivileged_bpf_disabled")),
-        perf_event_paranoid=_int(_read("/proc/sys/kernel/perf_event_paranoid")))
+        perf_event_paranoid=_int(_read("/proc/sys/kernel/perf_event_paranoid")),
+        yama_ptrace_scope=_int(_read("/proc/sys/kernel/yama/ptrace_scope")))
 
 
 @dataclass

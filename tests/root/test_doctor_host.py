@@ -157,8 +157,8 @@ NOBODY = textwrap.dedent("""
 
     # Warm-up as root: every module the doctor imports lazily is loaded now, while the
     # interpreter's own files (under /root) are still readable.
-    run(["doctor", "--json"])
-    run(["doctor", "--pid", "1"])
+    run(["doctor", "--json"] + sys.argv[1:])
+    run(["doctor"] + sys.argv[1:])
     os.setgroups([])
     os.setgid(65534)
     os.setuid(65534)
@@ -197,7 +197,12 @@ def test_as_nobody_bpf_and_perf_fail_with_the_root_hint():
 
 
 def test_as_nobody_a_root_target_is_unreadable():
-    got = _as_nobody("--pid", "1")
+    target = subprocess.Popen(["sleep", "120"])
+    try:
+        got = _as_nobody("--pid", str(target.pid))
+    finally:
+        target.kill()
+        target.wait()
     doc = json.loads(got["json"])
     access = doc["checks"]["access"]
     assert access["status"] == "fail" and "CAP_SYS_PTRACE" in access["summary"]

@@ -94,6 +94,8 @@ def test_capabilities_needed_per_kernel_generation():
      "--backend perf"),
     (HostFacts(euid=0, caps=caps(CAP_BPF, CAP_PERFMON)), errno.EPERM, "ptrace",
      "root, but without CAP_SYS_PTRACE", ROOT_HINT),
+    (HostFacts(euid=0, caps=ALL_CAPS, yama_ptrace_scope=3), errno.EACCES, "ptrace",
+     "Yama ptrace_scope=3", "reboot"),
 ])
 def test_denied_names_the_visible_cause(facts, err, what, expect, hint):
     why, got_hint = explain.denied(err, facts, what)
