@@ -1,0 +1,361 @@
+"""The perf backend: the eBPF backend's event stream from perf_event_open() alone (no bpf()).
+
+    from hud.collect.perf import PerfCollector
+
+    with PerfCollector(pid, threshold_ns=5_000_000, freq=401) as col:  # opens and enables
+        col.set_role(tid, "worker")          # "worker" | "blocking" | "other" | "ignore"
+        for ev in col.poll(0.1):             # OffCpuEvent, CpuSample, ThreadTimes,
+            ...                              # ThreadExit, Lost, TargetExit
+        col.mark_park(tid, ip, sp)           # this (tid, user ip, sp) is a Tokio park
+        col.stats()
+    # leaving the block (or close()) closes every fd and unmaps every ring
+
+For hosts that refuse bpf() (no CAP_BPF, seccomp-filtered containers, lockdown). It needs
+what perf needs for tracepoints with raw data: root or CAP_PERFMON.
+
+- Off-CPU: `sched:sched_switch` tracepoint events per (thread, CPU) with inherit and
+  context_switch (hud.collect.perf_switch): the switch-out sample is taken in the thread's
+  own context, so it carries that thread's user registers, stack copy and callchain; the
+  PERF_RECORD_SWITCH records give switch-in times. There is no in-kernel threshold: every
+  switch-out is copied, and `SwitchTracker` pairs it with its switch-in in userspace and
+  emits an `OffCpuEvent` only past the threshold. Known parks (`mark_park`) are dropped
+  before any unwinding; their time still goes to `ThreadTimes.parked_ns`.
+- Run-queue waits: the holder is the task that took the CPU when the thread was preempted
+  (sched_switch's next_pid/next_comm); per-task events cannot see who ran just before
+  the switch-in, which is what the eBPF backend names.
+- On-CPU: cpu-clock samples from hud.collect.perf_sampler, with `switch_seq` (voluntary
+  switch-outs so far, -1 before the thread's first switch record) filled in here.
+- Records of several per-CPU rings are merged in time order: each poll releases the
+  records older than (now - `holdback_ns`), so a switch-in read from one ring is never
+  handled before its switch-out from another.
+- Time: CLOCK_MONOTONIC (use_clockid), the clock of bpf_ktime_get_ns.
+- Losses: PERF_RECORD_LOST of each ring becomes a `Lost` event and counts in stats();
+  pending off-CPU stretches that may have lost their switch-in make no event.
+- Target exit: a pidfd (or /proc where pidfd_open is missing) -> the rings are drained,
+  then `TargetExit`.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import select
+import time
+from collections import Counter
+from typing import Any, Optional
+
+from hud.collect.perf_records import (
+    Capture,
+    ExitMark,
+    LostMark,
+    Preempt,
+    SwitchMark,
+    decode_capture,
+    decode_exit,
+    decode_lost,
+    decode_preempt,
+    decode_switch,
+    sample_id,
+)
+from hud.collect.perf_sampler import PerfSampler
+from hud.collect.perf_state import Reorder, SwitchTracker
+from hud.collect.perf_switch import CAPTURE, SwitchEvents
+from hud.errors import BadInput, TargetExited, UsageError
+from hud.linux import libc, procfs
+from hud.linux.perf_event import (
+    PERF_RECORD_EXIT,
+    PERF_RECORD_LOST,
+    PERF_RECORD_SAMPLE,
+    PERF_RECORD_SWITCH,
+)
+from hud.model import CpuSample, Event, Lost, TargetExit
+
+ROLES = ("worker", "blocking", "other", "ignore", "unknown")
+MAX_WAIT_S = 0.1          # rings are read at least this often (the sampler's never wake us)
+HOLDBACK_NS = 20_000_000  # records younger than this wait for the other rings' next read
+RING_BUDGET = 64 << 20    # bytes of ring memory for all CPUs and both kinds of ring
+_FD_MARGIN = 64
+
+
+def default_freq(threshold_ns: int) -> int:
+    """Two samples per threshold (as the eBPF backend), odd, within [19, 4999] Hz."""
+    hz = -(-2 * 1_000_000_000 // max(threshold_ns, 1))
+    return max(19, min(hz, 4999)) | 1
+
+
+def ring_pages(stack_bytes: int, ncpus: int, records: int = 128,
+               budget: int = RING_BUDGET) -> int:
+    """Data pages per ring: room for `records` stack-carrying records, a power of two,
+    within an overall budget for 2 * ncpus rings."""
+    page = libc.PAGE_SIZE
+    want = max(1, (records * (stack_bytes + 512)) // page)
+    cap = max(1, budget // (2 * max(1, ncpus) * page))
+    n = 1
+    while n < min(want, cap):
+        n <<= 1
+    return n if n <= cap else max(1, n >> 1)
+
+
+class PerfCollector:
+    """See the module docstring."""
+
+    name = "perf"
+
+    def __init__(self, pid: int, threshold_ns: int = 5_000_000, freq: Optional[int] = None,
+                 stack_bytes: int = 16384, *, sample: bool = True,
+                 data_pages: Optional[int] = None, sample_pages: Optional[int] = None,
+                 times_interval_s: float = 1.0, holdback_ns: int = HOLDBACK_NS) -> None:
+        if threshold_ns <= 0:
+            raise UsageError("the threshold must be positive")
+        self.pid = pid
+        self.threshold_ns = threshold_ns
+        self.freq = freq if freq else default_freq(threshold_ns)
+        self.stack_bytes = stack_bytes
+        self.sample = sample
+        ncpus = len(procfs.online_cpus())
+        self.data_pages = data_pages or ring_pages(stack_bytes, ncpus)
+        self.sample_pages = sample_pages or ring_pages(stack_bytes, ncpus)
+        self.times_interval_s = times_interval_s
+        self.holdback_ns = holdback_ns
+        self._switch: Optional[SwitchEvents] = None
+        self._sampler: Optional[PerfSampler] = None
+        self._pidfd = -1
+        self._tracker = SwitchTracker(pid, threshold_ns)
+        self._reorder = Reorder()
+        self._roles: dict[int, str] = {}
+        self._events: Counter = Counter()
+        self._lost: Counter = Counter()
+        self._next_times = 0.0
+        self._ended = False
+        self._hup: set = set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> PerfCollector:
+        """Open every event and ring, then enable them; on failure nothing is left open."""
+        if self._switch is not None:
+            return self
+        if not procfs.alive(self.pid):
+            raise TargetExited(f"process {self.pid} does not exist", "check the pid")
+        try:
+            self._pidfd = _pidfd_open(self.pid)
+            _raise_nofile(len(procfs.list_tids(self.pid)) * len(procfs.online_cpus())
+                          * (2 if self.sample else 1) + _FD_MARGIN)
+            self._switch = SwitchEvents(self.pid, self.stack_bytes, self.data_pages)
+            self._switch.attach()
+            if self.sample:
+                self._sampler = PerfSampler(self.pid, self.freq, self.stack_bytes,
+                                            self.sample_pages)
+            self._tracker.start_ns = time.monotonic_ns()
+            self._switch.enable()
+            if self._sampler is not None:
+                self._sampler.start()
+        except BaseException:
+            self.close()
+            raise
+        self._next_times = time.monotonic() + self.times_interval_s
+        return self
+
+    open = start
+
+    def close(self) -> None:
+        """Close every fd and unmap every ring (idempotent)."""
+        sw, self._switch = self._switch, None
+        sampler, self._sampler = self._sampler, None
+        for obj in (sw, sampler):
+            if obj is not None:
+                obj.close()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def __enter__(self) -> PerfCollector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what the session tells us ------------------------------------------------------------
+    def set_role(self, tid: int, role: str) -> None:
+        """"ignore": time accounting only (stacks dropped, no events); other roles: full."""
+        if role not in ROLES:
+            raise UsageError(f"unknown thread role {role!r}", f"one of {', '.join(ROLES)}")
+        self._roles[tid] = role
+        if role == "ignore":
+            self._tracker.ignored.add(tid)
+        else:
+            self._tracker.ignored.discard(tid)
+
+    def mark_park(self, tid: int, ip: int, sp: int) -> bool:
+        """Switch-outs of `tid` at user (ip, sp) are parks from now on. perf cannot skip
+        the copy in the kernel; they are dropped here before any unwinding."""
+        self._tracker.parks.add((tid, ip, sp))
+        return True
+
+    def set_threshold(self, threshold_ns: int) -> None:
+        if threshold_ns <= 0:
+            raise UsageError("the threshold must be positive")
+        self.threshold_ns = threshold_ns
+        self._tracker.threshold_ns = threshold_ns
+
+    # -- events -------------------------------------------------------------------------------
+    def poll(self, timeout_s: float = 0.1) -> list[Event]:
+        """Events released since the last call, waiting up to `timeout_s` (at most
+        MAX_WAIT_S) first; see the module docstring."""
+        sw = self._switch
+        if sw is None:
+            raise UsageError("the perf collector is not started")
+        if self._ended:
+            return []
+        gone = self._wait(sw, min(max(0.0, timeout_s), MAX_WAIT_S))
+        upto: Optional[int] = time.monotonic_ns() - self.holdback_ns
+        out: list[Event] = []
+        self._read_switch(sw, out)
+        self._read_samples(out)
+        if gone:
+            upto = None            # the target is gone: nothing more will arrive
+        for item in self._reorder.pop(upto):
+            self._handle(item, out)
+        now = time.monotonic()
+        if gone or now >= self._next_times:
+            self._next_times = now + self.times_interval_s
+            stamp = self._reorder.released_upto or time.monotonic_ns()
+            out.extend(self._tracker.times(stamp))
+        if gone:
+            self._ended = True
+            out.append(TargetExit(self.pid, time.monotonic_ns()))
+        for ev in out:
+            self._events[type(ev).__name__] += 1
+        return out
+
+    def _wait(self, sw: SwitchEvents, timeout_s: float) -> bool:
+        """Sleep until a ring is a quarter full, the target exits, or the timeout; True
+        when the target is gone."""
+        p = select.poll()
+        for fd in sw.poll_fds():
+            if fd not in self._hup:
+                p.register(fd, select.POLLIN)
+        if self._pidfd >= 0:
+            p.register(self._pidfd, select.POLLIN)
+        ready = p.poll(int(timeout_s * 1000)) if timeout_s > 0 else p.poll(0)
+        gone = False
+        for fd, ev in ready:
+            if fd == self._pidfd:
+                gone = True
+            elif ev & select.POLLHUP:
+                # The thread a ring was opened on exited: the ring lives on for the others.
+                self._hup.add(fd)
+        if not gone and (self._pidfd < 0 or self._hup):
+            gone = not procfs.alive(self.pid)
+        return gone
+
+    def _read_switch(self, sw: SwitchEvents, out: list[Event]) -> None:
+        push = self._reorder.push
+        arch, pid, ev = sw.arch, self.pid, self._events
+        for cpu, rtype, misc, body in sw.read():
+            try:
+                if rtype == PERF_RECORD_SAMPLE:
+                    owner = sw.kind(sample_id(body))
+                    if owner is None:
+                        ev["unknown_event_records"] += 1
+                        continue
+                    if owner[1] == CAPTURE:
+                        rec: Any = decode_capture(body, arch)
+                    else:
+                        assert sw.fields is not None
+                        rec = decode_preempt(body, sw.fields)
+                    if rec.tid in sw.direct and owner[0] != rec.tid:
+                        ev["duplicate_records"] += 1   # also inherited: keep its own
+                        continue
+                elif rtype == PERF_RECORD_SWITCH:
+                    rec = decode_switch(body, misc)
+                    owner = sw.kind(rec.id)
+                    if rec.tid in sw.direct and owner is not None and owner[0] != rec.tid:
+                        ev["duplicate_records"] += 1
+                        continue
+                elif rtype == PERF_RECORD_EXIT:
+                    rec = decode_exit(body)
+                elif rtype == PERF_RECORD_LOST:
+                    lost = decode_lost(body)
+                    self._lost[f"perf switch cpu {cpu}"] += lost.lost
+                    out.append(Lost(f"perf switch cpu {cpu}", lost.lost, lost.time))
+                    push(lost.time, lost)
+                    continue
+                else:
+                    ev["other_records"] += 1    # FORK: new threads are found by the session
+                    continue
+            except BadInput:
+                ev["bad_records"] += 1
+                continue
+            if rec.pid != pid:
+                ev["foreign_records"] += 1   # a forked child process inherited the events
+                continue
+            push(rec.time, rec)
+
+    def _read_samples(self, out: list[Event]) -> None:
+        if self._sampler is None:
+            return
+        for ev in self._sampler.read():
+            if isinstance(ev, CpuSample):
+                self._reorder.push(ev.time_ns, ev)
+            elif isinstance(ev, Lost):
+                self._lost[ev.source] += ev.count
+                out.append(ev)
+
+    def _handle(self, item: Any, out: list[Event]) -> None:
+        tr = self._tracker
+        if isinstance(item, SwitchMark):
+            if item.switch_in:
+                out.extend(tr.switch_in(item.tid, item.time))
+            else:
+                tr.switch_out(item)
+        elif isinstance(item, Capture):
+            tr.capture(item)
+        elif isinstance(item, CpuSample):
+            s = tr.sample(item)
+            if s is not None:
+                out.append(s)
+        elif isinstance(item, Preempt):
+            tr.preempt(item)
+        elif isinstance(item, ExitMark):
+            out.extend(tr.exit(item.tid, item.time))
+        elif isinstance(item, LostMark):
+            tr.lost(item.time)
+
+    # -- introspection ------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Events by type, losses (total and by ring), pairing counters, rings and fds."""
+        sw, sampler = self._switch, self._sampler
+        lost = dict(self._lost)
+        if sampler is not None and sampler.bad_records:
+            lost["bad sample"] = sampler.bad_records
+        return {"events": dict(self._events), "lost": sum(lost.values()),
+                "lost_by_source": lost, "tracker": dict(self._tracker.counts),
+                "late_records": self._reorder.late, "held_records": len(self._reorder),
+                "threads": len(self._tracker), "parks": len(self._tracker.parks),
+                "threads_opened": len(sw.direct) if sw else 0,
+                "switch_fds": sw.nfds if sw else 0,
+                "preemptors": "yes" if sw is not None and sw.preemptions else
+                              (sw.preempt_error if sw is not None else ""),
+                "ring_pages": {"switch": self.data_pages, "sample": self.sample_pages},
+                "freq": self.freq if self.sample else 0}
+
+
+def _pidfd_open(pid: int) -> int:
+    """A pidfd that polls readable when the process exits; -1 where the kernel has none
+    (then /proc is checked instead)."""
+    fd = libc.raw_syscall("pidfd_open", pid, 0)
+    if fd == -3:  # ESRCH
+        raise TargetExited(f"process {pid} does not exist", "check the pid")
+    return fd if fd >= 0 else -1
+
+
+def _raise_nofile(need: int) -> None:
+    """One fd per (thread, CPU) and kind of event: lift the soft RLIMIT_NOFILE toward the
+    hard one when the default (often 1024) is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(hard, need)
+        if new > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+__all__ = ["PerfCollector", "default_freq", "ring_pages"]
