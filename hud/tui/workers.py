@@ -35,7 +35,9 @@ def split(shares: list[float], width: int) -> list[int]:
         if s > 0 and cells[i] == 0:
             cells[i] = 1
     while sum(cells) > width:
-        i = max(range(len(cells)), key=lambda k: (cells[k] - exact[k], cells[k]))
+        # Take from segments that keep at least one cell; only when none can, from any.
+        pool = [k for k, c in enumerate(cells) if c > 1] or [k for k, c in enumerate(cells) if c]
+        i = max(pool, key=lambda k: (cells[k] - exact[k], cells[k]))
         cells[i] -= 1
     order = sorted(range(len(cells)), key=lambda k: exact[k] - cells[k], reverse=True)
     for i in order:
