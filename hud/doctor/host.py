@@ -1,37 +1,28 @@
 """Host checks: privileges, kernel, bpf(), ringbuf, attach, BTF, tracefs, perf, backend.
 
-Each probe does for real, briefly, what a profiling run does: create a map, load and
-attach a tiny program, open a perf event. Every BPF object is owned by one Loader and
-closed before the probe returns, programs are named hud_dr_* and nothing is pinned, so
-the doctor leaves nothing behind. tracefs is never mounted on the host: when it is
-absent, mounting it is tried in a private mount namespace of a short-lived child.
+Each check turns the outcome of a real probe (hud.doctor.probes) and the host's facts
+(privileges, lockdown, sysctls) into one line and a hint; `choose_backend` decides what
+`--backend auto` would use from the lines alone, so that decision is tested without root.
 """
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
-import json
 import os
 import platform
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from hud.doctor import explain
+from hud.doctor import explain, probes
 from hud.doctor.explain import HostFacts, denied
 from hud.doctor.model import FAIL, HOST, OK, SKIP, WARN, Check
-from hud.errors import HudError
-from hud.linux import bpf, perf_event, procfs
+from hud.doctor.probes import RINGBUF_BYTES, TRACEFS_DIRS, Probe
+from hud.linux import procfs
 from hud.linux.libc import ARCH
-from kernel import uapi
 
 MIN_EBPF = (5, 15)      # bpf_task_pt_regs, BPF links on perf events
 MIN_KERNEL = (4, 18)    # below: no bpf_get_stack, and perf's stack copies are shaky
 ARCHES = ("x86_64", "aarch64")
 WANT_MAX_STACK = 127    # the kernel default; hud asks for up to 127 frame-pointer frames
-TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 SWITCH_FIELDS = ("prev_pid", "prev_state", "next_pid")
-PROBE_PREFIX = "hud_dr_"
-RINGBUF_BYTES = 1 << 16
 
 # What each backend needs to be usable (checks that must be ok or warn).
 BACKEND_NEEDS = {
@@ -40,57 +31,22 @@ BACKEND_NEEDS = {
 }
 
 
-def _read(path: str) -> Optional[str]:
-    # Not procfs.read_text: its 16 MiB read() makes /proc/sys files fail with ENOMEM
-    # (the kernel allocates a buffer of the requested size for sysctls).
-    try:
-        with open(path, "rb") as f:
-            return f.read(65536).decode("utf-8", "replace")
-    except OSError:
-        return None
-
-
-def _int(text: Optional[str]) -> Optional[int]:
-    try:
-        return int((text or "").strip())
-    except ValueError:
-        return None
-
-
 def gather_facts() -> HostFacts:
     """Privileges and policies of this process and host."""
     st = procfs.status(os.getpid())
+    read, num = probes.read_small, probes.to_int
+
+    def sysctl(name: str) -> Optional[int]:
+        return num(read(f"/proc/sys/kernel/{name}"))
+
     return HostFacts(
         euid=os.geteuid(), caps=explain.parse_caps(st.get("CapEff")),
-        cap_last=_int(_read("/proc/sys/kernel/cap_last_cap")) or 40,
-        seccomp=_int(st.get("Seccomp")) or 0,
-        userns=explain.in_user_namespace(_read("/proc/self/uid_map")),
-        lockdown=explain.parse_lockdown(_read("/sys/kernel/security/lockdown")),
-        unprivileged_bpf_disabled=_int(_read("/proc/sys/kernel/unprivileged_bpf_disabled")),
-        perf_event_paranoid=_int(_read("/proc/sys/kernel/perf_event_paranoid")),
-        yama_ptrace_scope=_int(_read("/proc/sys/kernel/yama/ptrace_scope")))
-
-
-@dataclass
-class Probe:
-    """The outcome of one real attempt: ok, or the errno and message of the failure."""
-
-    ok: bool
-    err: Optional[int] = None
-    message: str = ""
-    data: dict = field(default_factory=dict)
-
-
-def _attempt(fn: Callable[[], Any]) -> Probe:
-    try:
-        got = fn()
-    except HudError as e:
-        return Probe(False, e.errno, e.message)
-    except OSError as e:
-        return Probe(False, e.errno, f"{e.strerror}")
-    except Exception as e:  # a probe's bug must become a line, never a traceback
-        return Probe(False, None, f"{type(e).__name__}: {e}")
-    return Probe(True, data=got if isinstance(got, dict) else {})
+        cap_last=sysctl("cap_last_cap") or 40, seccomp=num(st.get("Seccomp")) or 0,
+        userns=explain.in_user_namespace(read("/proc/self/uid_map")),
+        lockdown=explain.parse_lockdown(read("/sys/kernel/security/lockdown")),
+        unprivileged_bpf_disabled=sysctl("unprivileged_bpf_disabled"),
+        perf_event_paranoid=sysctl("perf_event_paranoid"),
+        yama_ptrace_scope=sysctl("yama/ptrace_scope"))
 
 
 # -- privileges and kernel ---------------------------------------------------------------
@@ -143,44 +99,9 @@ def check_kernel(release: Optional[str] = None, arch: str = ARCH) -> Check:
 
 # -- bpf -----------------------------------------------------------------------------------
 
-def _trivial(name: str, prog_type: int, **kw: Any) -> Any:
-    from kernel.asm import Assembler, r0
-    return Assembler().mov(r0, 0).exit().image(name, prog_type, **kw)
 
-
-def _helpers_image() -> Any:
-    """A PERF_EVENT program calling the helpers hud's sampler and switch programs need
-    that are younger than bpf() itself; the verifier names any that is missing."""
-    from kernel.asm import Assembler, r0, r1, r2, r3, r4, r6, r10
-    a = Assembler()
-    a.mov(r6, r1).st("u64", r10, -8, 0)
-    a.call("get_current_task_btf").mov(r1, r0).call("task_pt_regs")
-    a.mov(r1, r6).mov(r2, r10).alu64("+=", r2, -64).mov(r3, 48)
-    a.mov(r4, uapi.BPF_F_USER_STACK).call("get_stack")
-    a.mov(r1, r10).alu64("+=", r1, -16).mov(r2, 8).mov(r3, 0).call("probe_read_user")
-    a.ld_map(r1, PROBE_PREFIX + "rb").mov(r2, r10).alu64("+=", r2, -8).mov(r3, 8)
-    a.mov(r4, 0).call("ringbuf_output")
-    a.mov(r0, 0).exit()
-    return a.image(PROBE_PREFIX + "pe", uapi.BPF_PROG_TYPE_PERF_EVENT)
-
-
-def probe_bpf() -> tuple[Probe, Probe]:
-    """(map create, trivial TRACEPOINT program load), each closed at once."""
-    from hud.bpf.loader import Program
-
-    def mk_map() -> None:
-        fd = bpf.map_create(uapi.BPF_MAP_TYPE_ARRAY, 4, 8, 1, name=PROBE_PREFIX + "arr")
-        os.close(fd)
-
-    def load() -> None:
-        with Program(_trivial(PROBE_PREFIX + "tp", uapi.BPF_PROG_TYPE_TRACEPOINT)):
-            pass
-
-    return _attempt(mk_map), _attempt(load)
-
-
-def check_bpf(facts: HostFacts, probes: Optional[tuple[Probe, Probe]] = None) -> Check:
-    mp, pp = probes if probes is not None else probe_bpf()
+def check_bpf(facts: HostFacts, got: Optional[tuple[Probe, Probe]] = None) -> Check:
+    mp, pp = got if got is not None else probes.probe_bpf()
     data = {"map_create": mp.ok, "prog_load": pp.ok, "lockdown": facts.lockdown,
             "unprivileged_bpf_disabled": facts.unprivileged_bpf_disabled}
     lock = f" (lockdown: {facts.lockdown})" if facts.lockdown not in (None, "none") else ""
@@ -200,15 +121,7 @@ def check_bpf(facts: HostFacts, probes: Optional[tuple[Probe, Probe]] = None) ->
 def check_ringbuf(bpf_ok: bool) -> Check:
     if not bpf_ok:
         return Check("ringbuf", SKIP, "not tried: bpf() does not work")
-    from hud.bpf.maps import Map
-    from hud.bpf.ringbuf import RingBuf
-
-    def ring() -> None:
-        with Map.create(PROBE_PREFIX + "rb", uapi.BPF_MAP_TYPE_RINGBUF, 0, 0,
-                        RINGBUF_BYTES) as m:
-            RingBuf(m).close()
-
-    p = _attempt(ring)
+    p = probes.probe_ringbuf()
     if p.ok:
         return Check("ringbuf", OK, "a BPF ringbuf is created and mapped",
                      data={"bytes": RINGBUF_BYTES})
@@ -217,71 +130,14 @@ def check_ringbuf(bpf_ok: bool) -> Check:
                  data={"errno": explain.errno_name(p.err), "error": p.message})
 
 
-def _first_cpu() -> int:
-    return procfs.online_cpus()[0]
-
-
-def _cpu_clock_attr(**kw: Any) -> perf_event.PerfEventAttr:
-    return perf_event.PerfEventAttr(type=perf_event.PERF_TYPE_SOFTWARE,
-                                    config=perf_event.PERF_COUNT_SW_CPU_CLOCK,
-                                    period_or_freq=1, freq=True, disabled=True, **kw)
-
-
-def _tracepoint_attr(tp_id: int) -> perf_event.PerfEventAttr:
-    return perf_event.PerfEventAttr(type=perf_event.PERF_TYPE_TRACEPOINT, config=tp_id,
-                                    period_or_freq=1, sample_type=perf_event.PERF_SAMPLE_RAW,
-                                    disabled=True)
-
-
-def _open_close(attr: perf_event.PerfEventAttr, pid: int, cpu: int, what: str) -> None:
-    os.close(perf_event.perf_event_open(attr, pid=pid, cpu=cpu, what=what))
-
-
-def probe_attach(tp_id: int) -> tuple[Probe, Probe]:
-    """(the helpers program on a never-enabled cpu-clock event, a trivial program on
-    sched:sched_switch), each through a BPF link as the eBPF backend attaches them;
-    everything is closed before returning."""
-    from hud.bpf.loader import Loader
-
-    def sampler() -> None:
-        with Loader() as ld:
-            ld.create_map(_ringbuf_spec())
-            prog = ld.load(_helpers_image())
-            pfd = perf_event.perf_event_open(_cpu_clock_attr(), pid=-1, cpu=_first_cpu(),
-                                             what="perf_event_open(cpu-clock)")
-            try:
-                os.close(bpf.link_create(prog.fd, pfd, uapi.BPF_PERF_EVENT))
-            finally:
-                os.close(pfd)
-
-    def switch() -> None:
-        with Loader() as ld:
-            prog = ld.load(_trivial(PROBE_PREFIX + "sw", uapi.BPF_PROG_TYPE_TRACEPOINT))
-            # By id, not through tracefs: the doctor must not mount tracefs on the host.
-            pfd = perf_event.perf_event_open(_tracepoint_attr(tp_id), pid=-1,
-                                             cpu=_first_cpu(),
-                                             what="perf_event_open(sched:sched_switch)")
-            try:
-                os.close(bpf.link_create(prog.fd, pfd, uapi.BPF_PERF_EVENT))
-            finally:
-                os.close(pfd)
-
-    return _attempt(sampler), _attempt(switch)
-
-
-def _ringbuf_spec() -> Any:
-    from kernel.abi import MapSpec
-    return MapSpec(PROBE_PREFIX + "rb", uapi.BPF_MAP_TYPE_RINGBUF, 0, 0, RINGBUF_BYTES)
-
-
 def check_bpf_attach(facts: HostFacts, bpf_ok: bool, tp_id: Optional[int],
-                     probes: Optional[tuple[Probe, Probe]] = None) -> Check:
+                     got: Optional[tuple[Probe, Probe]] = None) -> Check:
     if not bpf_ok:
         return Check("bpf_attach", SKIP, "not tried: bpf() does not work")
     if tp_id is None:
         return Check("bpf_attach", SKIP, "not tried: no sched_switch tracepoint id "
                      "(tracefs)")
-    sp, wp = probes if probes is not None else probe_attach(tp_id)
+    sp, wp = got if got is not None else probes.probe_attach(tp_id)
     data = {"sampler": sp.ok, "sched_switch": wp.ok}
     if sp.ok and wp.ok:
         return Check("bpf_attach", OK, "sampler helpers load; cpu-clock and sched_switch "
@@ -296,37 +152,12 @@ def check_bpf_attach(facts: HostFacts, bpf_ok: bool, tp_id: Optional[int],
                  "backend", data=data)
 
 
-def probe_programs() -> Probe:
-    """Open hud's eBPF collector on ourselves for an instant: its real programs pass
-    this kernel's verifier and attach, exactly as a profiling run does."""
-    def run() -> dict:
-        from hud.collect.ebpf import EbpfCollector
-        from kernel.programs import sampler, sched_switch
-        col = EbpfCollector(os.getpid(), ringbuf_bytes=RINGBUF_BYTES, max_threads=16,
-                            freq=19, times_interval_s=3600.0)
-        try:
-            col.open()
-            return {"programs": [sched_switch.NAME, sampler.NAME]}
-        finally:
-            col.close()
-
-    return _attempt(run)
-
-
-def _has_collector() -> bool:
-    try:
-        import hud.collect.ebpf  # noqa: F401  (part of this build?)
-    except ImportError:
-        return False
-    return True
-
-
 def check_programs(facts: HostFacts, attach_ok: bool, tracefs: Check,
                    probe: Optional[Probe] = None) -> Check:
     """hud's real programs, loaded and attached by its collector for an instant."""
     if not attach_ok:
         return Check("programs", SKIP, "not tried: the bpf_attach probes failed")
-    if not _has_collector():
+    if not probes.has_collector():
         return Check("programs", SKIP, "not tried: this build has no eBPF collector")
     if probe is None:
         child = tracefs.data.get("programs")
@@ -336,7 +167,7 @@ def check_programs(facts: HostFacts, attach_ok: bool, tracefs: Check,
         elif tracefs.data.get("mounted") is None:
             return Check("programs", SKIP, "not tried: tracefs cannot be mounted")
         else:
-            probe = probe_programs()
+            probe = probes.probe_programs()
     p = probe
     if p.ok:
         names = ", ".join(p.data.get("programs", ()))
@@ -351,20 +182,6 @@ def check_programs(facts: HostFacts, attach_ok: bool, tracefs: Check,
                  "--json output", data=data)
 
 
-def probe_tp_btf() -> Probe:
-    """Load a tp_btf program for sched_switch and attach it for an instant."""
-    from hud.bpf.loader import Loader
-
-    def run() -> None:
-        with Loader() as ld:
-            prog = ld.load(_trivial(PROBE_PREFIX + "btf", uapi.BPF_PROG_TYPE_TRACING,
-                                    expected_attach_type=uapi.BPF_TRACE_RAW_TP,
-                                    attach_btf_name="btf_trace_sched_switch"))
-            ld.attach_tp_btf(prog)
-
-    return _attempt(run)
-
-
 def check_btf(bpf_ok: bool, path: str = "/sys/kernel/btf/vmlinux",
               probe: Optional[Probe] = None) -> Check:
     if not os.path.exists(path):
@@ -376,7 +193,7 @@ def check_btf(bpf_ok: bool, path: str = "/sys/kernel/btf/vmlinux",
     if not bpf_ok:
         return Check("btf", SKIP, f"{path} present ({size >> 10} KiB); tp_btf not tried: "
                      "bpf() does not work", data=data)
-    p = probe if probe is not None else probe_tp_btf()
+    p = probe if probe is not None else probes.probe_tp_btf()
     data["tp_btf"] = p.ok
     if p.ok:
         return Check("btf", OK, "vmlinux BTF present; a tp_btf program attaches to "
@@ -389,121 +206,20 @@ def check_btf(bpf_ok: bool, path: str = "/sys/kernel/btf/vmlinux",
 
 # -- tracefs -------------------------------------------------------------------------------
 
-def tracefs_mounts(mounts: Optional[str]) -> list[str]:
-    """Mount points of tracefs in the text of /proc/self/mounts, standard places first."""
-    found = []
-    for line in (mounts or "").splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] == "tracefs":
-            found.append(parts[1].replace("\\040", " "))
-    return sorted(set(found), key=lambda p: (p not in TRACEFS_DIRS, p))
-
-
-def _mounted_tracefs() -> Optional[str]:
-    # From the mount table, not by looking inside: tracefs is root-only (0700), so a
-    # plain user must hear "mounted but unreadable", not "not mounted".
-    got = tracefs_mounts(_read("/proc/self/mounts"))
-    if got:
-        return got[0]
-    for d in TRACEFS_DIRS:
-        if os.path.isdir(os.path.join(d, "events")):
-            return d
-    return None
-
-
-def _read_switch(root: str) -> dict:
-    """Id and fields of sched:sched_switch under a tracefs root."""
-    from hud.linux.tracefs import parse_format
-    base = os.path.join(root, "events", "sched", "sched_switch")
-    with open(os.path.join(base, "format")) as f:
-        fmt = parse_format(f.read())
-    with open(os.path.join(base, "id")) as f:
-        tp_id = int(f.read().strip())
-    fields = {fl.name: fl.offset for fl in fmt.fields if not fl.common}
-    return {"id": tp_id, "fields": fields}
-
-
-_CLONE_NEWNS = 0x00020000
-_MS_REC = 0x4000
-_MS_PRIVATE = 1 << 18
-
-
-def _probe_mount_child(with_programs: bool) -> dict:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                           ctypes.c_ulong, ctypes.c_void_p]
-    if libc.unshare(_CLONE_NEWNS) != 0:
-        return {"errno": ctypes.get_errno(), "step": "unshare(CLONE_NEWNS)"}
-    # Private first, so the mount below cannot propagate to the host's namespace.
-    if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
-        return {"errno": ctypes.get_errno(), "step": "mount --make-rprivate /"}
-    target = TRACEFS_DIRS[0]
-    if libc.mount(b"tracefs", target.encode(), b"tracefs", 0, None) != 0:
-        return {"errno": ctypes.get_errno(), "step": f"mount -t tracefs {target}"}
-    out = _read_switch(target)
-    if with_programs:
-        # hud's collector would mount tracefs to read the format: here it finds ours.
-        p = probe_programs()
-        out["programs"] = {"ok": p.ok, "err": p.err, "message": p.message, "data": p.data}
-    return out
-
-
-def probe_mount_tracefs(with_programs: bool = False) -> dict:
-    """Mount tracefs in a private mount namespace of a forked child and read sched_switch
-    there (and, with `with_programs`, open hud's collector): whether hud could mount it
-    and run, without mounting anything on the host. The child's BPF objects die with it.
-    """
-    if with_programs:
-        import hud.collect.ebpf  # noqa: F401  (imported before fork, not in the child)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns
-        code = 0
-        try:
-            os.close(r)
-            try:
-                out = _probe_mount_child(with_programs)
-            except OSError as e:
-                out = {"errno": e.errno or _errno.EIO, "step": "read sched_switch"}
-            except Exception as e:  # anything at all must reach the parent as data
-                out = {"errno": _errno.EIO, "step": f"probe: {e}"}
-            os.write(w, json.dumps(out).encode())
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
-    try:
-        return json.loads(b"".join(chunks) or b"{}")
-    except ValueError:
-        return {"errno": _errno.EIO, "step": "probe child"}
-
-
-def _supports_tracefs() -> bool:
-    return "tracefs" in (_read("/proc/filesystems") or "")
-
 
 def check_tracefs(facts: HostFacts, with_programs: bool = False
                   ) -> tuple[Check, Optional[int]]:
     """The tracefs check and the sched_switch tracepoint id (None when unknown). When
     tracefs is not mounted, hud's programs are tried in the probe's private mount
     namespace (`with_programs`), their result left in data["programs"]."""
-    root = _mounted_tracefs()
+    root = probes.mounted_tracefs()
     mounted = root is not None
     data: dict[str, Any] = {"mounted": root}
     if root is None:
-        if not _supports_tracefs():
+        if not probes.supports_tracefs():
             return Check("tracefs", FAIL, "this kernel has no tracefs (no tracepoints)",
                          "needs CONFIG_TRACING / CONFIG_FTRACE", data=data), None
-        got = probe_mount_tracefs(with_programs and _has_collector())
+        got = probes.probe_mount_tracefs(with_programs and probes.has_collector())
         if "errno" in got:
             why, hint = denied(got["errno"], facts, "tracefs")
             data["error"] = f"{got.get('step')}: {explain.errno_name(got['errno'])}"
@@ -513,7 +229,7 @@ def check_tracefs(facts: HostFacts, with_programs: bool = False
                          data=data), None
     else:
         try:
-            got = _read_switch(root)
+            got = probes.read_switch(root)
         except OSError as e:
             why, hint = denied(e.errno, facts, "tracefs_read")
             data["error"] = str(e)
@@ -535,29 +251,10 @@ def check_tracefs(facts: HostFacts, with_programs: bool = False
 
 # -- perf ----------------------------------------------------------------------------------
 
-def probe_perf(tp_id: Optional[int]) -> dict[str, Probe]:
-    """Open (and close at once) the perf events the backends use."""
-    cpu = _first_cpu()
-    mask = (1 << 6) | (1 << 7) | (1 << 8) if ARCH == "x86_64" else \
-        (1 << 29) | (1 << 30) | (1 << 31) | (1 << 32)
-    stack_attr = _cpu_clock_attr(
-        sample_type=perf_event.PERF_SAMPLE_REGS_USER | perf_event.PERF_SAMPLE_STACK_USER,
-        sample_regs_user=mask, sample_stack_user=8192, exclude_kernel=True)
-    out = {
-        "cpu_clock": _attempt(lambda: _open_close(_cpu_clock_attr(), -1, cpu,
-                                                  "perf_event_open(cpu-clock)")),
-        "stack_copy": _attempt(lambda: _open_close(stack_attr, os.getpid(), -1,
-                                                   "perf_event_open(regs+stack)")),
-    }
-    if tp_id is not None:
-        out["sched_switch"] = _attempt(lambda: _open_close(
-            _tracepoint_attr(tp_id), -1, cpu, "perf_event_open(sched:sched_switch)"))
-    return out
-
 
 def check_perf(facts: HostFacts, tp_id: Optional[int],
-               probes: Optional[dict[str, Probe]] = None) -> Check:
-    got = probes if probes is not None else probe_perf(tp_id)
+               results: Optional[dict[str, Probe]] = None) -> Check:
+    got = results if results is not None else probes.probe_perf(tp_id)
     par = facts.perf_event_paranoid
     data: dict[str, Any] = {k: p.ok for k, p in got.items()}
     data["perf_event_paranoid"] = par
@@ -579,8 +276,8 @@ def check_perf(facts: HostFacts, tp_id: Optional[int],
     opened = ", ".join(names[k] for k in ("cpu_clock", "sched_switch", "stack_copy")
                        if k in got)
     note = ""
-    if par is not None and par > 1 and facts.euid == 0:
-        note = f" (perf_event_paranoid={par}: no limit for root)"
+    if par is not None and par > 1 and facts.can("perf"):
+        note = f" (perf_event_paranoid={par}: no limit with CAP_PERFMON)"
     elif par is not None:
         note = f" (perf_event_paranoid={par})"
     if "sched_switch" not in got:
@@ -590,7 +287,7 @@ def check_perf(facts: HostFacts, tp_id: Optional[int],
 
 
 def check_max_stack(path: str = "/proc/sys/kernel/perf_event_max_stack") -> Check:
-    value = _int(_read(path))
+    value = probes.to_int(probes.read_small(path))
     if value is None:
         return Check("max_stack", WARN, f"{path} unreadable",
                      "kernel.perf_event_max_stack limits kernel-side stacks")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -24,9 +25,12 @@ from hud.symbolize.elf import SHT_DYNSYM, SHT_SYMTAB, ElfFile
 TOKIO_MARK = b"5tokio7runtime"          # tokio::runtime in legacy and v0 mangling alike
 FLAVORS = ((b"12multi_thread", "multi_thread"), (b"14current_thread", "current_thread"))
 _TOKIO_VERSION = re.compile(rb"tokio-(\d+\.\d+\.\d+)(?:[/\\]|\0)")
-_VERSION_SECTIONS = (".debug_line_str", ".debug_str", ".debug_line")
-_MAX_VERSION_SCAN = 256 << 20
+# Small places first: .debug_str can be hundreds of MiB in a big debug build.
+_VERSION_PLACES = (((".debug_line_str",), "dwarf"), ((".rodata",), "rodata"),
+                   ((".debug_line",), "dwarf"))
+_MAX_VERSION_SCAN = 64 << 20
 MAX_LISTED = 8
+BUDGET_S = 3.0          # per module scan (unwind strategies, Tokio in libraries)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class TargetInfo:
     deleted: bool = False
     maps: Any = None                # hud.symbolize.ProcessMaps
     main: Any = None                # hud.symbolize.Module of the executable
+    code: list = field(default_factory=list)   # modules mapped executable (not data files)
     elf: Optional[ElfFile] = None
     debug: Optional[ElfFile] = None
     debug_path: str = ""
@@ -162,7 +167,11 @@ def load_modules(info: TargetInfo) -> None:
     info.exe = raw[:-len(" (deleted)")] if info.deleted else raw
     info.comm = procfs.comm(info.pid) or ""
     info.maps = ProcessMaps(info.pid)
-    for m in info.maps.modules():
+    # Data files mapped by the program (databases, shared memory) are no business of ours.
+    exec_paths = {e.path for e in procfs.read_maps(info.pid) if e.executable}
+    info.code = [m for m in info.maps.modules()
+                 if m.path in exec_paths and m.path.startswith("/")]
+    for m in info.code:
         if m.file_path == info.exe:
             info.main = m
             break
@@ -264,7 +273,7 @@ def tokio_evidence(elves: Sequence[ElfFile]) -> dict:
                 if name not in flavors and mark in tab and TOKIO_MARK in tab:
                     flavors.append(name)
     version, source = None, None
-    for names, what in ((_VERSION_SECTIONS, "dwarf"), ((".rodata",), "rodata")):
+    for names, what in _VERSION_PLACES:
         for elf in elves:
             version = _search(elf, names, _TOKIO_VERSION)
             if version:
@@ -326,9 +335,12 @@ def check_tokio(info: TargetInfo) -> Check:
 def _tokio_in_libraries(info: TargetInfo) -> Optional[tuple[str, dict]]:
     """A shared object holding Tokio (a Rust extension of a Python process, say)."""
     from hud.symbolize.normalize import KIND_ELF
-    for m in info.maps.modules() if info.maps is not None else ():
+    deadline = time.monotonic() + BUDGET_S
+    for m in _by_interest(info):
         if m.kind != KIND_ELF or not m.open_path or m is info.main:
             continue
+        if time.monotonic() > deadline:
+            break
         try:
             with ElfFile.open(m.open_path) as elf:
                 ev = tokio_evidence([elf])
@@ -415,14 +427,28 @@ _HOW = {"cfi": "CFI", "fp": "frame pointers", "both": "CFI + frame pointers",
         "none": "nothing: stacks stop here"}
 
 
-def module_strategies(info: TargetInfo) -> list[tuple[Any, Any, bool]]:
-    """(module, ModuleStrategy, has .eh_frame) of every executable ELF mapping."""
+_SYSTEM_DIRS = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/")
+
+
+def _by_interest(info: TargetInfo) -> list:
+    """Code modules, the executable first, then the program's own libraries, then the
+    distribution's (libc and friends are CFI-only and rarely the question)."""
+    return sorted(info.code, key=lambda m: (m is not info.main,
+                                            m.file_path.startswith(_SYSTEM_DIRS)))
+
+
+def module_strategies(info: TargetInfo) -> tuple[list[tuple[Any, Any, bool]], int]:
+    """(module, ModuleStrategy, has .eh_frame) of the code modules, most interesting
+    first, and how many were left out when the time budget ran out (a process with
+    hundreds of libraries must not keep an SRE waiting)."""
     from hud.symbolize.normalize import KIND_ELF
     from hud.unwind.sources import ModuleInfo, opener_for
     out = []
-    for m in info.maps.modules() if info.maps is not None else ():
-        if m.kind != KIND_ELF or not m.open_path:
-            continue
+    todo = [m for m in _by_interest(info) if m.kind == KIND_ELF and m.open_path]
+    deadline = time.monotonic() + BUDGET_S
+    for i, m in enumerate(todo):
+        if i and time.monotonic() > deadline:
+            return out, len(todo) - i
         try:
             with ElfFile.open(m.open_path) as elf:
                 if not any(s.executable for s in elf.load_segments):
@@ -432,7 +458,7 @@ def module_strategies(info: TargetInfo) -> list[tuple[Any, Any, bool]]:
             continue
         strategy = ModuleInfo(m, opener_for(m, info.maps)).strategy()
         out.append((m, strategy, eh))
-    return out
+    return out, 0
 
 
 def _strategy_text(s: Any, eh: bool) -> str:
@@ -440,8 +466,21 @@ def _strategy_text(s: Any, eh: bool) -> str:
     return f"{s.strategy} ({'.eh_frame' if eh else 'no .eh_frame'}{frac})"
 
 
+def _by_strategy(rows: list) -> str:
+    """"3 cfi (a, b, c); 12 cfi" style counts per strategy, naming the modules of a
+    strategy when they are few (the odd ones out are what a reader looks for)."""
+    groups: dict[str, list[str]] = {}
+    for m, s, _ in rows:
+        groups.setdefault(s.strategy, []).append(os.path.basename(m.file_path))
+    parts = []
+    for strategy, names in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        named = f" ({', '.join(names)})" if len(names) <= 4 else ""
+        parts.append(f"{len(names)} {strategy}{named}")
+    return "; ".join(parts)
+
+
 def check_unwind(info: TargetInfo) -> Check:
-    rows = module_strategies(info)
+    rows, left = module_strategies(info)
     if not rows:
         return Check("unwind", SKIP, "not checked: no module of the target can be read",
                      scope=TARGET)
@@ -452,8 +491,10 @@ def check_unwind(info: TargetInfo) -> Check:
     others = [r for r in rows if r is not main]
     details = []
     if others:
-        details.append("; ".join(f"{os.path.basename(m.file_path)} {s.strategy}"
-                                 for m, s, _ in others[:12]))
+        details.append("others: " + _by_strategy(others))
+    if left:
+        details.append(f"{left} more modules not scanned (time budget)")
+        data["not_scanned"] = left
     none = [os.path.basename(m.file_path) for m, s, _ in rows if s.strategy == "none"]
     m, s, eh = main
     summary = f"{os.path.basename(m.file_path)}: {_strategy_text(s, eh)}"
@@ -485,8 +526,7 @@ def check_files(info: TargetInfo, facts: HostFacts) -> Check:
         "in our mount namespace"
     if len(nspid) > 1:
         where += f", pid {nspid[-1]} inside its pid namespace"
-    mods = info.maps.modules() if info.maps is not None else []
-    files = [m for m in mods if m.path.startswith("/")]
+    files = info.code
     unread = [m for m in files if m.kind == KIND_UNKNOWN]
     via_mf = [m for m in files if m.open_path.startswith(f"/proc/{pid}/map_files/")]
     via_root = [m for m in files if m.open_path.startswith(f"/proc/{pid}/root/")]
@@ -496,12 +536,12 @@ def check_files(info: TargetInfo, facts: HostFacts) -> Check:
         names = ", ".join(os.path.basename(m.file_path) for m in unread[:4])
         mf = "" if facts.can("map_files") else \
             f" (map_files needs {', '.join(facts.missing('map_files'))})"
-        return Check("files", WARN, f"{where}; {len(unread)} of {len(files)} mapped files "
+        return Check("files", WARN, f"{where}; {len(unread)} of {len(files)} code files "
                      f"unreadable: {names}{mf}", "their frames will have no names; run "
                      "hud as root on the host", TARGET, data=data)
     how = "map_files" if not via_root else \
         "/proc/PID/root" if not via_mf else "map_files and /proc/PID/root"
-    return Check("files", OK, f"{where}; {len(files)} mapped files read via {how}",
+    return Check("files", OK, f"{where}; {len(files)} code files read via {how}",
                  scope=TARGET, data=data)
 
 
@@ -509,9 +549,7 @@ def check_binary(info: TargetInfo) -> Check:
     """The executable deleted or replaced on disk since the process started."""
     from hud.symbolize.normalize import KIND_ELF
     data: dict[str, Any] = {"exe": info.exe, "deleted": info.deleted}
-    mods = info.maps.modules() if info.maps is not None else []
-    gone_libs = [m.file_path for m in mods if m.deleted and m is not info.main
-                 and m.path.startswith("/")]
+    gone_libs = [m.file_path for m in info.code if m.deleted and m is not info.main]
     data["deleted_libraries"] = gone_libs
     libs = ""
     if gone_libs:

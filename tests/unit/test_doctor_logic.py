@@ -24,7 +24,6 @@ from hud.doctor.host import (
     check_kernel,
     check_privileges,
     choose_backend,
-    tracefs_mounts,
 )
 from hud.doctor.model import (
     FAIL,
@@ -37,6 +36,7 @@ from hud.doctor.model import (
     Report,
     format_report,
 )
+from hud.doctor.probes import tracefs_mounts
 from hud.doctor.target import tokio_evidence
 from hud.symbolize.elf import ElfFile
 
