@@ -333,10 +333,26 @@ class PerfCollector:
                 "threads": len(self._tracker), "parks": len(self._tracker.parks),
                 "threads_opened": len(sw.direct) if sw else 0,
                 "switch_fds": sw.nfds if sw else 0,
-                "preemptors": "yes" if sw is not None and sw.preemptions else
-                              (sw.preempt_error if sw is not None else ""),
+                "preemptors": self._preemptors(),
                 "ring_pages": {"switch": self.data_pages, "sample": self.sample_pages},
                 "freq": self.freq if self.sample else 0}
+
+
+    def _preemptors(self) -> str:
+        """Whether run-queue waits name their holder, and if not, why."""
+        sw = self._switch
+        if sw is None:
+            return "closed"
+        if not sw.preemptions:
+            return f"no: {sw.preempt_error}"
+        c = self._tracker.counts
+        if c["runnable_without_preemptor"] >= 20 and \
+                c["preempt_samples"] * 10 < c["runnable_without_preemptor"]:
+            # A TRACEPOINT BPF program on sched_switch that returns 0 swallows every
+            # perf sample of the tracepoint on the host (perf_trace_run_bpf_submit).
+            return (f"suppressed: {c['runnable_without_preemptor']} preemptions without a "
+                    f"sched_switch sample (a BPF program on sched_switch swallows them?)")
+        return "yes"
 
 
 def _pidfd_open(pid: int) -> int:

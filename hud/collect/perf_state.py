@@ -120,6 +120,7 @@ class SwitchTracker:
         self._thread(rec.tid).cap = rec
 
     def preempt(self, rec: Preempt) -> None:
+        self.counts["preempt_samples"] += 1
         self._thread(rec.tid).pre = rec
 
     def switch_out(self, rec: SwitchMark) -> None:
@@ -146,6 +147,8 @@ class SwitchTracker:
         capture = cap.capture if cap is not None else _NO_CAPTURE
         if rec.preempt:
             kind = RUNNABLE
+            if pre is None:
+                self.counts["runnable_without_preemptor"] += 1
         else:
             t.seq += 1
             regs = capture.regs
