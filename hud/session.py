@@ -35,7 +35,6 @@ from hud.errors import (
 )
 from hud.linux import procfs
 from hud.model import (
-    KIND_PARK,
     ROLE_OTHER,
     Episode,
     Finding,
@@ -212,7 +211,7 @@ class Profiler:
         self._last_scan = 0.0
         self._other_verdicts: dict = {}
         self._ignored: set = set()
-        self._parks: set = set()
+        self._sites: dict = {}          # (tid, ip, sp) -> is a park
         self.ended = ""
         self._lock = threading.RLock()
         self._closed = False
@@ -265,8 +264,6 @@ class Profiler:
         self.analyzer = Analyzer(self._resolver, threshold_ms=self.threshold_ms,
                                  target=self.target, window_s=self.window_s)
         self._collector = self._open_backend()
-        for t in threads:
-            self._collector.set_role(t.tid, t.role)
         if self.record_path:
             from hud.collect.replay import RecordingWriter
             self._recorder = RecordingWriter(self.record_path, self.target,
@@ -280,7 +277,9 @@ class Profiler:
             try:
                 from hud.collect.ebpf import EbpfCollector
                 col = EbpfCollector(self.target.pid, **kw)
-                col.start()
+                for t in self.target.threads:
+                    col.set_role(t.tid, t.role)
+                col.open()
                 self.backend_name = "ebpf"
                 return col
             except (PermissionDenied, Unsupported, ProgramRejected) as exc:
@@ -289,7 +288,9 @@ class Profiler:
                 self._say(f"eBPF unavailable ({exc.message}); using the perf backend")
         from hud.collect.perf import PerfCollector
         col = PerfCollector(self.target.pid, **kw)
-        col.start()
+        for t in self.target.threads:
+            col.set_role(t.tid, t.role)
+        (col.open if hasattr(col, "open") else col.start)()
         self.backend_name = "perf"
         return col
 
@@ -371,15 +372,27 @@ class Profiler:
                 self.analyzer.feed(ThreadExit(tid, now_ns))
 
     def _learn(self, ev: OffCpuEvent, eps: list[Episode]) -> None:
-        """Feed back to the kernel side what the analysis of one event taught."""
+        """Feed back to the kernel side what the analysis of one event taught: is this
+        switch-out site (tid, user ip, sp) a Tokio park? Parks then cost one map lookup;
+        other sites stop being probed below the threshold."""
         assert self.analyzer is not None
         regs = ev.stack.regs
-        if regs is not None and any(ep.kind == KIND_PARK and ep.tid == ev.tid for ep in eps):
-            key = (ev.tid, regs.ip, regs.sp)
-            if key not in self._parks:
-                self._parks.add(key)
+        if regs is None or not ev.stack.stack:
+            return
+        key = (ev.tid, regs.ip, regs.sp)
+        if key not in self._sites:
+            # Resolution is cached per capture: this costs nothing for events the
+            # analyzer has just resolved.
+            stack, info = self.analyzer.builder.stack_of(ev.pid, ev.stack)
+            if info.park:
+                self._sites[key] = True
                 self._collector.mark_park(*key)
-        if ev.tid in self._ignored or not ev.stack.stack:
+            elif any(f.resolved for f in stack) and (info.worker or info.pool):
+                self._sites[key] = False
+                mark = getattr(self._collector, "mark_not_park", None)
+                if mark is not None:
+                    mark(*key)
+        if ev.tid in self._ignored:
             return
         if self.analyzer.role_of(ev.tid) == ROLE_OTHER:
             n = self._other_verdicts.get(ev.tid, 0) + 1
