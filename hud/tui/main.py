@@ -13,6 +13,8 @@ from hud.session import Snapshot
 from hud.tui.findings import FindingsPanel
 from hud.tui.hints import BottomLine
 from hud.tui.hotspots import HotspotsPanel
+from hud.tui.preview import MIN_HEIGHT as PREVIEW_HEIGHT
+from hud.tui.preview import PreviewPanel
 from hud.tui.status import StatusLine
 from hud.tui.timeline import TimelinePanel
 from hud.tui.workers import WorkersPanel, pick_workers
@@ -20,6 +22,9 @@ from hud.tui.workers import WorkersPanel, pick_workers
 HINTS = [("↑↓", "move", 6), ("⏎", "stack", 1), ("/", "filter", 2), ("h", "hotspots", 5),
          ("p", "pause", 4), ("s", "save", 3), ("t/T", "threshold", 3), ("w", "window", 4),
          ("?", "help", 0), ("q", "quit", 0)]
+
+
+MIN_BAND_HEIGHT = 18
 
 
 def worker_rows(height: int) -> int:
@@ -54,6 +59,7 @@ class MainScreen(Screen):
         self.hotspots_panel = HotspotsPanel()
         self.workers_panel = WorkersPanel()
         self.timeline_panel = TimelinePanel()
+        self.preview = PreviewPanel()
         self.filter_input = Input(placeholder="filter: part of a function name, Enter to keep, "
                                   "Esc to clear", id="filter")
         self.bottom = BottomLine(HINTS)
@@ -66,6 +72,7 @@ class MainScreen(Screen):
         yield self.status_line
         yield self.findings_panel
         yield self.hotspots_panel
+        yield self.preview
         with Horizontal(id="threads"):
             yield self.workers_panel
             yield self.timeline_panel
@@ -96,11 +103,21 @@ class MainScreen(Screen):
         shares = snap.shares if snap else ()
         rows = pick_workers(shares, worker_rows(self.app.size.height))
         left_out = len(shares) - len(rows)
+        # Below MIN_BAND_HEIGHT rows the findings need every line: no workers band.
+        self.query_one("#threads").display = self.app.size.height >= MIN_BAND_HEIGHT
         self.workers_panel.show(snap, rows, left_out)
         self.timeline_panel.show(snap, [s.tid for s in rows], left_out)
         self.timeline_panel.display = bool(rows)
         if self.focused is None and panel.table.display:
             panel.table.focus()
+        self._preview()
+
+    def _preview(self) -> None:
+        tall = self.app.size.height >= PREVIEW_HEIGHT
+        item = self.selected() if tall else None
+        self.preview.display = item is not None
+        if item is not None:
+            self.preview.show(item)
 
     def current_table(self) -> DataTable:
         return (self.hotspots_panel if self.showing_hotspots else self.findings_panel).table
@@ -147,6 +164,9 @@ class MainScreen(Screen):
         if event.input is self.filter_input:
             self.filter_text = event.value.strip()
             self._close_filter(clear=False)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._preview()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         item = self.selected()

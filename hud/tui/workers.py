@@ -151,7 +151,7 @@ class WorkersPanel(Static):
         tid_width = max(len(str(s.tid)) for s in rows)
         lines = [worker_line(s, width, tid_width) for s in rows]
         if left_out:
-            lines.append(Text(f"+{left_out} more worker(s), quieter", style=theme.DIM))
+            lines.append(Text(f"+{left_out} quieter", style=theme.DIM))
         self.update(Text("\n").join(lines))
         title = "workers"
         if snap.status.window_s:

@@ -382,3 +382,51 @@ def test_the_view_grows_with_the_terminal():
         await pilot.resize_terminal(80, 24)
         await wait_for(pilot, lambda: "p99" not in screen_text(app), "the narrow layout")
     run_app(app, body, size=(80, 24))
+
+
+def test_tall_terminals_preview_the_selected_stack():
+    app = _app()
+
+    async def body(pilot):
+        await settled(pilot)
+        screen = await shows(pilot, "blocking · my_app::handlers::load")
+        assert "→  4 my_app::handlers::load::{{closure}}" in screen
+        await pilot.press("j")
+        screen = await shows(pilot, "cpu · my_app::handlers::hog")
+        assert "/usr/src/app/src/handlers.rs:121" in screen
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: not app.main.preview.display, "no preview at 80x24")
+    run_app(app, body, size=(160, 48))
+
+
+def test_the_stack_screen_follows_its_finding_and_says_when_it_left_the_window():
+    app = _app()
+
+    async def body(pilot):
+        await settled(pilot)
+        await pilot.press("enter")
+        await shows(pilot, "48×")
+        app.pump.submit(lambda p: p.set_window(2.0))
+        screen = await shows(pilot, "9×")          # the last 2 s of the demo hold 9 sleeps
+        assert "no longer in the window" not in screen
+        app.pump.submit(lambda p: p.set_window(1e-6))
+        screen = await shows(pilot, "no longer in the window")
+        assert "9×" in screen and "clock_nanosleep" in screen   # last numbers, same stack
+    run_app(app, body)
+
+
+def test_a_target_exit_shows_in_red_and_the_data_stays():
+    class Exited(type(demo_profiler())):
+        def status(self):
+            import dataclasses
+            return dataclasses.replace(super().status(), ended="the target exited")
+    prof = Exited(replay=str(demo_profiler().replay_path))
+    prof.start()
+    app = HudApp(prof)
+
+    async def body(pilot):
+        await settled(pilot)
+        screen = await shows(pilot, "the target exited")
+        assert screen.splitlines()[0].lstrip().startswith("the target exited")
+        assert TOP in screen and "4243" in screen
+    run_app(app, body)
