@@ -14,7 +14,7 @@ from hud.symbolize import dwarf_lines
 from hud.symbolize.dwarf_forms import DwarfError
 from hud.symbolize.dwarf_lines import LineTable
 from hud.symbolize.dwarf_names import NameResolver
-from hud.symbolize.dwarf_scopes import ROLE_TAGS, ROLES, UnitScopes, scan
+from hud.symbolize.dwarf_scopes import ROLE_REQUIRED, ROLE_TAGS, ROLES, UnitScopes, scan
 from hud.symbolize.dwarf_units import DwarfSections, Unit, UnitTable
 
 
@@ -23,7 +23,7 @@ class DwarfInfo:
 
     def __init__(self, sections: DwarfSections) -> None:
         self.sections = sections
-        self.units = UnitTable(sections, ROLES, ROLE_TAGS)
+        self.units = UnitTable(sections, ROLES, ROLE_TAGS, ROLE_REQUIRED)
         self.names = NameResolver(self.units)
         self._lines: dict[int, Optional[LineTable]] = {}
         self._scopes: dict[int, Optional[UnitScopes]] = {}
@@ -34,13 +34,14 @@ class DwarfInfo:
     def has_units(self) -> bool:
         return bool(self.units.units)
 
-    def locate(self, addr: int) -> tuple[list[list], str]:
+    def locate(self, addr: int, hint: Optional[int] = None) -> tuple[list[list], str]:
         """The inline chain at ELF virtual address `addr`, innermost first.
 
         Each level is [function, file, line, column] (function still mangled). Returns
         ([], reason) when no unit covers the address. Otherwise the list ends with the
         containing function; names may be None (then the symbol table decides) and
-        file/line None when the line table has no row for the address.
+        file/line None when the line table has no row for the address. `hint` is the
+        start of the symbol holding `addr` when known: it lets the lookup skip indexing.
         """
         unit = self.units.find_unit(addr)
         if unit is None:
@@ -55,13 +56,13 @@ class DwarfInfo:
         row = None
         if lines is not None:
             try:
-                row = lines.lookup(addr)
+                row = lines.lookup(addr, hint)
             except DwarfError as e:
                 reason = f"bad line table: {e}"
         chain: list[int] = []
         if scopes is not None:
             try:
-                chain = scopes.chain(addr)
+                chain = scopes.chain(addr, hint)
             except DwarfError as e:
                 reason = f"bad inline tree: {e}"
         comp_dir = unit.comp_dir

@@ -45,36 +45,56 @@ _TOMBSTONE_MIN = 0xFFFFFFFF00000000
 class LineTable:
     """The line program of one unit, decoded one sequence at a time.
 
-    `decode` reads the header and skims the program once for where each sequence starts
-    (its first DW_LNE_set_address and its byte offset); a sequence's rows are decoded
-    the first time an address falls in it. Sequences are sorted by start address.
+    `decode` reads only the header. A lookup with a hint (the start of the function
+    symbol holding the address) first looks for the DW_LNE_set_address that opens that
+    function's sequence (LLVM and GCC's function sections give each function one) and
+    decodes just it; otherwise the program is skimmed once for every sequence's start and
+    byte offset, and a sequence's rows are decoded the first time an address falls in it.
     """
 
-    __slots__ = ("_data", "_decoded", "_params", "_paths", "dirs", "file_names",
-                 "seq_offset", "seq_start", "version")
+    __slots__ = ("_by_start", "_data", "_decoded", "_params", "_paths", "_program",
+                 "_skim_args", "_skimmed", "addr_size", "dirs", "file_names", "seq_offset",
+                 "seq_start", "version")
 
     def __init__(self) -> None:
         self.version = 0
+        self.addr_size = 8
         self.dirs: list[str] = []
         self.file_names: list[tuple[str, int]] = []   # (name, dir index), DWARF numbering
         self.seq_start: list[int] = []
         self.seq_offset: list[int] = []
         self._decoded: dict[int, tuple] = {}
+        self._by_start: dict[int, Optional[tuple]] = {}
         self._paths: dict[int, Optional[str]] = {}
         self._data = b""
         self._params: tuple = ()
+        self._program = 0
+        self._skimmed = False
+        self._skim_args: tuple = ()
 
     def __len__(self) -> int:
         """Rows decoded so far."""
-        return sum(len(d[1]) for d in self._decoded.values())
+        seqs = list(self._decoded.values()) + [s for s in self._by_start.values() if s]
+        return sum(len(d[1]) for d in seqs)
 
-    def lookup(self, addr: int) -> Optional[tuple[int, int, int]]:
+    def lookup(self, addr: int, hint: Optional[int] = None) -> Optional[tuple[int, int, int]]:
         """(file index, line, column) of the row covering `addr`, or None.
 
         The row is the last one at or below `addr` in the sequence holding it: when
-        several rows share an address the last wins, as in binutils. Raises DwarfError
-        when the sequence is malformed.
+        several rows share an address the last wins, as in binutils. `hint` is where the
+        function holding `addr` starts, if known. Raises DwarfError when the sequence is
+        malformed.
         """
+        if not self._skimmed:
+            if hint is not None:
+                seq = self._by_start.get(hint, False)
+                if seq is False:
+                    seq = self._sequence_at(hint)
+                if seq is not None:
+                    got = _row(seq, addr)
+                    if got is not None:
+                        return got
+            self._skim()
         i = bisect.bisect_right(self.seq_start, addr) - 1
         # Sequences do not overlap in sane tables; one step back covers the odd case.
         for j in (i, i - 1):
@@ -83,12 +103,57 @@ class LineTable:
             seq = self._decoded.get(j)
             if seq is None:
                 seq = self._decode_seq(j)
-            end, addrs, lines, files, cols = seq
-            if addrs and addrs[0] <= addr < end:
-                k = bisect.bisect_right(addrs, addr) - 1
-                if k >= 0:
-                    return files[k], lines[k], cols[k]
+            got = _row(seq, addr)
+            if got is not None:
+                return got
         return None
+
+    def _sequence_at(self, start: int) -> Optional[tuple]:
+        """The sequence whose DW_LNE_set_address is `start`, decoded from its true first
+        byte (just after the previous end_sequence, or the program start, with only
+        state-setting opcodes in between); None if there is no such sequence."""
+        seq = None
+        data, n = self._data, self.addr_size
+        needle = bytes((0, n + 1, 2)) + start.to_bytes(n, "little")
+        end = self._params[0]
+        pos = data.find(needle, self._program, end)
+        tries = 0
+        while pos >= 0 and tries < 4:
+            first = self._sequence_start(pos)
+            if first >= 0:
+                try:
+                    seq = _run_sequence(data, first, *self._params)
+                except (IndexError, struct.error, OverflowError, DwarfError):
+                    seq = None
+                break
+            pos = data.find(needle, pos + 1, end)
+            tries += 1
+        self._by_start[start] = seq
+        return seq
+
+    def _sequence_start(self, pos: int) -> int:
+        """Where the sequence holding the set_address at `pos` begins, or -1.
+
+        Compilers put a few state opcodes (file, column, line, prologue_end) before the
+        set_address. Accept a start only if those parse exactly up to `pos`.
+        """
+        data = self._data
+        lo = max(self._program, pos - 32)
+        cand = pos
+        while cand >= lo:
+            if cand == self._program or data[cand - 3:cand] == b"\x00\x01\x01":
+                if _only_state_ops(data, cand, pos, self._params[3]):
+                    return cand
+            cand -= 1
+        return -1
+
+    def _skim(self) -> None:
+        self._skimmed = True
+        self._by_start.clear()
+        try:
+            _skim(*self._skim_args)
+        except (IndexError, struct.error, OverflowError) as e:
+            raise DwarfError(f"bad line program: {e}") from None
 
     def _decode_seq(self, j: int) -> tuple:
         try:
@@ -208,8 +273,35 @@ def _decode(data: bytes, offset: int, addr_size: int, comp_dir: str,
         adv_line[op] = line_base + adj % line_range
     table._data = data
     table._params = (end, adv_addr, adv_line, opcode_base, min_inst, std_lengths)
-    _skim(data, program, end, table, opcode_base, std_lengths)
+    table._program = program
+    table.addr_size = addr_size
+    table._skim_args = (data, program, end, table, opcode_base, std_lengths)
     return table
+
+
+def _only_state_ops(data: bytes, pos: int, stop: int, opcode_base: int) -> bool:
+    """True if [pos, stop) is a run of standard opcodes that emit no row."""
+    while pos < stop:
+        op = data[pos]
+        pos += 1
+        if op in (4, 5, 12):            # set_file, set_column, set_isa: one ULEB
+            _, pos = uleb(data, pos)
+        elif op == 3:                   # advance_line: one SLEB
+            _, pos = sleb(data, pos)
+        elif op in (6, 7, 10, 11) and op < opcode_base:   # flags without operands
+            pass
+        else:
+            return False
+    return pos == stop
+
+
+def _row(seq: tuple, addr: int) -> Optional[tuple[int, int, int]]:
+    end, addrs, lines, files, cols = seq
+    if addrs and addrs[0] <= addr < end:
+        k = bisect.bisect_right(addrs, addr) - 1
+        if k >= 0:
+            return files[k], lines[k], cols[k]
+    return None
 
 
 def _v5_entries(data: bytes, pos: int, limit: int, table: LineTable, addr_size: int,

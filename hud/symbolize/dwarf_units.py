@@ -224,7 +224,8 @@ class UnitTable:
     index built from .debug_aranges, completed from CU ranges on a miss."""
 
     def __init__(self, sections: DwarfSections, roles: Optional[dict[int, int]] = None,
-                 role_tags: frozenset = frozenset()) -> None:
+                 role_tags: frozenset = frozenset(),
+                 role_required: frozenset = frozenset()) -> None:
         self.sec = sections
         self.info = sections.get(".debug_info")
         self.units: list[Unit] = self._parse_headers()
@@ -233,6 +234,7 @@ class UnitTable:
         # Which attributes of which tags the DIE scan reads (set by its user).
         self.roles: dict[int, int] = roles or {}
         self.role_tags = role_tags
+        self.role_required = role_required
         self._starts: list[int] = []
         self._index: list[tuple[int, int, int]] = []
         self._covered: set = set()
@@ -308,8 +310,12 @@ class UnitTable:
             if table is None:
                 table = parse_abbrevs(self.sec.get(".debug_abbrev"), unit.abbrev_offset)
                 for ab in table.values():
+                    # Read steps only for DIEs that can have code (an abstract subprogram
+                    # declaration has no pc: skipping it is all the scan needs).
+                    wanted = (ab.tag in self.role_tags
+                              and any(at in self.role_required for at, _f, _i in ab.attrs))
                     ab.compile(unit.addr_size, unit.offset_size, unit.version,
-                               self.roles if ab.tag in self.role_tags else None)
+                               self.roles if wanted else None)
                 self._abbrev_cache[key] = table
             unit.abbrevs = table
         return unit.abbrevs

@@ -20,8 +20,8 @@ def _info(path) -> DwarfInfo:
 
 
 def _reference_rows(path, max_units: int = 40) -> list:
-    """(unit offset, address, file, line, column) of the last row per address of every
-    sequence, decoded by pyelftools."""
+    """(unit offset, sequence start, address, file, line, column) of the last row per
+    address of every sequence, decoded by pyelftools."""
     out = []
     with open(path, "rb") as f:
         dw = ELFFile(f).get_dwarf_info()
@@ -41,15 +41,18 @@ def _reference_rows(path, max_units: int = 40) -> list:
                         last = {}
                         for row in seq:
                             last[row[0]] = row
-                        out.extend((cu.cu_offset, *r) for r in last.values())
+                        out.extend((cu.cu_offset, seq[0][0], *r) for r in last.values())
                     seq = []
                 else:
                     seq.append((st.address, st.file, st.line, st.column))
     return out
 
 
+@pytest.mark.parametrize("hinted", [False, True])
 @pytest.mark.parametrize("variant", ["dwarf5", "dwarf4", "rust"])
-def test_line_rows_match_pyelftools(build, variant):
+def test_line_rows_match_pyelftools(build, variant, hinted):
+    """Both lookups: by skimming the whole program, and hinted (the sequence found by its
+    opening DW_LNE_set_address)."""
     path = (build.rust() if variant == "rust" else
             build.c("dw_" + variant, ("-gdwarf-5" if variant == "dwarf5" else "-gdwarf-4",
                                       "-O2")))
@@ -57,15 +60,18 @@ def test_line_rows_match_pyelftools(build, variant):
     assert len(rows) > 25
     info = _info(path)
     bad = []
-    for unit_off, addr, file, line, col in rows:
+    for unit_off, start, addr, file, line, col in rows:
         unit = info.units.find_unit(addr)
         assert unit is not None and unit.offset == unit_off, hex(addr)
         info.units.load(unit)
         table = info._line_table(unit)
-        got = table.lookup(addr)
+        got = table.lookup(addr, start if hinted else None)
         if got != (file, line, col):
             bad.append((hex(addr), got, (file, line, col)))
     assert not bad, bad[:10]
+    if hinted and variant == "rust":
+        # rustc gives every function its own sequence: the hint spared the skim.
+        assert not any(t._skimmed for t in info._lines.values() if t is not None)
 
 
 def test_units_found_without_aranges(build, tmp_path):
