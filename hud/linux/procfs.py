@@ -56,9 +56,19 @@ def parse_maps(text: str) -> list[MapEntry]:
 
 
 def _read(path: str, limit: int = 1 << 24) -> Optional[bytes]:
+    # Read in page-sized chunks: /proc/sys handlers allocate the caller's whole count and
+    # fail with ENOMEM on a large one, and seq_file reads are per page anyway.
     try:
-        with open(path, "rb") as f:
-            return f.read(limit)
+        with open(path, "rb", buffering=0) as f:
+            parts = []
+            total = 0
+            while total < limit:
+                chunk = f.read(min(65536, limit - total))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
+            return b"".join(parts)
     except OSError:
         return None
 
