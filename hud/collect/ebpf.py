@@ -13,7 +13,7 @@
 API (stable; everything else is private):
 - `EbpfCollector(pid, threshold_ns=5_000_000, freq=None, stack_bytes=16384, *,
   sample=True, ringbuf_bytes=16 MiB, max_threads=4096, times_interval_s=1.0,
-  bpf_stats=False, timing=False)`; `freq` None = enough samples to resolve the threshold
+  probe_interval_ns=50_000_000, runq_stacks=True, bpf_stats=False, timing=False)`; `freq` None = enough samples to resolve the threshold
   (`default_freq`).
 - `open()` / `__enter__`: build the programs for this kernel (sched_switch field offsets
   and prev_state bits from the live tracepoint format), create maps, load, attach through
@@ -24,7 +24,8 @@ API (stable; everything else is private):
   May be called before open().
 - `mark_park(tid, ip, sp) -> bool`, `unmark_park(tid, ip, sp)`: switch-outs of `tid` at
   this user (ip, sp) are parks: their time goes to `parked_ns`, no stack is copied, no
-  record is sent. False when the park map is full.
+  record is sent. `mark_not_park(tid, ip, sp) -> bool`: classified, not a park: no more
+  probes from it (below). False when the site map is full.
 - `poll(timeout_s) -> list[Event]`: waits up to `timeout_s` for ring records (checking
   every 10 ms: records are sent without wakeups) and returns them decoded, plus every `times_interval_s` one `ThreadTimes` per tracked thread, `Lost`
   deltas by source, and `TargetExit` once the target is gone. Events of one poll are in
@@ -36,7 +37,14 @@ API (stable; everything else is private):
 
 Semantics: an `OffCpuEvent` is sent at switch-in when the thread was off CPU (or waiting
 for a CPU) at least `threshold_ns`, with the stack captured at its switch-out; parks
-marked with mark_park() never produce one. The first off-CPU stretch of a thread after
+marked with mark_park() never produce one. Site probes: a thread that slept at a site
+not marked either way is also sent below the threshold, at most once per
+`probe_interval_ns` per thread (0 = never), so that short parks, which are most parks
+of a busy runtime, get classified and marked too. They are OffCpuEvents whose duration
+is below the threshold: classify their stack, call mark_park or mark_not_park, and do
+not count them as episodes. Run-queue waits (`runnable`) carry the stack where the
+thread was preempted; with `runq_stacks=False` only its registers (preemptions are the
+most frequent captures of a loaded server: a wakee preempting a worker inside send()). The first off-CPU stretch of a thread after
 attach is not reported (its switch-out was not seen). `CpuSample.switch_seq` counts the
 thread's voluntary switch-outs since hud first saw it (-1 before the first).
 Times are CLOCK_MONOTONIC ns (bpf_ktime_get_ns).
@@ -124,7 +132,8 @@ class EbpfCollector:
     def __init__(self, pid: int, threshold_ns: int = 5_000_000, freq: Optional[int] = None,
                  stack_bytes: int = 16384, *, sample: bool = True,
                  ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
-                 times_interval_s: float = 1.0, bpf_stats: bool = False,
+                 times_interval_s: float = 1.0, probe_interval_ns: int = 50_000_000,
+                 runq_stacks: bool = True, bpf_stats: bool = False,
                  timing: bool = False) -> None:
         if threshold_ns <= 0:
             raise UsageError("the threshold must be positive")
@@ -136,6 +145,8 @@ class EbpfCollector:
         self.ringbuf_bytes = ringbuf_bytes
         self.max_threads = max_threads
         self.times_interval_s = times_interval_s
+        self.probe_interval_ns = probe_interval_ns
+        self.runq_stacks = runq_stacks
         self.bpf_stats = bpf_stats
         self.timing = timing
         self.params: Optional[c.Params] = None
@@ -143,7 +154,7 @@ class EbpfCollector:
         self._rb: Optional[RingBuf] = None
         self._progs: dict[str, Program] = {}
         self._roles: dict[int, int] = {}
-        self._parks: dict[int, set[tuple[int, int]]] = {}
+        self._sites: dict[int, dict[tuple[int, int], int]] = {}   # tid -> (ip, sp) -> verdict
         self._lost_seen: Counter = Counter()
         self._events: Counter = Counter()
         self._bad = 0
@@ -167,9 +178,10 @@ class EbpfCollector:
                 ld.own(_StatsFd())
             ld.create_maps(c.map_specs(p))
             ld.maps["hud_cfg"].update(_KEY0, c.CONFIG.pack(
-                tgid=self.pid, flags=0, threshold_ns=self.threshold_ns,
+                tgid=self.pid, flags=0 if self.runq_stacks else c.CFG_NO_RUNQ_STACKS,
+                threshold_ns=self.threshold_ns,
                 stack_bytes=p.stack_bytes, capture_roles=c.DEFAULT_ROLE_MASK,
-                sample_roles=c.DEFAULT_ROLE_MASK))
+                sample_roles=c.DEFAULT_ROLE_MASK, probe_ns=self.probe_interval_ns))
             for tid, role in self._roles.items():
                 ld.maps["hud_roles"].update(_U32.pack(tid), _U32.pack(role))
             switch = ld.load(sched_switch.build(p))
@@ -233,20 +245,28 @@ class EbpfCollector:
 
     def mark_park(self, tid: int, ip: int, sp: int) -> bool:
         """Switch-outs of `tid` at user (ip, sp) are parks from now on; False if full."""
-        key = c.PARK_KEY.pack(tid=tid, ip=ip, sp=sp)
+        return self._mark(tid, ip, sp, c.SITE_PARK)
+
+    def mark_not_park(self, tid: int, ip: int, sp: int) -> bool:
+        """(ip, sp) of `tid` is classified and is no park: no more probes from it."""
+        return self._mark(tid, ip, sp, c.SITE_NOT_PARK)
+
+    def _mark(self, tid: int, ip: int, sp: int, verdict: int) -> bool:
+        key = c.SITE_KEY.pack(tid=tid, ip=ip, sp=sp)
         try:
-            self._loader().maps["hud_parks"].update(key, _U32.pack(1))
+            self._loader().maps["hud_sites"].update(key, _U32.pack(verdict))
         except HudError as e:
             if e.errno == errno.E2BIG:  # the map is full
                 self._events["parks_full"] += 1
                 return False
             raise
-        self._parks.setdefault(tid, set()).add((ip, sp))
+        self._sites.setdefault(tid, {})[(ip, sp)] = verdict
         return True
 
     def unmark_park(self, tid: int, ip: int, sp: int) -> None:
-        self._loader().maps["hud_parks"].delete(c.PARK_KEY.pack(tid=tid, ip=ip, sp=sp))
-        self._parks.get(tid, set()).discard((ip, sp))
+        """Forget what (ip, sp) of `tid` was marked as."""
+        self._loader().maps["hud_sites"].delete(c.SITE_KEY.pack(tid=tid, ip=ip, sp=sp))
+        self._sites.get(tid, {}).pop((ip, sp), None)
 
     # -- events ---------------------------------------------------------------------------
     def poll(self, timeout_s: float = 0.1) -> list[Event]:
@@ -294,10 +314,10 @@ class EbpfCollector:
     def _forget(self, tid: int) -> None:
         """The thread exited (the kernel deleted its entries): drop its parks and role."""
         self._roles.pop(tid, None)
-        parks = self._ld.maps["hud_parks"] if self._ld is not None else None
-        for ip, sp in self._parks.pop(tid, ()):
+        parks = self._ld.maps["hud_sites"] if self._ld is not None else None
+        for ip, sp in self._sites.pop(tid, {}):
             if parks is not None:
-                parks.delete(c.PARK_KEY.pack(tid=tid, ip=ip, sp=sp))
+                parks.delete(c.SITE_KEY.pack(tid=tid, ip=ip, sp=sp))
 
     def thread_times(self) -> list:
         """One ThreadTimes per tracked thread, read now."""
@@ -361,7 +381,9 @@ class EbpfCollector:
             lost["bad record"] = self._bad
         ring = self._rb
         return {"events": dict(self._events), "lost": lost, "counters": counts,
-                "parks": sum(len(v) for v in self._parks.values()),
+                "parks": sum(v == c.SITE_PARK for s in self._sites.values() for v in s.values()),
+                "not_parks": sum(v == c.SITE_NOT_PARK for s in self._sites.values()
+                                 for v in s.values()),
                 "threads": sum(1 for _ in ld.maps["hud_threads"].keys()),
                 "ring": {"records": ring.records if ring else 0,
                          "pending_bytes": ring.pending() if ring else 0,

@@ -7,7 +7,7 @@ the same maps, created once by the collector (hud.collect.ebpf):
 |---|---|---|---|
 | `hud_cfg` | ARRAY[1] | 0 -> CONFIG | userspace, once |
 | `hud_roles` | HASH | tid -> u32 role | userspace (set_role); deleted by BPF at thread exit |
-| `hud_parks` | HASH | PARK_KEY (tid, ip, sp) -> u32 | userspace (mark_park) |
+| `hud_sites` | HASH | SITE_KEY (tid, ip, sp) -> SITE_PARK / SITE_NOT_PARK | userspace |
 | `hud_threads` | HASH (prealloc) | tid -> THREAD (times, switch_seq, state) | BPF |
 | `hud_caps` | HASH (no prealloc) | tid -> capture record (header + stacks) | BPF |
 | `hud_scratch` | ARRAY[ncpus] | cpu -> capture record | BPF (sampler) |
@@ -42,13 +42,21 @@ REC_OFFCPU, REC_SAMPLE, REC_EXIT = 1, 2, 3
 # OFFCPU_HDR.flags / SAMPLE_HDR.flags
 F_RUNNABLE = 1 << 0     # left the CPU runnable (preempted or yielded): run-queue wait
 F_KERNEL_MODE = 1 << 1  # the sample interrupted kernel code (ctx regs were kernel regs)
+F_PROBE = 1 << 2        # below the threshold, sent because its site is not classified yet
 
 # THREAD.out_kind: how the thread left the CPU last time (0 while on CPU / never seen out).
 KIND_NONE, KIND_RUNNABLE, KIND_PARKED, KIND_BLOCKED = 0, 1, 2, 3
 KIND_NOREC = 0x10       # role not captured: account time, emit nothing
+KIND_PROBE = 0x20       # blocked at a site userspace has not classified: may be probed
+
+# CONFIG.flags
+CFG_NO_RUNQ_STACKS = 1 << 0   # runnable switch-outs keep regs only: no FP walk, no copy
+
+# hud_sites values: what userspace decided a (tid, ip, sp) switch-out site is.
+SITE_PARK, SITE_NOT_PARK = 1, 2
 
 # hud_counts slots: failures become Lost events, the rest are statistics.
-COUNTERS = ("captures", "offcpu_records", "sample_records", "exits",
+COUNTERS = ("captures", "offcpu_records", "sample_records", "exits", "probes",
             "ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_stack",
             "threads_full", "captures_full")
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -57,14 +65,15 @@ LOSSES = ("ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_
 
 CONFIG = Layout("hud_config", [
     ("tgid", "I"), ("flags", "I"), ("threshold_ns", "Q"), ("stack_bytes", "I"),
-    ("capture_roles", "I"), ("sample_roles", "I"), ("_pad", "4x")], 32)
+    ("capture_roles", "I"), ("sample_roles", "I"), ("_pad", "4x"), ("probe_ns", "Q")], 40)
 
 THREAD = Layout("hud_thread", [
     ("in_ns", "Q"), ("out_ns", "Q"), ("oncpu_ns", "Q"), ("parked_ns", "Q"),
     ("offcpu_ns", "Q"), ("runq_ns", "Q"), ("switch_seq", "Q"), ("out_state", "q"),
-    ("out_kind", "I"), ("captured", "I"), ("switches", "Q"), ("parks", "Q")], 88)
+    ("out_kind", "I"), ("captured", "I"), ("switches", "Q"), ("parks", "Q"),
+    ("probe_ns", "Q")], 96)
 
-PARK_KEY = Layout("hud_park_key", [("tid", "I"), ("_pad", "4x"), ("ip", "Q"), ("sp", "Q")],
+SITE_KEY = Layout("hud_site_key", [("tid", "I"), ("_pad", "4x"), ("ip", "Q"), ("sp", "Q")],
                   24)
 
 OFFCPU_HDR = Layout("hud_offcpu", [
@@ -141,7 +150,7 @@ class Params:
     page_size: int = 4096
     fp_depth: int = 127
     max_threads: int = 4096
-    max_parks: int = 8192
+    max_sites: int = 8192
     ringbuf_bytes: int = 1 << 24
     ncpus: int = 1
     timing: bool = False   # benchmarks only: time each path into hud_timing
@@ -181,7 +190,7 @@ def map_specs(p: Params) -> list[MapSpec]:
     return [
         MapSpec("hud_cfg", uapi.BPF_MAP_TYPE_ARRAY, 4, CONFIG.size, 1),
         MapSpec("hud_roles", uapi.BPF_MAP_TYPE_HASH, 4, 4, p.max_threads),
-        MapSpec("hud_parks", uapi.BPF_MAP_TYPE_HASH, PARK_KEY.size, 4, p.max_parks),
+        MapSpec("hud_sites", uapi.BPF_MAP_TYPE_HASH, SITE_KEY.size, 4, p.max_sites),
         MapSpec("hud_threads", uapi.BPF_MAP_TYPE_HASH, 4, THREAD.size, p.max_threads),
         # Big values, allocated per thread as it is first captured: memory follows the
         # threads really tracked (a preallocated map would be max_threads x 21 KiB).
@@ -203,8 +212,10 @@ FP_KIND = -32       # u64 KIND_* of this switch-out
 FP_CFG = -40        # spilled &config
 FP_ST = -48         # spilled &thread
 FP_LIM = -56        # u64 bytes to copy (min(config.stack_bytes, stack_bytes))
+FP_FLAGS = -56      # switch-in: u64 record flags (FP_LIM is a switch-out slot)
+FP_LIGHT = -120     # u64 non-zero: capture the registers only
 FP_CHUNK = -64      # u64 size of the page chunk being copied
-FP_PKEY = -104      # PARK_KEY: tid, pad, ip, sp ...
+FP_PKEY = -104      # SITE_KEY: tid, pad, ip, sp ...
 FP_IP, FP_SP, FP_FPREG, FP_LR = -96, -88, -80, -72   # ... then fp and lr follow the key
 FP_T0 = -112        # timing builds: ktime at the start of the half being timed
 FP_INIT = -200      # a zeroed THREAD, to create hud_threads entries
@@ -293,9 +304,11 @@ def read_user_regs(a: Assembler, p: Params) -> Assembler:
     return a
 
 
-def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8) -> Assembler:
+def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8,
+            light_slot: Optional[int] = None) -> Assembler:
     """Fill CAPTURE, the frame-pointer ips and the stack copy of the record at `dst` from
-    FP_IP.. and `ctx`. Needs config spilled at FP_CFG; clobbers r0-r5 and r9.
+    FP_IP.. and `ctx`. Needs config spilled at FP_CFG; clobbers r0-r5 and r9. With
+    `light_slot`, a non-zero u64 there means registers only (no FP walk, no copy).
 
     The stack is copied page by page, from sp to the end of its page and then whole pages,
     stopping at the first page that cannot be read: one bpf_probe_read_user over a range
@@ -304,6 +317,10 @@ def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8) -> 
     """
     for off, name in ((FP_IP, "ip"), (FP_SP, "sp"), (FP_FPREG, "fp"), (FP_LR, "lr")):
         a.ldx("u64", r1, r10, off).stx("u64", dst, CAP_OFF + CAPTURE.offset(name), r1)
+    done = f"copy_done_{tag}"
+    if light_slot is not None:
+        a.mov(r9, 0).st("u32", dst, CAP_OFF + CAPTURE.offset("fp_bytes"), 0)
+        a.ldx("u64", r1, r10, light_slot).jmp("!=", r1, 0, done)
     if p.fp_depth:
         # The kernel's frame-pointer walk (~1.5 us here): frames past the end of the copy
         # and builds whose CFI is missing.
@@ -320,7 +337,6 @@ def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8) -> 
     a.jmp("<=", r1, p.stack_bytes, f"lim_ok_{tag}").mov(r1, p.stack_bytes)
     a.label(f"lim_ok_{tag}").stx("u64", r10, FP_LIM, r1)
     a.mov(r9, 0)                                          # r9 = bytes copied
-    done = f"copy_done_{tag}"
     a.ldx("u64", r1, r10, FP_SP).jmp("==", r1, 0, done)
     for k in range(p.copy_chunks):
         a.ldx("u64", r2, r10, FP_LIM).alu64("-=", r2, r9)  # bytes still wanted (> 0)

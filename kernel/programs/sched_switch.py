@@ -10,7 +10,7 @@ Switch-out of a target thread (prev):
 - an exiting thread (X/Z) sends an EXIT record with its final counters and its entries
   are deleted (tids are reused);
 - roles not in `capture_roles` (IGNORE) stop here: times only;
-- a sleeping thread whose user (ip, sp) is a known park of this tid (hud_parks, filled by
+- a sleeping thread whose user (ip, sp) is a known park of this tid (hud_sites, filled by
   userspace once it has symbolized that stack) costs one more lookup and nothing else:
   idle parks are most switch-outs of a Tokio worker;
 - anything else (blocked, or runnable: preempted/yielded) captures user regs, the
@@ -30,13 +30,17 @@ from __future__ import annotations
 from kernel import uapi
 from kernel.asm import Assembler, Image, r0, r1, r2, r3, r4, r6, r7, r8, r9, r10
 from kernel.programs.common import (
+    CFG_NO_RUNQ_STACKS,
     CONFIG,
     EXIT_HDR,
+    F_PROBE,
     F_RUNNABLE,
     FP_CFG,
+    FP_FLAGS,
     FP_INIT,
     FP_KEY,
     FP_KIND,
+    FP_LIGHT,
     FP_NOW,
     FP_PKEY,
     FP_ST,
@@ -45,10 +49,12 @@ from kernel.programs.common import (
     KIND_BLOCKED,
     KIND_NOREC,
     KIND_PARKED,
+    KIND_PROBE,
     KIND_RUNNABLE,
     OFFCPU_HDR,
     REC_EXIT,
     REC_OFFCPU,
+    SITE_PARK,
     THREAD,
     Params,
     capture,
@@ -128,10 +134,14 @@ def _switch_out(a: Assembler, p: Params) -> None:
     a.st("u64", r10, FP_KIND, KIND_BLOCKED)
 
     # A known park costs this lookup and nothing more: checked before the role (only
-    # threads whose stacks are captured ever get park marks).
+    # threads whose stacks are captured ever get park marks). A site userspace has not
+    # classified yet may be probed at switch-in, below the threshold.
     read_user_regs(a, p)
     a.stx("u32", r10, FP_PKEY, r7).st("u32", r10, FP_PKEY + 4, 0)
-    lookup(a, "hud_parks", FP_PKEY).jmp("==", r0, 0, "role")
+    lookup(a, "hud_sites", FP_PKEY).jmp("!=", r0, 0, "known_site")
+    a.st("u64", r10, FP_KIND, KIND_BLOCKED | KIND_PROBE).ja("role")
+    a.label("known_site")
+    a.ldx("u32", r1, r0, 0).jmp("!=", r1, SITE_PARK, "role")
     a.st("u32", r8, T["out_kind"], KIND_PARKED)
     a.ldx("u64", r1, r8, T["parks"]).alu64("+=", r1, 1).stx("u64", r8, T["parks"], r1)
     path(a, p, "out_park").ja("switch_in")
@@ -148,7 +158,7 @@ def _switch_out(a: Assembler, p: Params) -> None:
     path(a, p, "out_times").ja("switch_in")
 
     a.label("capture")
-    a.ldx("u64", r1, r10, FP_KIND).jmp("==", r1, KIND_BLOCKED, "not_parked")
+    a.ldx("u64", r1, r10, FP_KIND).alu64("&=", r1, 0xF).jmp("==", r1, KIND_BLOCKED, "not_parked")
     read_user_regs(a, p)                                # runnable: regs not read yet
 
     a.label("not_parked")
@@ -166,12 +176,18 @@ def _switch_out(a: Assembler, p: Params) -> None:
     a.label("cap_created")
     lookup(a, "hud_caps", FP_KEY).jmp("==", r0, 0, "switch_in")
     a.label("have_cap").mov(r8, r0)
+    # Registers only for a run-queue wait when config says so: preemptions are the most
+    # frequent captures of a loaded server (a wakee preempting a worker inside send()).
+    a.mov(r1, 0).ldx("u64", r2, r10, FP_KIND).jmp("!=", r2, KIND_RUNNABLE, "light")
+    a.ldx("u64", r2, r10, FP_CFG).ldx("u32", r1, r2, CONFIG.offset("flags"))
+    a.alu64("&=", r1, CFG_NO_RUNQ_STACKS)
+    a.label("light").stx("u64", r10, FP_LIGHT, r1)
     # The holder of a run-queue wait: the task taking the CPU from this one (`next`). The
     # task that gives it back at switch-in is only the last of those that ran meanwhile.
     a.ldx("u32", r1, r6, f.next_pid).stx("u32", r8, H["holder_pid"], r1)
     for k in (0, 8):
         a.ldx("u64", r1, r6, f.next_comm + k).stx("u64", r8, H["holder_comm"] + k, r1)
-    capture(a, p, "out")
+    capture(a, p, "out", light_slot=FP_LIGHT)
     a.ldx("u64", r1, r10, FP_ST).st("u32", r1, T["captured"], 1)
     count(a, "captures", "captures")
     path(a, p, "out_capture").ja("switch_in")
@@ -225,8 +241,21 @@ def _switch_in(a: Assembler, p: Params) -> None:
     a.label("in_record")
     a.ldx("u32", r1, r8, T["captured"]).jmp("==", r1, 0, "exit")
     a.ldx("u64", r1, r10, FP_KIND).alu64("&=", r1, KIND_NOREC).jmp("!=", r1, 0, "exit")
-    a.ldx("u64", r1, r10, FP_CFG).ldx("u64", r1, r1, CONFIG.offset("threshold_ns"))
-    a.jmp("<", r9, r1, "exit")
+    a.ldx("u64", r2, r10, FP_KIND).alu64("&=", r2, 0xF).mov(r1, 0)
+    a.jmp("!=", r2, KIND_RUNNABLE, "flags").mov(r1, F_RUNNABLE)
+    a.label("flags").stx("u64", r10, FP_FLAGS, r1)
+    a.ldx("u64", r1, r10, FP_CFG).ldx("u64", r2, r1, CONFIG.offset("threshold_ns"))
+    a.jmp(">=", r9, r2, "send")
+    # Below the threshold: a probe of a site not classified yet, at most one per thread
+    # every config.probe_ns, so that short parks get learned (and then cost no capture).
+    a.ldx("u64", r2, r10, FP_KIND).alu64("&=", r2, KIND_PROBE).jmp("==", r2, 0, "exit")
+    a.ldx("u64", r2, r1, CONFIG.offset("probe_ns")).jmp("==", r2, 0, "exit")
+    a.ldx("u64", r3, r8, T["probe_ns"]).mov(r4, r7).alu64("-=", r4, r3)
+    a.jmp("<", r4, r2, "exit")
+    a.stx("u64", r8, T["probe_ns"], r7)
+    a.ldx("u64", r1, r10, FP_FLAGS).alu64("|=", r1, F_PROBE).stx("u64", r10, FP_FLAGS, r1)
+    count(a, "probes", "probes")
+    a.label("send")
     a.ldx("u64", r1, r8, T["out_state"]).stx("u64", r10, FP_STATE, r1)
     lookup(a, "hud_caps", FP_KEY).jmp("==", r0, 0, "exit")
     a.mov(r8, r0)                                       # r8 = the capture record
@@ -239,8 +268,6 @@ def _switch_in(a: Assembler, p: Params) -> None:
     a.ldx("u64", r1, r10, FP_NOW).stx("u64", r8, H["start_ns"], r1)
     a.stx("u64", r8, H["end_ns"], r7)
     a.ldx("u64", r1, r10, FP_STATE).stx("u64", r8, H["state"], r1)
-    a.ldx("u64", r1, r10, FP_KIND).alu64("&=", r1, 0xF).mov(r2, 0)
-    a.jmp("!=", r1, KIND_RUNNABLE, "flags").mov(r2, F_RUNNABLE)
-    a.label("flags").stx("u32", r8, H["flags"], r2)
+    a.ldx("u64", r1, r10, FP_FLAGS).stx("u32", r8, H["flags"], r1)
     output_capture(a, p, "ringbuf_offcpu", "offcpu_records", "in")
 

@@ -341,3 +341,25 @@ def _gone(progs: set[int], maps: set[int], links: set[int]) -> None:
     while _alive(progs, maps, links) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _alive(progs, maps, links) == set()
+
+
+def test_short_sleeps_are_probed_at_a_bounded_rate_until_classified(target):
+    t = target("sleeper:1")                        # 1 ms sleeps: all below the threshold
+    tid = t.tids["sleeper"]
+    with EbpfCollector(t.pid, sample=False, probe_interval_ns=100_000_000) as col:
+        t0 = time.monotonic_ns()
+        probes = _of(_collect(col, 1.0), OffCpuEvent, tid)
+        elapsed = time.monotonic_ns() - t0
+        assert 3 <= len(probes) <= elapsed // 100_000_000 + 2
+        assert all(e.duration_ns < 5_000_000 and e.stack.stack for e in probes)
+        starts = sorted(e.start_ns for e in probes)
+        assert all(b - a >= 100_000_000 for a, b in zip(starts, starts[1:]))
+        for site in {(e.stack.regs.ip, e.stack.regs.sp) for e in probes}:
+            col.mark_not_park(tid, *site)
+        marked_at = time.monotonic_ns()
+        later = [e for e in _of(_collect(col, 0.5), OffCpuEvent, tid)
+                 if e.start_ns > marked_at and
+                 (e.stack.regs.ip, e.stack.regs.sp) in {(p.stack.regs.ip, p.stack.regs.sp)
+                                                       for p in probes}]
+        assert later == []
+        assert col.counters()["probes"] >= len(probes)

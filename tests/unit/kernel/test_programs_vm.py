@@ -322,16 +322,17 @@ class Machine:
 
     def __init__(self, params: Optional[c.Params] = None, threshold_ns: int = 5_000_000,
                  stack_bytes: Optional[int] = None, capture_roles: int = c.DEFAULT_ROLE_MASK,
-                 sample_roles: int = c.DEFAULT_ROLE_MASK) -> None:
+                 sample_roles: int = c.DEFAULT_ROLE_MASK, probe_ns: int = 0,
+                 flags: int = 0) -> None:
         self.p = params or c.Params(ncpus=2)
         self.maps = {s.name: FakeMap(s) for s in c.map_specs(self.p)}
         self.env = Env()
         self.switch = Vm(sched_switch.build(self.p), self.maps, self.env, self.p.arch)
         self.sampler = Vm(sampler.build(self.p), self.maps, self.env, self.p.arch)
         self.maps["hud_cfg"].put(struct.pack("<I", 0), c.CONFIG.pack(
-            tgid=TGID, threshold_ns=threshold_ns,
+            tgid=TGID, flags=flags, threshold_ns=threshold_ns,
             stack_bytes=self.p.stack_bytes if stack_bytes is None else stack_bytes,
-            capture_roles=capture_roles, sample_roles=sample_roles))
+            capture_roles=capture_roles, sample_roles=sample_roles, probe_ns=probe_ns))
         self.tasks: dict[int, Task] = {}
 
     def task(self, tid: int, tgid: int = TGID, **kw: object) -> Task:
@@ -387,8 +388,9 @@ class Machine:
     def set_role(self, tid: int, role: int) -> None:
         self.maps["hud_roles"].put(struct.pack("<I", tid), struct.pack("<I", role))
 
-    def mark_park(self, tid: int, ip: int, sp: int) -> None:
-        self.maps["hud_parks"].put(c.PARK_KEY.pack(tid=tid, ip=ip, sp=sp), struct.pack("<I", 1))
+    def mark_park(self, tid: int, ip: int, sp: int, verdict: int = c.SITE_PARK) -> None:
+        self.maps["hud_sites"].put(c.SITE_KEY.pack(tid=tid, ip=ip, sp=sp),
+                                   struct.pack("<I", verdict))
 
 
 def _stack_bytes(n: int, seed: int = 7) -> bytes:
@@ -483,7 +485,7 @@ def test_a_marked_park_costs_no_capture_and_moves_time_to_parked():
     # A park mark is per tid: another thread at the same (ip, sp) is not parked.
     m.task(102, ip=w.ip, sp=w.sp, fp_ips=())
     m.switch_at(61_000_000, 102, S_STATE, 7)
-    assert m.thread(102)["out_kind"] == c.KIND_BLOCKED
+    assert m.thread(102)["out_kind"] & 0xF == c.KIND_BLOCKED
 
 
 def test_a_runnable_switch_out_at_a_park_site_is_a_run_queue_wait():
@@ -653,3 +655,66 @@ def test_timing_builds_time_each_path():
     got = {name: n for name, n in zip(c.PATHS, counts) if n}
     assert got == {"out_capture": 1, "out_park": 1, "out_other": 1, "in_other": 2,
                    "in_record": 1}
+
+
+def test_short_sleeps_at_unclassified_sites_are_probed_at_a_bounded_rate():
+    m = Machine(threshold_ns=5_000_000, probe_ns=50_000_000)
+    w = _worker(m)
+    t = 100_000_000
+    for _ in range(10):                           # 1 ms sleeps every 10 ms for 100 ms
+        m.switch_at(t, 101, S_STATE, 7)
+        m.switch_at(t + 1_000_000, 7, S_STATE, 101)
+        t += 10_000_000
+    probes = m.events()
+    assert [e.start_ns for e in probes] == [100_000_000, 150_000_000]
+    assert all(e.duration_ns == 1_000_000 and not e.runnable for e in probes)
+    raw = m.records()
+    assert all(c.OFFCPU_HDR.unpack(r)["flags"] == c.F_PROBE for r in raw)
+    assert m.counters()["probes"] == 2 and m.counters()["offcpu_records"] == 2
+    # Classified as no park: captured still (it may turn long), never probed again ...
+    m.mark_park(101, w.ip, w.sp, c.SITE_NOT_PARK)
+    for _ in range(10):
+        m.switch_at(t, 101, S_STATE, 7)
+        m.switch_at(t + 1_000_000, 7, S_STATE, 101)
+        t += 10_000_000
+    assert len(m.records()) == 2 and m.counters()["captures"] == 20
+    m.switch_at(t, 101, S_STATE, 7)               # ... and reported when long
+    m.switch_at(t + 6_000_000, 7, S_STATE, 101)
+    assert c.OFFCPU_HDR.unpack(m.records()[-1])["flags"] == 0
+    # Once a park, nothing is captured or sent from that site any more.
+    m.mark_park(101, w.ip, w.sp)
+    for _ in range(10):
+        t += 10_000_000
+        m.switch_at(t, 101, S_STATE, 7)
+        m.switch_at(t + 1_000_000, 7, S_STATE, 101)
+    assert len(m.records()) == 3 and m.counters()["captures"] == 21
+    assert m.thread(101)["parks"] == 10
+
+
+def test_runnable_waits_and_disabled_probes_send_nothing_below_threshold():
+    m = Machine(threshold_ns=5_000_000, probe_ns=50_000_000)
+    _worker(m)
+    m.switch_at(1_000_000, 101, PREEMPTED, 7)     # preemptions are no park sites
+    m.switch_at(2_000_000, 7, S_STATE, 101)
+    assert m.records() == []
+    m = Machine(threshold_ns=5_000_000, probe_ns=0)
+    _worker(m)
+    m.switch_at(1_000_000, 101, S_STATE, 7)
+    m.switch_at(2_000_000, 7, S_STATE, 101)
+    assert m.records() == [] and m.counters()["captures"] == 1
+
+
+def test_runq_stacks_off_keeps_registers_only_for_preemptions():
+    m = Machine(threshold_ns=1_000_000, flags=c.CFG_NO_RUNQ_STACKS)
+    w = _worker(m)
+    m.switch_at(1_000_000, 101, PREEMPTED, 7)
+    m.switch_at(3_000_000, 7, S_STATE, 101)
+    (ev,) = m.events()
+    assert ev.runnable and ev.stack.regs.ip == w.ip and ev.stack.regs.sp == w.sp
+    assert ev.stack.stack == b"" and ev.stack.fp_ips == ()
+    assert len(m.records()[0]) == m.p.stack_off
+    called = {n for n, _ in m.switch.helpers}
+    assert "probe_read_user" not in called and "get_stack" not in called
+    m.switch_at(4_000_000, 101, S_STATE, 7)       # a sleep is still captured in full
+    m.switch_at(6_000_000, 7, S_STATE, 101)
+    assert len(m.events()[-1].stack.stack) == STACK_TOP - w.sp
