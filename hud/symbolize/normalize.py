@@ -26,6 +26,7 @@ KIND_JIT = "jit"
 KIND_UNKNOWN = "unknown"
 
 _DELETED = " (deleted)"
+_SHARED_ANON = ("/dev/zero (deleted)", "/SYSV", "/dev/shm/")
 _VDSO_MAX = 1 << 20   # the vdso is a few pages; refuse to read more than this
 
 
@@ -142,6 +143,10 @@ class ProcessMaps:
             return self._vdso_module(first)
         if not first.file_backed:
             kind = KIND_JIT if execs and not first.path.startswith("[") else KIND_ANON
+            return Module(first.path, "", start, end, 0, None, kind, first.dev, first.inode)
+        if first.path.startswith(_SHARED_ANON):
+            # Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, SysV shm): not a file.
+            kind = KIND_JIT if execs else KIND_ANON
             return Module(first.path, "", start, end, 0, None, kind, first.dev, first.inode)
         elf, open_path, why = self._open(first)
         if elf is None:

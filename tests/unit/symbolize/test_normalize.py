@@ -121,3 +121,26 @@ def test_grouping_keeps_separate_files_apart():
         "5000-6000 r--p 00000000 08:01 11 /a\n")
     groups = _group(parse_maps(text))
     assert [len(g) for g in groups] == [2, 1, 1, 1]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_anonymous_executable_memory_is_jit(shared):
+    import ctypes
+    import mmap
+
+    flags = (mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE) | mmap.MAP_ANONYMOUS
+    m = mmap.mmap(-1, 4096, flags=flags,
+                  prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    try:
+        buf = ctypes.c_char.from_buffer(m)
+        addr = ctypes.addressof(buf)
+        mod = ProcessMaps(os.getpid()).find(addr)
+        del buf
+        assert mod is not None and mod.kind == "jit" and mod.open_path == ""
+    finally:
+        import gc
+        gc.collect()
+        try:
+            m.close()
+        except BufferError:
+            pass
