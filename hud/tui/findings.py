@@ -10,11 +10,11 @@ from typing import Optional
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Static
 
 from hud.model import Finding
 from hud.session import Snapshot
 from hud.tui import fmt, theme
+from hud.tui.quiet import QuietStatic
 from hud.tui.table import Column, ItemTable
 
 
@@ -98,7 +98,8 @@ class FindingsPanel(Vertical):
         super().__init__(id="findings")
         self.border_title = "findings"
         self.table = FindingsTable()
-        self.note = Static("", classes="empty", markup=False)
+        self.note = QuietStatic(classes="empty")
+        self._title = ""
 
     def compose(self) -> ComposeResult:
         yield self.table
@@ -113,13 +114,15 @@ class FindingsPanel(Vertical):
         self.table.display = not empty
         self.note.display = empty
         if empty:
-            self.note.update(empty_message(snap, filter_text))
+            self.note.show_text(empty_message(snap, filter_text))
         title = "findings"
         if snap is not None and snap.status.window_s:
             title += f" · last {fmt.seconds(snap.status.window_s)}"
         if filter_text and findings:
             title += f" · {len(shown)} of {len(findings)}"
-        self.border_title = title
+        if title != self._title:     # a new title costs a redraw: only when it changes
+            self._title = title
+            self.border_title = title
 
     def selected(self) -> Optional[Finding]:
         return self.table.selected() if self.table.display else None

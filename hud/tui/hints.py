@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from hud.tui import theme
+from hud.tui.quiet import QuietStatic
 
 # (key, what, priority): the line drops the highest priority numbers first to fit;
 # `? help` and `q quit` always stay.
@@ -27,7 +27,7 @@ def hints_text(hints: list[Hint], width: int) -> Text:
         kept.remove(max(droppable, key=lambda h: h[2]))
 
 
-class BottomLine(Static):
+class BottomLine(QuietStatic):
     """Shows the hints until a message arrives; the message stays until the next key."""
 
     DEFAULT_CSS = """
@@ -35,7 +35,7 @@ class BottomLine(Static):
     """
 
     def __init__(self, hints: list[Hint]) -> None:
-        super().__init__("", markup=False)
+        super().__init__(one_line=True)
         self.hints = hints
         self.message = ""
         self.error = False
@@ -63,4 +63,4 @@ class BottomLine(Static):
             text = hints_text(self.hints, width)
         text.no_wrap = True
         text.overflow = "ellipsis"
-        self.update(text)
+        self.show_text(text)

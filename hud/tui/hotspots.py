@@ -10,12 +10,12 @@ from typing import Optional
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Static
 
 from hud.analysis import Hotspot
 from hud.session import Snapshot
 from hud.tui import fmt, theme
 from hud.tui.findings import matches
+from hud.tui.quiet import QuietStatic
 from hud.tui.table import Column, ItemTable
 
 
@@ -63,7 +63,8 @@ class HotspotsPanel(Vertical):
         super().__init__(id="hotspots")
         self.border_title = "on-CPU hotspots"
         self.table = HotspotsTable()
-        self.note = Static("", classes="empty", markup=False)
+        self.note = QuietStatic(classes="empty")
+        self._title = ""
 
     def compose(self) -> ComposeResult:
         yield self.table
@@ -85,11 +86,13 @@ class HotspotsPanel(Vertical):
                 text = Text("no worker on-CPU samples in the window yet", style=theme.DIM)
             else:
                 text = Text("no worker on-CPU samples yet", style=theme.DIM)
-            self.note.update(text)
+            self.note.show_text(text)
         title = "on-CPU hotspots"
         if snap is not None and snap.status.window_s:
             title += f" · last {fmt.seconds(snap.status.window_s)}"
-        self.border_title = title
+        if title != self._title:     # a new title costs a redraw: only when it changes
+            self._title = title
+            self.border_title = title
 
     def selected(self) -> Optional[Hotspot]:
         return self.table.selected() if self.table.display else None

@@ -60,6 +60,7 @@ class MainScreen(Screen):
         self.workers_panel = WorkersPanel()
         self.timeline_panel = TimelinePanel()
         self.preview = PreviewPanel()
+        self.band = Horizontal(id="threads")
         self.filter_input = Input(placeholder="filter: part of a function name, Enter to keep, "
                                   "Esc to clear", id="filter")
         self.bottom = BottomLine(HINTS)
@@ -73,7 +74,7 @@ class MainScreen(Screen):
         yield self.findings_panel
         yield self.hotspots_panel
         yield self.preview
-        with Horizontal(id="threads"):
+        with self.band:
             yield self.workers_panel
             yield self.timeline_panel
         yield self.filter_input
@@ -104,7 +105,7 @@ class MainScreen(Screen):
         rows = pick_workers(shares, worker_rows(self.app.size.height))
         left_out = len(shares) - len(rows)
         # Below MIN_BAND_HEIGHT rows the findings need every line: no workers band.
-        self.query_one("#threads").display = self.app.size.height >= MIN_BAND_HEIGHT
+        self.band.display = self.app.size.height >= MIN_BAND_HEIGHT
         self.workers_panel.show(snap, rows, left_out)
         self.timeline_panel.show(snap, [s.tid for s in rows], left_out)
         self.timeline_panel.display = bool(rows)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from rich.text import Text
-from textual.widgets import Static
 
 from hud.model import Frame
 from hud.tui import fmt, theme
+from hud.tui.quiet import QuietStatic
 from hud.tui.stack import frame_function, marked_frame
 
 MIN_HEIGHT = 40          # terminal rows from which the preview shows
@@ -39,7 +39,7 @@ def preview_lines(stack: tuple[Frame, ...], marked: int, width: int, rows: int) 
     return Text("\n").join(lines)
 
 
-class PreviewPanel(Static):
+class PreviewPanel(QuietStatic):
     """The selected item's stack, cropped to the panel."""
 
     DEFAULT_CSS = """
@@ -48,9 +48,9 @@ class PreviewPanel(Static):
     """
 
     def __init__(self) -> None:
-        super().__init__("", markup=False, id="preview")
-        self.border_title = "stack of the selection"
-        self.border_subtitle = "⏎ the whole stack"
+        super().__init__(id="preview")
+        self.set_title("stack of the selection")
+        self.set_subtitle("⏎ the whole stack")
         self._item: Optional[Any] = None
 
     def show(self, item: Optional[Any]) -> None:
@@ -63,11 +63,11 @@ class PreviewPanel(Static):
     def _draw(self) -> None:
         item = self._item
         if item is None:
-            self.update(Text(""))
+            self.show_text(Text(""))
             return
         size = self.content_size
         stack = item.stack
-        self.update(preview_lines(stack, marked_frame(stack, item), size.width or 76,
-                                  max(1, size.height or 10)))
+        self.show_text(preview_lines(stack, marked_frame(stack, item), size.width or 76,
+                                     max(1, size.height or 10)))
         kind = getattr(item, "kind", "on CPU")
-        self.border_title = f"{kind} · {item.function}"
+        self.set_title(f"{kind} · {item.function}")

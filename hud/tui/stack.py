@@ -13,7 +13,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Static
 
 from hud.analysis import Hotspot
 from hud.classify import blocking_frame
@@ -23,6 +22,7 @@ from hud.tui import fmt, theme
 from hud.tui.findings import finding_key
 from hud.tui.hints import BottomLine
 from hud.tui.hotspots import hotspot_key
+from hud.tui.quiet import QuietStatic
 from hud.tui.status import StatusLine
 from hud.tui.table import Column, ItemTable
 
@@ -150,7 +150,7 @@ class StackScreen(Screen):
         self.item: Item = item
         self.key = item_key(item)
         self.status_line = StatusLine()
-        self.header = Static("", id="stack-header", markup=False)
+        self.header = QuietStatic(id="stack-header")
         self.frames = StackTable()
         self.bottom = BottomLine(HINTS)
         self._snap = snap
@@ -187,7 +187,7 @@ class StackScreen(Screen):
     def _draw(self) -> None:
         item = self.item
         worker_ns = sum(s.total_ns for s in self._snap.shares) if self._snap else 0
-        self.header.update(header_text(item, gone=self._gone, worker_ns=worker_ns))
+        self.header.show_text(header_text(item, gone=self._gone, worker_ns=worker_ns))
         stack = item.stack
         self.frames.marked = marked_frame(stack, item)
         self.frames.set_rows([(str(i), (i, f)) for i, f in enumerate(stack)])
@@ -195,5 +195,5 @@ class StackScreen(Screen):
             self._first = False
             self.frames.move_cursor(row=self.frames.marked, scroll=True)
         if not stack:
-            self.header.update(Text.assemble(header_text(item, gone=self._gone),
+            self.header.show_text(Text.assemble(header_text(item, gone=self._gone),
                                              ("\n  no stack was captured", theme.CPU)))

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Optional
 
 from rich.text import Text
-from textual.widgets import Static
 
 from hud.session import Status
 from hud.tui import fmt, theme
+from hud.tui.quiet import QuietStatic
 
 SEP = " │ "
 
@@ -61,7 +61,7 @@ def status_text(status: Optional[Status], width: int, *, paused: bool = False,
     return Text()
 
 
-class StatusLine(Static):
+class StatusLine(QuietStatic):
     """One line at the top of every screen."""
 
     DEFAULT_CSS = """
@@ -69,7 +69,7 @@ class StatusLine(Static):
     """
 
     def __init__(self) -> None:
-        super().__init__("", markup=False)
+        super().__init__(one_line=True)
         self._args: tuple = (None, False, "", "")
 
     def show(self, status: Optional[Status], *, paused: bool = False, halted: str = "",
@@ -83,5 +83,5 @@ class StatusLine(Static):
     def _render_line(self) -> None:
         status, paused, halted, filter_text = self._args
         width = max(10, self.content_size.width or self.app.size.width - 2)
-        self.update(status_text(status, width, paused=paused, halted=halted,
-                                filter_text=filter_text))
+        self.show_text(status_text(status, width, paused=paused, halted=halted,
+                                   filter_text=filter_text))

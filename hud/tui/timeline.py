@@ -11,11 +11,11 @@ from collections import Counter, defaultdict
 from typing import Optional
 
 from rich.text import Text
-from textual.widgets import Static
 
 from hud.model import FINDING_KINDS, Episode
 from hud.session import Snapshot
 from hud.tui import fmt, theme
+from hud.tui.quiet import QuietStatic
 
 DEFAULT_SPAN_S = 60.0        # what Profiler.snapshot() gives without a window
 LEVELS = "▁▂▃▄▅▆▇█"
@@ -66,7 +66,7 @@ def now_of(snap: Snapshot) -> int:
     return now
 
 
-class TimelinePanel(Static):
+class TimelinePanel(QuietStatic):
     """Recent episodes of the workers shown in the workers panel, row for row."""
 
     DEFAULT_CSS = """
@@ -75,9 +75,9 @@ class TimelinePanel(Static):
     """
 
     def __init__(self) -> None:
-        super().__init__("", markup=False, id="timeline")
-        self.border_title = "timeline"
-        self.border_subtitle = LEGEND
+        super().__init__(id="timeline")
+        self.set_title("timeline")
+        self.set_subtitle(LEGEND)
         self._args: tuple = (None, [], 0)
 
     def show(self, snap: Optional[Snapshot], tids: list[int], left_out: int) -> None:
@@ -91,7 +91,7 @@ class TimelinePanel(Static):
         snap, tids, left_out = self._args
         width = self.content_size.width or 38
         if snap is None or not tids:
-            self.update("")
+            self.show_text(Text(""))
             return
         span = span_of(snap)
         span_ns = int(span * 1e9)
@@ -102,5 +102,5 @@ class TimelinePanel(Static):
         lines = [timeline_row(by_tid.get(tid, []), start, span_ns, width) for tid in tids]
         if left_out:
             lines.append(Text(""))
-        self.update(Text("\n").join(lines))
-        self.border_title = f"timeline · last {fmt.seconds(span)} → now"
+        self.show_text(Text("\n").join(lines))
+        self.set_title(f"timeline · last {fmt.seconds(span)} → now")

@@ -8,12 +8,12 @@ from __future__ import annotations
 from typing import Optional
 
 from rich.text import Text
-from textual.widgets import Static
 
 from hud.analysis import WorkerShare
 from hud.model import ROLE_WORKER
 from hud.session import Snapshot
 from hud.tui import fmt, theme
+from hud.tui.quiet import QuietStatic
 
 # Bar segments, left to right: work, the two kinds of trouble, then idle.
 SEGMENTS = (("running", theme.RUNNING, "█"), ("blocked", theme.BLOCKED, "█"),
@@ -117,7 +117,7 @@ def no_workers_text(snap: Snapshot) -> Text:
     return text
 
 
-class WorkersPanel(Static):
+class WorkersPanel(QuietStatic):
     """Shares of each worker over the window (or the whole run)."""
 
     DEFAULT_CSS = """
@@ -126,9 +126,9 @@ class WorkersPanel(Static):
     """
 
     def __init__(self) -> None:
-        super().__init__("", markup=False, id="workers")
-        self.border_title = "workers"
-        self.border_subtitle = LEGEND
+        super().__init__(id="workers")
+        self.set_title("workers")
+        self.set_subtitle(LEGEND)
         self._args: tuple = (None, [], 0)
 
     def show(self, snap: Optional[Snapshot], rows: list[WorkerShare], left_out: int) -> None:
@@ -142,18 +142,18 @@ class WorkersPanel(Static):
         snap, rows, left_out = self._args
         width = self.content_size.width or 38
         if snap is None:
-            self.update(Text("starting…", style=theme.DIM))
+            self.show_text(Text("starting…", style=theme.DIM))
             return
-        self.border_subtitle = LEGEND if rows else ""
+        self.set_subtitle(LEGEND if rows else "")
         if not rows:
-            self.update(no_workers_text(snap))
+            self.show_text(no_workers_text(snap))
             return
         tid_width = max(len(str(s.tid)) for s in rows)
         lines = [worker_line(s, width, tid_width) for s in rows]
         if left_out:
             lines.append(Text(f"+{left_out} quieter", style=theme.DIM))
-        self.update(Text("\n").join(lines))
+        self.show_text(Text("\n").join(lines))
         title = "workers"
         if snap.status.window_s:
             title += f" · last {fmt.seconds(snap.status.window_s)}"
-        self.border_title = title
+        self.set_title(title)
