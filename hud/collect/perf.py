@@ -25,9 +25,11 @@ what perf needs for tracepoints with raw data: root or CAP_PERFMON.
   the switch-in, which is what the eBPF backend names.
 - On-CPU: cpu-clock samples from hud.collect.perf_sampler, with `switch_seq` (voluntary
   switch-outs so far, -1 before the thread's first switch record) filled in here.
-- Records of several per-CPU rings are merged in time order: each poll releases the
-  records older than (now - `holdback_ns`), so a switch-in read from one ring is never
-  handled before its switch-out from another.
+- A reader thread (hud.collect.perf_pump) copies records out of the rings every 10 ms,
+  so a poller busy resolving stacks does not make the kernel drop them. Records of the
+  per-CPU rings are merged in time order: each poll releases those older than the last
+  full read minus `holdback_ns`, so a switch-in read from one ring is never handled
+  before its switch-out from another.
 - Time: CLOCK_MONOTONIC (use_clockid), the clock of bpf_ktime_get_ns.
 - Losses: PERF_RECORD_LOST of each ring becomes a `Lost` event and counts in stats();
   pending off-CPU stretches that may have lost their switch-in make no event.
@@ -38,18 +40,17 @@ from __future__ import annotations
 
 import os
 import resource
-import select
 import time
 from collections import Counter
 from typing import Any, Optional
 
+from hud.collect.perf_pump import RingPump
 from hud.collect.perf_records import (
     Capture,
     ExitMark,
     LostMark,
     Preempt,
     SwitchMark,
-    decode_capture,
     decode_exit,
     decode_lost,
     decode_preempt,
@@ -70,8 +71,9 @@ from hud.linux.perf_event import (
 from hud.model import CpuSample, Event, Lost, TargetExit
 
 ROLES = ("worker", "blocking", "other", "ignore", "unknown")
-MAX_WAIT_S = 0.1          # rings are read at least this often (the sampler's never wake us)
-HOLDBACK_NS = 20_000_000  # records younger than this wait for the other rings' next read
+MAX_WAIT_S = 0.1           # the longest poll() waits
+PUMP_INTERVAL_S = 0.01     # the reader thread empties the rings this often
+HOLDBACK_NS = 5_000_000    # records this much younger than the last read wait for the next
 RING_BUDGET = 64 << 20    # bytes of ring memory for all CPUs and both kinds of ring
 _FD_MARGIN = 64
 
@@ -124,9 +126,9 @@ class PerfCollector:
         self._roles: dict[int, str] = {}
         self._events: Counter = Counter()
         self._lost: Counter = Counter()
+        self._pump: Optional[RingPump] = None
         self._next_times = 0.0
         self._ended = False
-        self._hup: set = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> PerfCollector:
@@ -144,10 +146,13 @@ class PerfCollector:
             if self.sample:
                 self._sampler = PerfSampler(self.pid, self.freq, self.stack_bytes,
                                             self.sample_pages)
+            self._pump = RingPump(self._drain, self._switch.poll_fds(), self._pidfd,
+                                  interval_s=PUMP_INTERVAL_S)
             self._tracker.start_ns = time.monotonic_ns()
             self._switch.enable()
             if self._sampler is not None:
                 self._sampler.start()
+            self._pump.start()
         except BaseException:
             self.close()
             raise
@@ -157,7 +162,10 @@ class PerfCollector:
     open = start
 
     def close(self) -> None:
-        """Close every fd and unmap every ring (idempotent)."""
+        """Stop the reader thread, close every fd and unmap every ring (idempotent)."""
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump.stop()          # before the rings it reads are unmapped
         sw, self._switch = self._switch, None
         sampler, self._sampler = self._sampler, None
         for obj in (sw, sampler):
@@ -200,18 +208,23 @@ class PerfCollector:
     def poll(self, timeout_s: float = 0.1) -> list[Event]:
         """Events released since the last call, waiting up to `timeout_s` (at most
         MAX_WAIT_S) first; see the module docstring."""
-        sw = self._switch
-        if sw is None:
+        pump = self._pump
+        if pump is None or self._switch is None:
             raise UsageError("the perf collector is not started")
         if self._ended:
             return []
-        gone = self._wait(sw, min(max(0.0, timeout_s), MAX_WAIT_S))
-        upto: Optional[int] = time.monotonic_ns() - self.holdback_ns
-        out: list[Event] = []
-        self._read_switch(sw, out)
-        self._read_samples(out)
+        if timeout_s > 0 and not pump.gone:
+            pump.wake.wait(min(timeout_s, MAX_WAIT_S))
+        gone = pump.gone or (self._pidfd < 0 and not procfs.alive(self.pid))
         if gone:
-            upto = None            # the target is gone: nothing more will arrive
+            pump.stop()
+            if self._pidfd < 0:
+                pump.read_once()    # the pump is stopped: one last read, from here
+        raw, drained_at = pump.take()
+        out: list[Event] = []
+        self._decode(raw, out)
+        # Release what every ring has been read past (all of it once the target is gone).
+        upto = None if gone else drained_at - self.holdback_ns
         for item in self._reorder.pop(upto):
             self._handle(item, out)
         now = time.monotonic()
@@ -226,39 +239,36 @@ class PerfCollector:
             self._events[type(ev).__name__] += 1
         return out
 
-    def _wait(self, sw: SwitchEvents, timeout_s: float) -> bool:
-        """Sleep until a ring is a quarter full, the target exits, or the timeout; True
-        when the target is gone."""
-        p = select.poll()
-        for fd in sw.poll_fds():
-            if fd not in self._hup:
-                p.register(fd, select.POLLIN)
-        if self._pidfd >= 0:
-            p.register(self._pidfd, select.POLLIN)
-        ready = p.poll(int(timeout_s * 1000)) if timeout_s > 0 else p.poll(0)
-        gone = False
-        for fd, ev in ready:
-            if fd == self._pidfd:
-                gone = True
-            elif ev & select.POLLHUP:
-                # The thread a ring was opened on exited: the ring lives on for the others.
-                self._hup.add(fd)
-        if not gone and (self._pidfd < 0 or self._hup):
-            gone = not procfs.alive(self.pid)
-        return gone
+    def _drain(self, batch: list) -> None:
+        """The pump's pass (its own thread): copy every record out of every ring."""
+        sw, sampler = self._switch, self._sampler
+        if sw is not None:
+            batch.extend(sw.read())
+        if sampler is not None:
+            batch.extend((-1, 0, 0, ev) for ev in sampler.read())
 
-    def _read_switch(self, sw: SwitchEvents, out: list[Event]) -> None:
+    def _decode(self, raw: list, out: list[Event]) -> None:
+        """Raw records -> the reorder buffer (Lost events straight to `out`)."""
+        sw = self._switch
+        assert sw is not None
         push = self._reorder.push
         arch, pid, ev = sw.arch, self.pid, self._events
-        for cpu, rtype, misc, body in sw.read():
+        for cpu, rtype, misc, body in raw:
             try:
+                if cpu < 0:                             # the sampler's, decoded
+                    if isinstance(body, CpuSample):
+                        push(body.time_ns, body)
+                    elif isinstance(body, Lost):
+                        self._lost[body.source] += body.count
+                        out.append(body)
+                    continue
                 if rtype == PERF_RECORD_SAMPLE:
                     owner = sw.kind(sample_id(body))
                     if owner is None:
                         ev["unknown_event_records"] += 1
                         continue
                     if owner[1] == CAPTURE:
-                        rec: Any = decode_capture(body, arch)
+                        rec: Any = Capture(body, arch)
                     else:
                         assert sw.fields is not None
                         rec = decode_preempt(body, sw.fields)
@@ -290,16 +300,6 @@ class PerfCollector:
                 continue
             push(rec.time, rec)
 
-    def _read_samples(self, out: list[Event]) -> None:
-        if self._sampler is None:
-            return
-        for ev in self._sampler.read():
-            if isinstance(ev, CpuSample):
-                self._reorder.push(ev.time_ns, ev)
-            elif isinstance(ev, Lost):
-                self._lost[ev.source] += ev.count
-                out.append(ev)
-
     def _handle(self, item: Any, out: list[Event]) -> None:
         tr = self._tracker
         if isinstance(item, SwitchMark):
@@ -327,8 +327,10 @@ class PerfCollector:
         lost = dict(self._lost)
         if sampler is not None and sampler.bad_records:
             lost["bad sample"] = sampler.bad_records
+        pump = self._pump
         return {"events": dict(self._events), "lost": sum(lost.values()),
                 "lost_by_source": lost, "tracker": dict(self._tracker.counts),
+                "reader": {"passes": pump.passes, "paused": pump.paused} if pump else {},
                 "late_records": self._reorder.late, "held_records": len(self._reorder),
                 "threads": len(self._tracker), "parks": len(self._tracker.parks),
                 "threads_opened": len(sw.direct) if sw else 0,

@@ -20,7 +20,7 @@ values out: unit-tested on synthetic records without root.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from hud.bpf.records import cstring
 from hud.collect.perf_sampler import REGS_MASK, split_callchain
@@ -84,15 +84,72 @@ class SwitchFields(NamedTuple):
         return f"!(prev_state & {self.state_mask})"
 
 
-class Capture(NamedTuple):
-    """A thread's user stack at its switch-out (the context-switches sample)."""
+class Capture:
+    """A thread's user stack at its switch-out (the context-switches sample), decoded
+    lazily: most switch-outs end up short or parked, and only the header and the (ip, sp)
+    of those are ever read. `capture` decodes the rest once (an empty StackCapture when
+    the body is malformed; `bad` says so)."""
 
-    id: int
-    pid: int
-    tid: int
-    time: int
-    cpu: int
-    capture: StackCapture
+    __slots__ = ("_capture", "_site", "arch", "bad", "body", "cpu", "id", "pid", "tid", "time")
+
+    def __init__(self, body: bytes, arch: str) -> None:
+        if len(body) < _HEAD.size:
+            raise BadInput(f"perf capture sample of {len(body)} bytes")
+        self.id, self.pid, self.tid, self.time, self.cpu, _ = _HEAD.unpack_from(body, 0)
+        self.body = body
+        self.arch = arch
+        self.bad = False
+        self._capture: Optional[StackCapture] = None
+        self._site: Any = _UNSET
+
+    @classmethod
+    def of(cls, tid: int, time_ns: int, capture: StackCapture, pid: int = 0, cpu: int = 0,
+           arch: str = "x86_64") -> Capture:
+        """An already decoded capture (tests, replays)."""
+        c = cls(_HEAD.pack(0, pid, tid, time_ns, cpu, 0), arch)
+        c._capture = capture
+        c._site = (capture.regs.ip, capture.regs.sp) if capture.regs is not None else None
+        return c
+
+    @property
+    def site(self) -> Optional[tuple[int, int]]:
+        """(user ip, sp) at the switch-out, without decoding the stack; None without regs."""
+        if self._site is _UNSET:
+            self._site = _site(self.body, self.arch)
+        return self._site
+
+    @property
+    def capture(self) -> StackCapture:
+        if self._capture is None:
+            try:
+                self._capture = decode_capture(self.body, self.arch)
+            except BadInput:
+                self.bad = True
+                self._capture = StackCapture()
+            self.body = b""     # decoded: the raw copy is no longer needed
+        return self._capture
+
+
+_UNSET = object()
+# Positions of ip and sp among the sampled registers (mask-bit order, REGS_MASK).
+_SITE_REGS = {"x86_64": (2, 1), "aarch64": (3, 2)}
+
+
+def _site(body: bytes, arch: str) -> Optional[tuple[int, int]]:
+    try:
+        nr, = _U64.unpack_from(body, _HEAD.size)
+        if nr > _MAX_CALLCHAIN:
+            return None
+        pos = _HEAD.size + 8 + 8 * nr
+        abi, = _U64.unpack_from(body, pos)
+        if abi == PERF_SAMPLE_REGS_ABI_NONE or arch not in _SITE_REGS:
+            return None
+        ip_at, sp_at = _SITE_REGS[arch]
+        ip, = _U64.unpack_from(body, pos + 8 + 8 * ip_at)
+        sp, = _U64.unpack_from(body, pos + 8 + 8 * sp_at)
+    except struct.error:
+        return None
+    return ip, sp
 
 
 class Preempt(NamedTuple):
@@ -144,13 +201,12 @@ def sample_id(body: bytes) -> int:
     return _U64.unpack_from(body)[0]
 
 
-def decode_capture(body: bytes, arch: str, regs_mask: Optional[int] = None) -> Capture:
-    """A capture sample body (CAPTURE_SAMPLE_TYPE); BadInput if malformed."""
+def decode_capture(body: bytes, arch: str, regs_mask: Optional[int] = None) -> StackCapture:
+    """The stack of a capture sample body (CAPTURE_SAMPLE_TYPE); BadInput if malformed."""
     mask = REGS_MASK.get(arch, 0) if regs_mask is None else regs_mask
     nregs = bin(mask).count("1")
     n = len(body)
     try:
-        sid, pid, tid, time_ns, cpu, _res = _HEAD.unpack_from(body, 0)
         pos = _HEAD.size
         nr, = _U64.unpack_from(body, pos)
         if nr > _MAX_CALLCHAIN:
@@ -174,8 +230,7 @@ def decode_capture(body: bytes, arch: str, regs_mask: Optional[int] = None) -> C
     except struct.error as e:
         raise BadInput(f"truncated perf capture sample: {e}") from None
     kernel, user = split_callchain(chain)
-    return Capture(sid, pid, tid, time_ns, cpu,
-                   StackCapture(fp_ips=user, regs=regs, stack=stack, kernel_ips=kernel))
+    return StackCapture(fp_ips=user, regs=regs, stack=stack, kernel_ips=kernel)
 
 
 def decode_preempt(body: bytes, fields: SwitchFields) -> Preempt:

@@ -24,7 +24,7 @@ from hud.model import CpuSample, Event, OffCpuEvent, StackCapture, ThreadExit, T
 
 # How an off-CPU stretch is accounted (the eBPF programs' kinds).
 PARKED, BLOCKED, RUNNABLE = "parked", "blocked", "runnable"
-# The capture of a switch-out whose stack is not wanted (a park, an ignored thread).
+# The stack of an episode whose switch-out sample was lost.
 _NO_CAPTURE = StackCapture()
 
 
@@ -68,7 +68,7 @@ class _Out(NamedTuple):
     cpu: int
     kind: str
     state: int
-    capture: StackCapture
+    capture: Optional[Capture]   # None when nothing will unwind it (park, ignored, lost)
     holder_pid: int
     holder_comm: str
 
@@ -144,22 +144,20 @@ class SwitchTracker:
             cap = None                         # a stale sample of an earlier switch-out
         if pre is not None and not (rec.preempt and t.in_time <= pre.time <= rec.time):
             pre = None
-        capture = cap.capture if cap is not None else _NO_CAPTURE
+        site = cap.site if cap is not None else None
         if rec.preempt:
             kind = RUNNABLE
             if pre is None:
                 self.counts["runnable_without_preemptor"] += 1
         else:
             t.seq += 1
-            regs = capture.regs
-            kind = PARKED if regs is not None and \
-                (rec.tid, regs.ip, regs.sp) in self.parks else BLOCKED
+            kind = PARKED if site is not None and (rec.tid, *site) in self.parks else BLOCKED
         if cap is None:
             self.counts["outs_without_capture"] += 1
-        if kind == PARKED or rec.tid in self.ignored:
-            capture = _NO_CAPTURE   # only the times are needed: nothing will unwind it
+        elif kind == PARKED or rec.tid in self.ignored:
+            cap = None   # only the times are needed: never decoded, never unwound
         state = pre.state if pre is not None else (0 if rec.preempt else -1)
-        t.out = _Out(rec.time, rec.cpu, kind, state, capture,
+        t.out = _Out(rec.time, rec.cpu, kind, state, cap,
                      pre.next_pid if pre is not None else 0,
                      pre.next_comm if pre is not None else "")
 
@@ -197,9 +195,14 @@ class SwitchTracker:
             self.counts["ignored"] += 1
             return []
         self.counts["offcpu_events"] += 1
+        stack = _NO_CAPTURE
+        if out.capture is not None:
+            stack = out.capture.capture      # decoded now, for the few that are reported
+            if out.capture.bad:
+                self.counts["bad_captures"] += 1
         return [OffCpuEvent(pid=self.pid, tid=tid, cpu=out.cpu, start_ns=out.time,
                             end_ns=time_ns, state=out.state, runnable=out.kind == RUNNABLE,
-                            stack=out.capture, holder_pid=out.holder_pid,
+                            stack=stack, holder_pid=out.holder_pid,
                             holder_comm=out.holder_comm)]
 
     def exit(self, tid: int, time_ns: int) -> list[Event]:

@@ -13,6 +13,7 @@ from hud.bpf.records import parse_sample
 from hud.collect.perf_records import (
     CAPTURE_SAMPLE_TYPE,
     PREEMPT_SAMPLE_TYPE,
+    Capture,
     SwitchFields,
     decode_capture,
     decode_exit,
@@ -91,21 +92,24 @@ def test_capture_matches_the_generic_decoder():
              PERF_CONTEXT_USER, 0x401234, 0, 0x402345)
     stack = bytes(range(256)) * 3
     body = capture_body(chain=chain, stack=stack, size=1024, ident=42, tid=777, time=123456)
-    c = decode_capture(body, "x86_64")
+    c = Capture(body, "x86_64")
     ref = parse_sample(body, CAPTURE_SAMPLE_TYPE, X86)
     assert (c.id, c.pid, c.tid, c.time, c.cpu) == (ref.id, ref.pid, ref.tid, ref.time, ref.cpu)
-    assert c.capture.stack == ref.stack == stack          # cut to dyn_size, not size
-    assert c.capture.regs is not None
-    assert (c.capture.regs.fp, c.capture.regs.sp, c.capture.regs.ip) == \
-        (ref.reg(6), ref.reg(7), ref.reg(8))
-    assert c.capture.kernel_ips == (0xffffffff81000010, 0xffffffff81000020)
-    assert c.capture.fp_ips == (0x401234, 0x402345)       # markers and zeros dropped
+    assert c.site == (ref.reg(8), ref.reg(7))             # (ip, sp) without decoding
+    cap = c.capture
+    assert cap == decode_capture(body, "x86_64") and not c.bad
+    assert cap.stack == ref.stack == stack                # cut to dyn_size, not size
+    assert cap.regs is not None
+    assert (cap.regs.fp, cap.regs.sp, cap.regs.ip) == (ref.reg(6), ref.reg(7), ref.reg(8))
+    assert cap.kernel_ips == (0xffffffff81000010, 0xffffffff81000020)
+    assert cap.fp_ips == (0x401234, 0x402345)             # markers and zeros dropped
     assert sample_id(body) == 42
 
 
 def test_capture_aarch64_registers_in_mask_order():
     body = capture_body(regs=(0x29, 0x30, 0x7ff0, 0x4000), stack=b"\1" * 16)
-    regs = decode_capture(body, "aarch64").capture.regs
+    assert Capture(body, "aarch64").site == (0x4000, 0x7ff0)
+    regs = decode_capture(body, "aarch64").regs
     assert regs is not None
     assert (regs.fp, regs.lr, regs.sp, regs.ip) == (0x29, 0x30, 0x7ff0, 0x4000)
     ref = parse_sample(body, CAPTURE_SAMPLE_TYPE, ARM)
@@ -113,7 +117,8 @@ def test_capture_aarch64_registers_in_mask_order():
 
 
 def test_capture_of_a_kernel_thread_has_no_regs_or_stack():
-    c = decode_capture(capture_body(regs=None, size=0), "x86_64")
+    c = Capture(capture_body(regs=None, size=0), "x86_64")
+    assert c.site is None
     assert c.capture.regs is None and c.capture.stack == b""
 
 
@@ -122,6 +127,13 @@ def test_truncated_capture_is_bad_input(cut):
     body = capture_body(chain=(PERF_CONTEXT_USER, 1, 2), stack=b"x" * 64)
     with pytest.raises(BadInput):
         decode_capture(body[:cut], "x86_64")
+    if len(body[:cut]) >= 32:
+        # The lazy form reads the header only; a bad rest is data, not an exception.
+        c = Capture(body[:cut], "x86_64")
+        assert c.capture.regs is None and c.bad
+    else:
+        with pytest.raises(BadInput):
+            Capture(body[:cut], "x86_64")
 
 
 def test_capture_with_an_absurd_callchain_is_bad_input():

@@ -10,9 +10,8 @@ MS = 1_000_000
 
 
 def cap(time: int, ip: int = 0x401000, sp: int = 0x7ff000, tid: int = TID) -> Capture:
-    return Capture(1, PID, tid, time, 0,
-                   StackCapture(fp_ips=(ip,), regs=UserRegs("x86_64", ip=ip, sp=sp),
-                                stack=b"\x11" * 64))
+    return Capture.of(tid, time, StackCapture(fp_ips=(ip,), stack=b"\x11" * 64,
+                                              regs=UserRegs("x86_64", ip=ip, sp=sp)), PID)
 
 
 def out(time: int, preempt: bool = False, tid: int = TID, cpu: int = 0) -> SwitchMark:

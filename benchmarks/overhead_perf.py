@@ -1,0 +1,194 @@
+"""Benchmark (not a test): what the perf backend costs, beside no hud and the eBPF backend.
+
+    .venv/bin/python benchmarks/overhead_perf.py [--rounds 5] [--seconds 8] [--backends perf,ebpf]
+    .venv/bin/python benchmarks/overhead_perf.py --switch-cost [--rounds 11]
+
+Demo mode (root, demo fixture built): one demo server; each round runs `demo load`
+(8 connections, default mix) for --seconds with no hud, then with `hud --backend B
+--headless` attached to the server, modes interleaved so that load from other work hits
+every mode alike. hud is started 3 s before the load (its start-up, symbol loading
+included, is not in the window) and measured over the load window only: its CPU time
+(utime + stime from /proc/PID/stat) per second of wall clock, and the demo's requests
+per second. Medians over the rounds; the throughput loss is against the no-hud median of
+the same invocation.
+
+Switch-cost mode (root, linux-perf's `perf bench`): CPU time per op of `perf bench sched
+pipe` (two tasks ping-ponging on one CPU: 2 context switches per op) with no events,
+with the design the perf backend does not use (a pid=-1 sched_switch tracepoint per CPU,
+filtered to some tids in the kernel) and with the one it uses (per-thread events of an
+unrelated process), to show what each costs the rest of the host.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    fields = data[data.rfind(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def demo_round(server, backend: str, seconds: float) -> dict:
+    from support.fixtures import run_load
+    hud = None
+    if backend != "none":
+        hud = subprocess.Popen([sys.executable, "-m", "hud", "--pid", str(server.pid),
+                                "--headless", "--quiet", "--backend", backend,
+                                "--duration", str(seconds + 6)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(3.0)
+        if hud.poll() is not None:
+            raise SystemExit(f"hud --backend {backend} exited: {hud.stderr.read()}")
+    result: dict = {}
+    cpu0 = _cpu_s(hud.pid) if hud else 0.0
+    t0 = time.monotonic()
+    th = threading.Thread(target=lambda: result.update(
+        run_load(server, duration=seconds, connections=8)))
+    th.start()
+    th.join()
+    wall = time.monotonic() - t0
+    cpu = (_cpu_s(hud.pid) - cpu0) if hud else 0.0
+    if hud is not None:
+        hud.terminate()
+        hud.wait(timeout=30)
+        if hud.stderr is not None:
+            hud.stderr.close()
+    return {"rps": float(result.get("rps", 0.0)), "hud_cpu_pct": 100 * cpu / wall}
+
+
+def demo(rounds: int, seconds: float, backends: list[str]) -> None:
+    from support.fixtures import run_fixture
+    modes = ["none", *backends]
+    rows: dict = {m: [] for m in modes}
+    with run_fixture("demo") as server:
+        for r in range(rounds):
+            for m in modes:
+                rows[m].append(demo_round(server, m, seconds))
+                print(f"round {r + 1} {m}: {rows[m][-1]}", file=sys.stderr)
+    base = statistics.median(x["rps"] for x in rows["none"])
+    print(f"\ndemo under `demo load` (8 connections), {rounds} rounds of {seconds:g} s, "
+          f"medians; {os.cpu_count()} CPUs\n")
+    print("| mode | requests/s | throughput loss | hud CPU (% of one core) | rps per round |")
+    print("|---|---:|---:|---:|---|")
+    for m in modes:
+        rps = statistics.median(x["rps"] for x in rows[m])
+        cpu = statistics.median(x["hud_cpu_pct"] for x in rows[m])
+        loss = "ref" if m == "none" else f"{100 * (1 - rps / base):.1f}%"
+        each = ", ".join(f"{x['rps']:.0f}" for x in rows[m])
+        print(f"| {m} | {rps:,.0f} | {loss} | {cpu:.1f} | {each} |")
+
+
+def _pipe_cpu_us(ops: int) -> float:
+    """CPU microseconds per op of `perf bench sched pipe` pinned to CPU 1."""
+    r0 = os.times()
+    subprocess.run(["taskset", "-c", "1", "perf", "bench", "sched", "pipe", "-l", str(ops)],
+                   capture_output=True, check=True)
+    r1 = os.times()
+    used = (r1.children_user + r1.children_system) - (r0.children_user + r0.children_system)
+    return used / ops * 1e6
+
+
+def _system_wide_filtered() -> list[int]:
+    """The rejected design: a sched_switch tracepoint per CPU (pid=-1) with a kernel filter
+    on 20 tids that do not exist, stack-copying sample type, one ring per CPU."""
+    from hud.bpf.perfbuf import PerfRing
+    from hud.linux import perf_event as pe
+    from hud.linux import procfs, tracefs
+    tp = tracefs.tracepoint_id("sched", "sched_switch")
+    fds: list = []
+    for cpu in procfs.online_cpus():
+        attr = pe.PerfEventAttr(type=pe.PERF_TYPE_TRACEPOINT, config=tp, period_or_freq=1,
+                                sample_type=pe.PERF_SAMPLE_RAW | pe.PERF_SAMPLE_TIME
+                                | pe.PERF_SAMPLE_REGS_USER | pe.PERF_SAMPLE_STACK_USER,
+                                sample_regs_user=0x1C0, sample_stack_user=16384)
+        fd = pe.perf_event_open(attr, -1, cpu)
+        fds.append(fd)
+        pe.set_filter(fd, " || ".join(f"prev_pid == {4_000_000 + i}" for i in range(20)))
+        fds.append(PerfRing(fd, 16))
+    return fds
+
+
+def _tracepoint_samples_arrive() -> bool:
+    """False when something (a TRACEPOINT BPF program on sched_switch returning 0) swallows
+    the tracepoint's perf samples: then the filtered design costs nothing measurable and
+    the comparison is meaningless."""
+    from hud.bpf.perfbuf import PerfRing
+    from hud.linux import perf_event as pe
+    from hud.linux import tracefs
+    attr = pe.PerfEventAttr(type=pe.PERF_TYPE_TRACEPOINT,
+                            config=tracefs.tracepoint_id("sched", "sched_switch"),
+                            period_or_freq=1, sample_type=pe.PERF_SAMPLE_RAW)
+    fd = pe.perf_event_open(attr, -1, 1)
+    with PerfRing(fd, 16, own_fd=True) as ring:
+        _pipe_cpu_us(1000)
+        return any(True for _ in ring.read())
+
+
+def switch_cost(rounds: int, ops: int) -> None:
+    from hud.collect.perf import PerfCollector
+    if not shutil.which("perf"):
+        raise SystemExit("needs linux-perf (`perf bench`)")
+    if not _tracepoint_samples_arrive():
+        raise SystemExit("sched_switch tracepoint samples are swallowed on this host (a "
+                         "TRACEPOINT BPF program on sched_switch?): try again without it")
+    idle = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(1)"])
+    rows: dict = {"no events": [], "pid=-1 filtered tracepoint": [],
+                  "per-thread events (perf backend)": []}
+    try:
+        for _ in range(rounds):
+            rows["no events"].append(_pipe_cpu_us(ops))
+            objs = _system_wide_filtered()
+            try:
+                rows["pid=-1 filtered tracepoint"].append(_pipe_cpu_us(ops))
+            finally:
+                for o in objs:
+                    o.close() if hasattr(o, "close") else os.close(o)
+            with PerfCollector(idle.pid, sample=False):
+                rows["per-thread events (perf backend)"].append(_pipe_cpu_us(ops))
+    finally:
+        idle.kill()
+        idle.wait()
+    base = statistics.median(rows["no events"])
+    print(f"\n`perf bench sched pipe -l {ops}` on CPU 1 (2 switches per op), CPU time per op, "
+          f"medians of {rounds} interleaved rounds\n")
+    print("| events on the host | us per op | extra per context switch |")
+    print("|---|---:|---:|")
+    for name, vals in rows.items():
+        med = statistics.median(vals)
+        extra = "ref" if name == "no events" else f"{(med - base) / 2 * 1000:+.0f} ns"
+        print(f"| {name} | {med:.2f} | {extra} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--backends", default="perf,ebpf")
+    ap.add_argument("--switch-cost", action="store_true")
+    ap.add_argument("--ops", type=int, default=200_000)
+    a = ap.parse_args()
+    if a.switch_cost:
+        switch_cost(a.rounds, a.ops)
+    else:
+        demo(a.rounds, a.seconds, [b for b in a.backends.split(",") if b])
+
+
+if __name__ == "__main__":
+    main()
