@@ -34,14 +34,16 @@ class DwarfInfo:
     def has_units(self) -> bool:
         return bool(self.units.units)
 
-    def locate(self, addr: int, hint: Optional[int] = None) -> tuple[list[list], str]:
+    def locate(self, addr: int, hint: Optional[tuple[int, Optional[int]]] = None,
+               ) -> tuple[list[list], str]:
         """The inline chain at ELF virtual address `addr`, innermost first.
 
         Each level is [function, file, line, column] (function still mangled). Returns
         ([], reason) when no unit covers the address. Otherwise the list ends with the
         containing function; names may be None (then the symbol table decides) and
         file/line None when the line table has no row for the address. `hint` is the
-        start of the symbol holding `addr` when known: it lets the lookup skip indexing.
+        (start, end or None) of the symbol holding `addr` when known: it lets the lookup
+        skip indexing the whole unit.
         """
         unit = self.units.find_unit(addr)
         if unit is None:
@@ -56,7 +58,7 @@ class DwarfInfo:
         row = None
         if lines is not None:
             try:
-                row = lines.lookup(addr, hint)
+                row = lines.lookup(addr, hint[0] if hint else None)
             except DwarfError as e:
                 reason = f"bad line table: {e}"
         chain: list[int] = []

@@ -14,12 +14,17 @@ from operator import itemgetter
 from typing import Optional
 
 from hud.symbolize.dwarf_forms import (
+    AT_ABSTRACT_ORIGIN,
     AT_CALL_COLUMN,
     AT_CALL_FILE,
     AT_CALL_LINE,
     AT_HIGH_PC,
+    AT_LINKAGE_NAME,
     AT_LOW_PC,
+    AT_MIPS_LINKAGE_NAME,
+    AT_NAME,
     AT_RANGES,
+    AT_SPECIFICATION,
     CONSTANT_FORMS,
     FORM_ADDR,
     FORM_BLOCK,
@@ -30,6 +35,7 @@ from hud.symbolize.dwarf_forms import (
     FORM_INDIRECT,
     FORM_STRING,
     LEB_FORMS,
+    REF_FORMS,
     TAG_INLINED_SUBROUTINE,
     TAG_SUBPROGRAM,
     DwarfError,
@@ -41,9 +47,10 @@ from hud.symbolize.dwarf_forms import (
 from hud.symbolize.dwarf_units import Abbrev, Unit, UnitTable
 
 # What the scan reads of subprogram / inlined_subroutine DIEs: attribute -> slot.
-R_LOW, R_HIGH, R_RANGES, R_CFILE, R_CLINE, R_CCOL = range(6)
+R_LOW, R_HIGH, R_RANGES, R_CFILE, R_CLINE, R_CCOL, R_ORIGIN = range(7)
 ROLES = {AT_LOW_PC: R_LOW, AT_HIGH_PC: R_HIGH, AT_RANGES: R_RANGES, AT_CALL_FILE: R_CFILE,
-         AT_CALL_LINE: R_CLINE, AT_CALL_COLUMN: R_CCOL}
+         AT_CALL_LINE: R_CLINE, AT_CALL_COLUMN: R_CCOL, AT_ABSTRACT_ORIGIN: R_ORIGIN}
+_NAMED = frozenset({AT_NAME, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME, AT_SPECIFICATION})
 ROLE_TAGS = frozenset({TAG_SUBPROGRAM, TAG_INLINED_SUBROUTINE})
 ROLE_REQUIRED = frozenset({AT_LOW_PC, AT_RANGES})   # a scope DIE without these has no code
 
@@ -70,15 +77,16 @@ class UnitScopes:
     """
 
     __slots__ = ("_by_die", "_hint_budget", "_hint_bytes", "_hinted", "_pending", "_scanned",
-                 "full", "func_starts",
+                 "fast", "full", "func_starts",
                  "funcs", "kid_starts", "kids", "lowpc_codes", "scopes", "table", "unit",
                  "walk")
 
     def __init__(self, table: UnitTable, unit: Unit, walk: list,
-                 lowpc_codes: dict[int, list[int]]) -> None:
+                 lowpc_codes: dict[int, list[int]], fast: list) -> None:
         self.table = table
         self.unit = unit
         self.walk = walk
+        self.fast = fast
         self.lowpc_codes = lowpc_codes
         self.full = False
         self.scopes: list[tuple[int, int, int, int, int]] = []
@@ -106,17 +114,17 @@ class UnitScopes:
         s = self.scopes[i]
         return s[2], s[3], s[4]
 
-    def chain(self, addr: int, hint: Optional[int] = None) -> list[int]:
+    def chain(self, addr: int, hint: Optional[tuple[int, Optional[int]]] = None) -> list[int]:
         """Scope indices holding `addr`, innermost first (the function last); [] if none.
 
-        `hint` is the start of the function symbol holding `addr`, when known. Raises
-        DwarfError when the DIEs are malformed.
+        `hint` is the (start, end or None) of the function symbol holding `addr`, when
+        known. Raises DwarfError when the DIEs are malformed.
         """
         i = -1
         if not self.full and hint is not None and self._hint_bytes < self._hint_budget:
-            got = self._hinted.get(hint)
+            got = self._hinted.get(hint[0])
             if got is None:
-                got = self._hinted[hint] = self._by_hint(hint)
+                got = self._hinted[hint[0]] = self._by_hint(*hint)
             idx, spans = got
             if idx >= 0 and any(lo <= addr < hi for lo, hi in spans):
                 i = idx
@@ -154,8 +162,13 @@ class UnitScopes:
             raise DwarfError(f"bad DIE in unit at {self.unit.offset:#x}: {e}") from None
         self.full = True
 
-    def _by_hint(self, start: int) -> tuple[int, list[tuple[int, int]]]:
-        """(index, ranges) of the function whose DW_AT_low_pc is `start`, or (-1, [])."""
+    def _by_hint(self, start: int, end: Optional[int]) -> tuple[int, list[tuple[int, int]]]:
+        """(index, ranges) of the function whose DW_AT_low_pc is `start` (and whose range
+        is the symbol's [start, end) when its size is known), or (-1, []).
+
+        The low_pc bytes may also sit inside some other attribute whose preceding byte
+        happens to equal a subprogram's abbreviation code; hence the checks: outside the
+        root DIE, decodes in place, and covers exactly the symbol."""
         unit, data = self.unit, self.table.info
         needle = start.to_bytes(unit.addr_size, "little")
         pos = data.find(needle, unit.die_offset, unit.end)
@@ -168,7 +181,7 @@ class UnitScopes:
                 attrs = pos - k
                 for code in codes:
                     die_off = attrs - (1 if code < 0x80 else 2)
-                    if die_off < unit.die_offset or data[die_off] == 0:
+                    if die_off < unit.root_end or data[die_off] == 0:
                         continue
                     try:
                         got, after = uleb(data, die_off)
@@ -178,7 +191,8 @@ class UnitScopes:
                                                              self.walk[code], data, attrs)
                     except (*_DATA_ERRORS, DwarfError):
                         continue
-                    if not any(lo == start for lo, _hi in spans):
+                    if not any(lo == start and (end is None or hi == end)
+                               for lo, hi in spans):
                         continue
                     idx = self._function(die_off, spans, end if self.walk[code][1] else -1)
                     return idx, spans
@@ -211,15 +225,15 @@ def scan(table: UnitTable, unit: Unit) -> UnitScopes:
     """The unit's scopes, indexed lazily (see UnitScopes). Raises DwarfError when the
     unit's abbreviations are malformed."""
     try:
-        walk, lowpc = walk_table(table, unit)
+        walk, lowpc, fast = walk_table(table, unit)
     except _DATA_ERRORS as e:
         raise DwarfError(f"bad abbreviations of unit at {unit.offset:#x}: {e}") from None
-    return UnitScopes(table, unit, walk, lowpc)
+    return UnitScopes(table, unit, walk, lowpc, fast)
 
 
 # -- walk tables ---------------------------------------------------------------------
 
-def walk_table(table: UnitTable, unit: Unit) -> tuple[list, dict[int, list[int]]]:
+def walk_table(table: UnitTable, unit: Unit) -> tuple[list, dict[int, list[int]], list]:
     """Per abbreviation code: (kind, children, skip, vkind, before, after, getter, abbrev);
     and, for subprograms whose DW_AT_low_pc is an address at a fixed offset k into their
     attributes, {k: [codes]} (how to recognise a function's DIE from its low_pc bytes).
@@ -233,6 +247,9 @@ def walk_table(table: UnitTable, unit: Unit) -> tuple[list, dict[int, list[int]]
     if top >= _MAX_CODE:
         raise DwarfError(f"abbreviation code {top} is implausibly large")
     walk: list = [None] * (top + 1)
+    # fast[code] = 2 * fixed size + has_children for plain DIEs, -1 for the rest: the
+    # walks handle most DIEs with this one lookup.
+    fast: list = [-1] * (top + 1)
     lowpc: dict[int, list[int]] = {}
     for code, ab in abbrevs.items():
         kind = _OTHER
@@ -251,11 +268,13 @@ def walk_table(table: UnitTable, unit: Unit) -> tuple[list, dict[int, list[int]]
                     vkind = _V_STRING
         getter = _fast_getter(ab) if kind != _OTHER else None
         walk[code] = (kind, ab.children, ab.skip, vkind, before, after, getter, ab)
+        if kind == _OTHER and ab.skip >= 0:
+            fast[code] = 2 * ab.skip + (1 if ab.children else 0)
         if kind == _SUBPROGRAM:
             k = _lowpc_offset(ab, unit)
             if k >= 0:
                 lowpc.setdefault(k, []).append(code)
-    return walk, lowpc
+    return walk, lowpc, fast
 
 
 def _lowpc_offset(ab: Abbrev, unit: Unit) -> int:
@@ -271,18 +290,26 @@ def _lowpc_offset(ab: Abbrev, unit: Unit) -> int:
 
 
 def _fast_getter(ab: Abbrev) -> Optional[tuple]:
-    """(struct, itemgetter, low form, high form, ranges form) when one unpack reads all."""
+    """(struct, itemgetter, low form, high form, ranges form, origin form) when one
+    unpack reads all. The origin is read only when the DIE names nothing itself, so the
+    name can be looked up on the origin directly."""
     if len(ab.steps) != 1 or ab.steps[0][0] is None:
         return None
     st, fields = ab.steps[0]
     n = len(st.unpack(bytes(st.size)))
-    idx = [n, n, n, n + 1, n + 1, n + 1]   # absent: None for pcs/ranges, 0 for call site
-    forms = [0, 0, 0]
+    # absent: None for pcs, ranges and origin; 0 for the call site
+    idx = [n, n, n, n + 1, n + 1, n + 1, n]
+    forms = [0, 0, 0, 0]
+    named = any(at in _NAMED for at, _f, _i in ab.attrs)
     for k, role, form in fields:
-        idx[role] = k
-        if role < 3:
+        if role == R_ORIGIN:
+            if named or form not in REF_FORMS:
+                continue
+            forms[3] = form
+        elif role < 3:
             forms[role] = form
-    return st, itemgetter(*idx), forms[R_LOW], forms[R_HIGH], forms[R_RANGES]
+        idx[role] = k
+    return st, itemgetter(*idx), forms[R_LOW], forms[R_HIGH], forms[R_RANGES], forms[3]
 
 
 def _skip_var(data: bytes, pos: int, vkind: int, before: int, after: int, ab: Abbrev,
@@ -335,12 +362,12 @@ def _read_scope(table: UnitTable, unit: Unit, ent: tuple, data: bytes,
     (position after them, code ranges, call_file, call_line, call_column)."""
     getter = ent[6]
     if getter is not None:
-        st, pick, low_form, high_form, ranges_form = getter
+        st, pick, low_form, high_form, ranges_form, _origin_form = getter
         got = (*st.unpack_from(data, pos), None, 0)
         pos += st.size
-        low, high, rng, cfile, cline, ccol = pick(got)
+        low, high, rng, cfile, cline, ccol, _origin = pick(got)
     else:
-        vals: list = [None, None, None, 0, 0, 0]
+        vals: list = [None, None, None, 0, 0, 0, None]
         forms = [0, 0, 0]
         for st, fields in ent[7].steps:
             if st is not None:
@@ -352,7 +379,7 @@ def _read_scope(table: UnitTable, unit: Unit, ent: tuple, data: bytes,
                         forms[role] = form
             else:
                 form, role, imp = fields[0]
-                if role < 0:
+                if role < 0 or role == R_ORIGIN:
                     pos = skip_form(data, pos, form, unit.addr_size, unit.offset_size,
                                     unit.version)
                 else:
@@ -360,7 +387,7 @@ def _read_scope(table: UnitTable, unit: Unit, ent: tuple, data: bytes,
                                                 unit.offset_size, unit.version, imp)
                     if role < 3:
                         forms[role] = form
-        low, high, rng, cfile, cline, ccol = vals
+        low, high, rng, cfile, cline, ccol, _origin = vals
         low_form, high_form, ranges_form = forms
     spans = _spans(table, unit, low, high, rng, low_form, high_form, ranges_form)
     if not (isinstance(cfile, int) and isinstance(cline, int) and isinstance(ccol, int)):
@@ -390,7 +417,7 @@ def _spans(table: UnitTable, unit: Unit, low: object, high: object, rng: object,
 
 def _scan_functions(sc: UnitScopes) -> None:
     """Index every function of the unit (one linear pass; nesting does not matter)."""
-    table, unit, walk = sc.table, sc.unit, sc.walk
+    table, unit, walk, fast = sc.table, sc.unit, sc.walk, sc.fast
     data = table.info
     funcs: list[tuple[int, int, int]] = []
     pos = unit.die_offset
@@ -402,6 +429,10 @@ def _scan_functions(sc: UnitScopes) -> None:
         else:
             code, pos = uleb(data, pos)
         if code == 0:
+            continue
+        f = fast[code]
+        if f >= 0:
+            pos += f >> 1
             continue
         kind, children, skip, vkind, before, after, _getter, ab = walk[code]
         if kind != _SUBPROGRAM:
@@ -448,7 +479,7 @@ def _die_start(data: bytes, pos: int) -> int:
 def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
     """Read the inline instances under function `func`, whose children start at `pos`,
     up to the null entry that closes them (or `end`)."""
-    table, unit, walk = sc.table, sc.unit, sc.walk
+    table, unit, walk, fast = sc.table, sc.unit, sc.walk, sc.fast
     data = table.info
     scopes = sc.scopes
     new: list[tuple[int, int, int, int]] = []   # (parent, lo, hi, scope index)
@@ -468,6 +499,12 @@ def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
             depth -= 1
             if saved and saved[-1][0] == depth:
                 cur = saved.pop()[1]
+            continue
+        f = fast[code]
+        if f >= 0:
+            pos += f >> 1
+            if f & 1:
+                depth += 1
             continue
         kind, children, skip, vkind, before, after, _getter, ab = walk[code]
         if kind == _OTHER:
@@ -493,8 +530,12 @@ def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
                 # The common shape (LLVM and GCC): low_pc addr, high_pc length, call site
                 # in fixed forms; read in one unpack without leaving the loop.
                 st, pick = _getter[0], _getter[1]
-                low, high, rng, cfile, cline, ccol = pick((*st.unpack_from(data, pos), None, 0))
+                low, high, rng, cfile, cline, ccol, origin = pick(
+                    (*st.unpack_from(data, pos), None, 0))
                 pos += st.size
+                if origin is not None:
+                    # Nothing on this DIE names the function: its origin does.
+                    die_off = unit.offset + origin
                 if rng is None and low is not None and high is not None:
                     spans = [(low, low + high)] if low and high > 0 else []
                 else:

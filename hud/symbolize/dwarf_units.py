@@ -173,7 +173,7 @@ class Unit:
     __slots__ = ("abbrev_offset", "abbrevs", "addr_base", "addr_size", "base_address",
                  "comp_dir", "die_offset", "end", "error", "index", "loaded", "low_pc",
                  "name", "offset", "offset_size", "ranges_attr", "rnglists_base",
-                 "stmt_list", "str_offsets_base", "unit_type", "version")
+                 "root_end", "stmt_list", "str_offsets_base", "unit_type", "version")
 
     def __init__(self, index: int, offset: int, end: int, version: int, unit_type: int,
                  addr_size: int, offset_size: int, abbrev_offset: int,
@@ -188,6 +188,7 @@ class Unit:
         self.abbrev_offset = abbrev_offset
         self.die_offset = die_offset
         self.abbrevs: dict[int, Abbrev] = {}
+        self.root_end = die_offset   # where the root DIE's attributes end, once loaded
         self.loaded = False
         self.error = ""
         self.name = ""
@@ -347,6 +348,7 @@ class UnitTable:
             if pos > unit.end:
                 raise DwarfError("unit root DIE runs past the unit")
             raw[at] = (form, val)
+        unit.root_end = pos
         # Bases first: other attributes may be indices relative to them.
         for at, field in ((AT_STR_OFFSETS_BASE, "str_offsets_base"),
                           (AT_ADDR_BASE, "addr_base"), (AT_GNU_ADDR_BASE, "addr_base"),

@@ -117,7 +117,7 @@ class ObjectSymbols:
         locs: list = []
         why = self._dwarf_why
         if dwarf is not None:
-            locs, why = dwarf.locate(vaddr, self.symtab.start_of(vaddr))
+            locs, why = dwarf.locate(vaddr, self.symtab.span_of(vaddr))
         if not locs:
             locs = [[None, None, None, None]]
         # The outermost level is the real function: fall back to the symbol table.

@@ -50,6 +50,7 @@ class SymbolTable:
         ends = array("Q")
         names = array("Q")
         files = array("Q")
+        sized = bytearray()
         last = -1
         for value, size, name, tab, _rank, file in rows:
             if value == last:
@@ -57,6 +58,7 @@ class SymbolTable:
             last = value
             starts.append(value)
             ends.append(value + size if size else 0)
+            sized.append(1 if size else 0)
             names.append((tab << 40) | name)
             files.append((tab << 40) | file if file else 0)
         # A symbol without a size reaches to the next symbol.
@@ -67,6 +69,7 @@ class SymbolTable:
         self._ends = ends
         self._names = names
         self._files = files
+        self._sized = sized
 
     def _read(self, elf: ElfFile, sec: object, base: int) -> list:
         entsize = 24 if elf.is64 else 16
@@ -142,3 +145,10 @@ class SymbolTable:
         if i < 0 or addr >= self._ends[i]:
             return None
         return self._starts[i]
+
+    def span_of(self, addr: int) -> Optional[tuple[int, Optional[int]]]:
+        """(start, end) of the function symbol holding `addr`; end None if unsized."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i < 0 or addr >= self._ends[i]:
+            return None
+        return self._starts[i], (self._ends[i] if self._sized[i] else None)

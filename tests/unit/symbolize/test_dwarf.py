@@ -4,6 +4,7 @@ inline chains and call sites against addr2line, split-DWARF degrading gracefully
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -111,3 +112,32 @@ def test_split_dwarf_degrades_to_symbols(build):
     with Symbolizer() as sym:
         (frames,) = sym.symbolize_file(str(exe), addrs)
     assert frames[-1].function == "outer"
+
+
+@pytest.mark.parametrize("variant", ["dwarf5", "rust", "libc"])
+def test_symbol_hints_change_nothing(build, variant):
+    """Finding functions by their low_pc bytes (symbol-table hints) must give exactly what
+    indexing whole units gives, on every sampled address."""
+    from hud.symbolize.symtab import SymbolTable
+
+    if variant == "libc":
+        path = Path("/lib/x86_64-linux-gnu/libc.so.6")
+        with Symbolizer() as sym:
+            obj, _ = sym.object_for_path(str(path))
+            src = obj.debug.name if obj.debug is not None else str(path)
+    else:
+        path = build.rust() if variant == "rust" else build.c("dw_hint", ("-g", "-O2"))
+        src = str(path)
+    addrs = oracle.pick_addresses(Path(src), 600)
+    hinted, plain = _info(src), _info(src)
+    with ElfFile.open(src) as elf:
+        table = SymbolTable([elf])
+    used = 0
+    for a in addrs:
+        hint = table.span_of(a)
+        used += hint is not None
+        assert hinted.locate(a, hint) == plain.locate(a), hex(a)
+    assert used > len(addrs) // 2
+    if variant != "dwarf5":   # (one small unit: the searches soon cost more than a pass)
+        # ...and the hints really were taken: not every unit needed the full pass.
+        assert any(s is not None and not s[1].full for s in hinted._state.values())
