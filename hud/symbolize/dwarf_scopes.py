@@ -187,14 +187,16 @@ class UnitScopes:
                         got, after = uleb(data, die_off)
                         if got != code or after != attrs:
                             continue
-                        end, spans, _f, _l, _c = _read_scope(self.table, unit,
-                                                             self.walk[code], data, attrs)
+                        after_die, spans, _f, _l, _c = _read_scope(self.table, unit,
+                                                                   self.walk[code], data,
+                                                                   attrs)
                     except (*_DATA_ERRORS, DwarfError):
                         continue
                     if not any(lo == start and (end is None or hi == end)
                                for lo, hi in spans):
                         continue
-                    idx = self._function(die_off, spans, end if self.walk[code][1] else -1)
+                    idx = self._function(die_off, spans,
+                                         after_die if self.walk[code][1] else -1)
                     return idx, spans
             pos = data.find(needle, pos + 1, unit.end)
         return -1, []

@@ -141,4 +141,4 @@ def test_symbol_hints_change_nothing(build, variant):
     # ...and the hints really were taken (found functions without a unit pass).
     found = [idx for st in hinted._state.values() if st[1] is not None
              for idx, _spans in st[1]._hinted.values() if idx >= 0]
-    assert len(found) > 10
+    assert len(found) >= (3 if variant == "dwarf5" else 10)
