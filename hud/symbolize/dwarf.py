@@ -34,16 +34,15 @@ class DwarfInfo:
     def has_units(self) -> bool:
         return bool(self.units.units)
 
-    def locate(self, addr: int, hint: Optional[tuple[int, Optional[int]]] = None,
-               ) -> tuple[list[list], str]:
+    def locate(self, addr: int, hint: Optional[tuple] = None) -> tuple[list[list], str]:
         """The inline chain at ELF virtual address `addr`, innermost first.
 
         Each level is [function, file, line, column] (function still mangled). Returns
         ([], reason) when no unit covers the address. Otherwise the list ends with the
         containing function; names may be None (then the symbol table decides) and
         file/line None when the line table has no row for the address. `hint` is the
-        (start, end or None) of the symbol holding `addr` when known: it lets the lookup
-        skip indexing the whole unit.
+        (start, end or None, names) of the symbol holding `addr` when known: it lets the
+        lookup skip indexing the whole unit.
         """
         unit = self.units.find_unit(addr)
         if unit is None:
@@ -64,7 +63,7 @@ class DwarfInfo:
         chain: list[int] = []
         if scopes is not None:
             try:
-                chain = scopes.chain(addr, hint)
+                chain = scopes.chain(addr, hint, self._names_match)
             except DwarfError as e:
                 reason = f"bad inline tree: {e}"
         comp_dir = unit.comp_dir
@@ -86,6 +85,14 @@ class DwarfInfo:
                 cfile, line, col = scopes.call_site(idx)
                 file = lines.path(cfile, comp_dir) if lines is not None else None
         return out, reason
+
+    def _names_match(self, die_offset: int, symbols: tuple[str, ...]) -> bool:
+        """Does the function DIE at `die_offset` carry one of the symbol names? (Clones
+        like "f.constprop.0" and LLVM's "f.llvm.123" carry f's name plus a suffix.)"""
+        name = self.names.name(die_offset)
+        if not name:
+            return False
+        return any(s == name or s.startswith(name + ".") for s in symbols)
 
     def _prepare(self, unit: Unit) -> tuple:
         self.units.load(unit)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import struct
 from operator import itemgetter
-from typing import Optional
+from typing import Callable, Optional
 
 from hud.symbolize.dwarf_forms import (
     AT_ABSTRACT_ORIGIN,
@@ -114,17 +114,21 @@ class UnitScopes:
         s = self.scopes[i]
         return s[2], s[3], s[4]
 
-    def chain(self, addr: int, hint: Optional[tuple[int, Optional[int]]] = None) -> list[int]:
+    def chain(self, addr: int, hint: Optional[tuple] = None,
+              verify: Optional[Callable[[int, tuple], bool]] = None) -> list[int]:
         """Scope indices holding `addr`, innermost first (the function last); [] if none.
 
-        `hint` is the (start, end or None) of the function symbol holding `addr`, when
-        known. Raises DwarfError when the DIEs are malformed.
+        `hint` is the (start, end or None, names) of the function symbol holding `addr`,
+        when known, and `verify(die_offset, names)` tells whether a DIE is that function.
+        Raises DwarfError when the DIEs are malformed.
         """
         i = -1
-        if not self.full and hint is not None and self._hint_bytes < self._hint_budget:
+        if (not self.full and hint is not None and verify is not None
+                and self._hint_bytes < self._hint_budget):
             got = self._hinted.get(hint[0])
             if got is None:
-                got = self._hinted[hint[0]] = self._by_hint(*hint)
+                got = self._hinted[hint[0]] = self._by_hint(hint[0], hint[1],
+                                                            lambda d: verify(d, hint[2]))
             idx, spans = got
             if idx >= 0 and any(lo <= addr < hi for lo, hi in spans):
                 i = idx
@@ -162,13 +166,16 @@ class UnitScopes:
             raise DwarfError(f"bad DIE in unit at {self.unit.offset:#x}: {e}") from None
         self.full = True
 
-    def _by_hint(self, start: int, end: Optional[int]) -> tuple[int, list[tuple[int, int]]]:
-        """(index, ranges) of the function whose DW_AT_low_pc is `start` (and whose range
-        is the symbol's [start, end) when its size is known), or (-1, []).
+    def _by_hint(self, start: int, end: Optional[int],
+                 verify: Callable[[int], bool]) -> tuple[int, list[tuple[int, int]]]:
+        """(index, ranges) of the function whose DW_AT_low_pc is `start`, whose range is
+        the symbol's [start, end) when its size is known and which carries the symbol's
+        name, or (-1, []).
 
-        The low_pc bytes may also sit inside some other attribute whose preceding byte
-        happens to equal a subprogram's abbreviation code; hence the checks: outside the
-        root DIE, decodes in place, and covers exactly the symbol."""
+        The low_pc bytes also sit inside other DIEs, and a byte before them may happen to
+        equal a subprogram's abbreviation code, with the tail of the attributes lining up
+        (seen in libc); hence every check: outside the root DIE, decodes in place, covers
+        exactly the symbol, and has its name."""
         unit, data = self.unit, self.table.info
         needle = start.to_bytes(unit.addr_size, "little")
         pos = data.find(needle, unit.die_offset, unit.end)
@@ -194,6 +201,8 @@ class UnitScopes:
                         continue
                     if not any(lo == start and (end is None or hi == end)
                                for lo, hi in spans):
+                        continue
+                    if not verify(die_off):
                         continue
                     idx = self._function(die_off, spans,
                                          after_die if self.walk[code][1] else -1)

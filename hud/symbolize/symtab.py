@@ -52,8 +52,11 @@ class SymbolTable:
         files = array("Q")
         sized = bytearray()
         last = -1
+        # Other names at an address (aliases, folded functions): few, kept aside.
+        aliases: dict[int, list[int]] = {}
         for value, size, name, tab, _rank, file in rows:
             if value == last:
+                aliases.setdefault(value, []).append((tab << 40) | name)
                 continue
             last = value
             starts.append(value)
@@ -70,6 +73,7 @@ class SymbolTable:
         self._names = names
         self._files = files
         self._sized = sized
+        self._aliases = aliases
 
     def _read(self, elf: ElfFile, sec: object, base: int) -> list:
         entsize = 24 if elf.is64 else 16
@@ -146,9 +150,12 @@ class SymbolTable:
             return None
         return self._starts[i]
 
-    def span_of(self, addr: int) -> Optional[tuple[int, Optional[int]]]:
-        """(start, end) of the function symbol holding `addr`; end None if unsized."""
+    def span_of(self, addr: int) -> Optional[tuple[int, Optional[int], tuple[str, ...]]]:
+        """(start, end, names) of the function symbol holding `addr`: end None if the
+        symbol has no size; names are every function symbol at that start."""
         i = bisect.bisect_right(self._starts, addr) - 1
         if i < 0 or addr >= self._ends[i]:
             return None
-        return self._starts[i], (self._ends[i] if self._sized[i] else None)
+        start = self._starts[i]
+        names = (self._name(i), *(self._str(r) for r in self._aliases.get(start, ())))
+        return start, (self._ends[i] if self._sized[i] else None), names
