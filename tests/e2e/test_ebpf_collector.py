@@ -4,6 +4,7 @@ stacks it captures unwind (hud.unwind, CFI over the copied stack) and symbolize
 stacks stop costing records."""
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 
@@ -57,12 +58,13 @@ def test_sleep_blocker_offcpu_stack_unwinds_to_the_manifest_line(tokio_fixture):
         hits = []
         for ev in long_sleeps(events):
             assert not ev.runnable and ev.state & 1 and ev.pid == fx.pid
-            assert ev.duration_ns < block_ns + 100_000_000
             frames, res = resolve(ev.stack)
             here = [f for f in frames if f.function == truth.function]
             if here:
                 hits.append((ev, frames, res, here))
     assert len(hits) >= 3, [(e.duration_ns, [f.function for f in fr][:8]) for e, fr, _, _ in hits]
+    # At least the sleep; more only by the wait for a CPU after the wake-up.
+    assert statistics.median(e.duration_ns for e, _, _, _ in hits) < block_ns + 20_000_000
     for _ev, frames, res, here in hits:
         assert res.reason == "end", (res.reason, [f.function for f in frames])
         assert any(f.line is not None and abs(f.line - truth.line) <= 1 and
