@@ -12,7 +12,7 @@
 
 API (stable; everything else is private):
 - `EbpfCollector(pid, threshold_ns=5_000_000, freq=None, stack_bytes=16384, *,
-  sample=True, ringbuf_bytes=16 MiB, max_threads=4096, times_interval_s=1.0,
+  sample=True, sample_stack_bytes=None (= stack_bytes), ringbuf_bytes=16 MiB, max_threads=4096, times_interval_s=1.0,
   probe_interval_ns=50_000_000, runq_stacks=True, bpf_stats=False, timing=False)`; `freq` None = enough samples to resolve the threshold
   (`default_freq`).
 - `open()` / `__enter__`: build the programs for this kernel (sched_switch field offsets
@@ -131,6 +131,7 @@ class EbpfCollector:
 
     def __init__(self, pid: int, threshold_ns: int = 5_000_000, freq: Optional[int] = None,
                  stack_bytes: int = 16384, *, sample: bool = True,
+                 sample_stack_bytes: Optional[int] = None,
                  ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
                  times_interval_s: float = 1.0, probe_interval_ns: int = 50_000_000,
                  runq_stacks: bool = True, bpf_stats: bool = False,
@@ -141,6 +142,8 @@ class EbpfCollector:
         self.threshold_ns = threshold_ns
         self.freq = freq if freq is not None else default_freq(threshold_ns)
         self.stack_bytes = stack_bytes
+        self.sample_stack_bytes = stack_bytes if sample_stack_bytes is None \
+            else min(sample_stack_bytes, stack_bytes)
         self.sample = sample
         self.ringbuf_bytes = ringbuf_bytes
         self.max_threads = max_threads
@@ -180,7 +183,8 @@ class EbpfCollector:
             ld.maps["hud_cfg"].update(_KEY0, c.CONFIG.pack(
                 tgid=self.pid, flags=0 if self.runq_stacks else c.CFG_NO_RUNQ_STACKS,
                 threshold_ns=self.threshold_ns,
-                stack_bytes=p.stack_bytes, capture_roles=c.DEFAULT_ROLE_MASK,
+                stack_bytes=p.stack_bytes, sample_stack_bytes=self.sample_stack_bytes,
+                capture_roles=c.DEFAULT_ROLE_MASK,
                 sample_roles=c.DEFAULT_ROLE_MASK, probe_ns=self.probe_interval_ns))
             for tid, role in self._roles.items():
                 ld.maps["hud_roles"].update(_U32.pack(tid), _U32.pack(role))

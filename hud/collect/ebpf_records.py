@@ -57,11 +57,27 @@ def decode_sample(raw: bytes, arch: str, fp_depth: int) -> CpuSample:
                      switch_seq=h["switch_seq"])
 
 
-def thread_times(tid: int, value: bytes, time_ns: int) -> ThreadTimes:
-    """A hud_threads value as cumulative times."""
+def thread_times(tid: int, value: bytes, time_ns: int, live: bool = True) -> ThreadTimes:
+    """A hud_threads value as cumulative times at `time_ns` (CLOCK_MONOTONIC).
+
+    The kernel adds a stretch when it ends; with `live`, the stretch in progress at
+    `time_ns` is added too, to the bucket it will go to (on CPU since in_ns, or off CPU
+    since out_ns as out_kind says), so an idle worker's parked time grows between its
+    wake-ups. Later snapshots never go backwards: the kernel adds at least as much.
+    """
     t = c.THREAD.unpack(value)
-    return ThreadTimes(tid=tid, time_ns=time_ns, oncpu_ns=t["oncpu_ns"],
-                       parked_ns=t["parked_ns"], offcpu_ns=t["offcpu_ns"], runq_ns=t["runq_ns"])
+    times = {"oncpu_ns": t["oncpu_ns"], "parked_ns": t["parked_ns"],
+             "offcpu_ns": t["offcpu_ns"], "runq_ns": t["runq_ns"]}
+    if live:
+        if t["out_ns"] and time_ns > t["out_ns"]:
+            kind = t["out_kind"] & 0xF
+            bucket = {c.KIND_PARKED: "parked_ns", c.KIND_RUNNABLE: "runq_ns",
+                      c.KIND_BLOCKED: "offcpu_ns"}.get(kind)
+            if bucket:
+                times[bucket] += time_ns - t["out_ns"]
+        elif t["in_ns"] and not t["out_ns"] and time_ns > t["in_ns"]:
+            times["oncpu_ns"] += time_ns - t["in_ns"]
+    return ThreadTimes(tid=tid, time_ns=time_ns, **times)
 
 
 def decode_exit(raw: bytes) -> tuple[ThreadTimes, ThreadExit]:
@@ -70,7 +86,7 @@ def decode_exit(raw: bytes) -> tuple[ThreadTimes, ThreadExit]:
         raise BadInput(f"eBPF exit record is {len(raw)} bytes")
     h = c.EXIT_HDR.unpack(raw)
     times = thread_times(h["tid"], raw[c.EXIT_HDR.size:c.EXIT_HDR.size + c.THREAD.size],
-                         h["time_ns"])
+                         h["time_ns"], live=False)
     return times, ThreadExit(h["tid"], h["time_ns"])
 
 

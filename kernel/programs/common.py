@@ -65,7 +65,8 @@ LOSSES = ("ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_
 
 CONFIG = Layout("hud_config", [
     ("tgid", "I"), ("flags", "I"), ("threshold_ns", "Q"), ("stack_bytes", "I"),
-    ("capture_roles", "I"), ("sample_roles", "I"), ("_pad", "4x"), ("probe_ns", "Q")], 40)
+    ("capture_roles", "I"), ("sample_roles", "I"), ("sample_stack_bytes", "I"),
+    ("probe_ns", "Q")], 40)
 
 THREAD = Layout("hud_thread", [
     ("in_ns", "Q"), ("out_ns", "Q"), ("oncpu_ns", "Q"), ("parked_ns", "Q"),
@@ -305,10 +306,11 @@ def read_user_regs(a: Assembler, p: Params) -> Assembler:
 
 
 def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8,
-            light_slot: Optional[int] = None) -> Assembler:
+            light_slot: Optional[int] = None, limit: str = "stack_bytes") -> Assembler:
     """Fill CAPTURE, the frame-pointer ips and the stack copy of the record at `dst` from
     FP_IP.. and `ctx`. Needs config spilled at FP_CFG; clobbers r0-r5 and r9. With
     `light_slot`, a non-zero u64 there means registers only (no FP walk, no copy).
+    `limit` names the CONFIG field capping the copy at run time.
 
     The stack is copied page by page, from sp to the end of its page and then whole pages,
     stopping at the first page that cannot be read: one bpf_probe_read_user over a range
@@ -332,8 +334,8 @@ def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8,
         a.label(f"fp_ok_{tag}")
     else:
         a.st("u32", dst, CAP_OFF + CAPTURE.offset("fp_bytes"), 0)
-    # limit = min(config.stack_bytes, p.stack_bytes), known to the verifier as <= the latter.
-    a.ldx("u64", r1, r10, FP_CFG).ldx("u32", r1, r1, CONFIG.offset("stack_bytes"))
+    # limit = min(config.<limit>, p.stack_bytes), known to the verifier as <= the latter.
+    a.ldx("u64", r1, r10, FP_CFG).ldx("u32", r1, r1, CONFIG.offset(limit))
     a.jmp("<=", r1, p.stack_bytes, f"lim_ok_{tag}").mov(r1, p.stack_bytes)
     a.label(f"lim_ok_{tag}").stx("u64", r10, FP_LIM, r1)
     a.mov(r9, 0)                                          # r9 = bytes copied

@@ -70,7 +70,7 @@ def build(p: Params) -> Image:
     a.jmp("==", r1, regs.user_value, "user_mode").mov(r2, F_KERNEL_MODE)
     a.label("user_mode").stx("u32", r8, S["flags"], r2)
     read_user_regs(a, p)
-    capture(a, p, "smp")
+    capture(a, p, "smp", limit="sample_stack_bytes")
     output_capture(a, p, "ringbuf_sample", "sample_records", "smp")
     a.label("exit")
     timing_end(a, p, "smp")

@@ -122,3 +122,18 @@ def test_default_freq_resolves_the_threshold():
     assert default_freq(1_000_000, max_rate=1000) == 1000        # the kernel's limit
     assert default_freq(10_000_000_000, max_rate=100_000) == 19
     assert 2 * 1_000_000_000 / default_freq(3_000_000, 100_000) <= 3_000_000 * 1.0001
+
+
+def test_thread_times_include_the_stretch_in_progress():
+    base = dict(oncpu_ns=10, parked_ns=20, offcpu_ns=30, runq_ns=40)
+    parked = c.THREAD.pack(out_ns=1_000, out_kind=c.KIND_PARKED, **base)
+    assert rec.thread_times(1, parked, 1_500).parked_ns == 520
+    assert rec.thread_times(1, parked, 1_500, live=False).parked_ns == 20
+    blocked = c.THREAD.pack(out_ns=1_000, out_kind=c.KIND_BLOCKED | c.KIND_PROBE, **base)
+    assert rec.thread_times(1, blocked, 1_100).offcpu_ns == 130
+    waiting = c.THREAD.pack(out_ns=1_000, out_kind=c.KIND_RUNNABLE | c.KIND_NOREC, **base)
+    assert rec.thread_times(1, waiting, 1_100).runq_ns == 140
+    running = c.THREAD.pack(in_ns=2_000, **base)
+    t = rec.thread_times(1, running, 2_050)
+    assert (t.oncpu_ns, t.parked_ns, t.offcpu_ns, t.runq_ns) == (60, 20, 30, 40)
+    assert rec.thread_times(1, running, 1_000).oncpu_ns == 10     # clock before in_ns

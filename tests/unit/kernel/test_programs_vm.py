@@ -323,7 +323,7 @@ class Machine:
     def __init__(self, params: Optional[c.Params] = None, threshold_ns: int = 5_000_000,
                  stack_bytes: Optional[int] = None, capture_roles: int = c.DEFAULT_ROLE_MASK,
                  sample_roles: int = c.DEFAULT_ROLE_MASK, probe_ns: int = 0,
-                 flags: int = 0) -> None:
+                 flags: int = 0, sample_stack_bytes: Optional[int] = None) -> None:
         self.p = params or c.Params(ncpus=2)
         self.maps = {s.name: FakeMap(s) for s in c.map_specs(self.p)}
         self.env = Env()
@@ -332,6 +332,8 @@ class Machine:
         self.maps["hud_cfg"].put(struct.pack("<I", 0), c.CONFIG.pack(
             tgid=TGID, flags=flags, threshold_ns=threshold_ns,
             stack_bytes=self.p.stack_bytes if stack_bytes is None else stack_bytes,
+            sample_stack_bytes=self.p.stack_bytes if sample_stack_bytes is None
+            else sample_stack_bytes,
             capture_roles=capture_roles, sample_roles=sample_roles, probe_ns=probe_ns))
         self.tasks: dict[int, Task] = {}
 
@@ -718,3 +720,14 @@ def test_runq_stacks_off_keeps_registers_only_for_preemptions():
     m.switch_at(4_000_000, 101, S_STATE, 7)       # a sleep is still captured in full
     m.switch_at(6_000_000, 7, S_STATE, 101)
     assert len(m.events()[-1].stack.stack) == STACK_TOP - w.sp
+
+
+def test_sample_copies_have_their_own_cap():
+    m = Machine(sample_stack_bytes=512)
+    w = _worker(m)
+    m.sample_at(1_000, 101)
+    m.switch_at(2_000, 101, S_STATE, 7)
+    m.switch_at(90_000_000, 7, S_STATE, 101)
+    sample, off = m.events()
+    assert sample.stack.stack == m.env.read_user(w.sp, 512)
+    assert len(off.stack.stack) == STACK_TOP - w.sp
