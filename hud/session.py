@@ -35,7 +35,9 @@ from hud.errors import (
 )
 from hud.linux import procfs
 from hud.model import (
+    ROLE_BLOCKING,
     ROLE_OTHER,
+    ROLE_WORKER,
     Episode,
     Finding,
     Frame,
@@ -52,6 +54,8 @@ from hud.model import (
 BACKENDS = ("auto", "ebpf", "perf")
 DEFAULT_THRESHOLD_MS = 5.0
 RESCAN_S = 0.5           # how often /proc/PID/task is re-read for new threads
+SNAPSHOT_BUDGET_S = 3.0  # attach-time stack snapshots of blocked threads, at most
+SNAPSHOT_MAX_THREADS = 512
 IGNORE_AFTER = 3         # stacks of a thread showing no runtime before the kernel skips it
 _RESOLVE_CACHE = 4096
 
@@ -130,6 +134,20 @@ class StackResolver:
         if len(self._cache) > _RESOLVE_CACHE:
             self._cache.popitem(last=False)
         return stack
+
+    def blocked_stack(self, pid: int, tid: int) -> Optional[tuple[Stack, bool]]:
+        """(frames, complete) of a thread blocked in a syscall, read at attach time
+        without stopping it; None when it is running or unreadable."""
+        from hud.unwind.snapshot import blocked_capture, unwind_blocked
+        capture = blocked_capture(pid, tid, procfs.read_maps(pid))
+        if capture is None:
+            return None
+        maps = self.process.maps
+        _, res = unwind_blocked(self.unwinder, capture, lambda a: maps.find(a) is not None)
+        frames: list[Frame] = []
+        for chain in self.process.symbolize(list(res.ips)):
+            frames.extend(chain)
+        return tuple(frames), res.complete
 
     def close(self) -> None:
         self.symbolizer.close()
@@ -211,6 +229,7 @@ class Profiler:
         self._last_scan = 0.0
         self._other_verdicts: dict = {}
         self._ignored: set = set()
+        self.snapshot_roles: dict = {}
         self._sites: dict = {}          # (tid, ip, sp) -> is a park
         self.ended = ""
         self._lock = threading.RLock()
@@ -263,11 +282,53 @@ class Profiler:
         self._resolver = StackResolver(self.target.pid, self.debug_dirs, self.debug_files)
         self.analyzer = Analyzer(self._resolver, threshold_ms=self.threshold_ms,
                                  target=self.target, window_s=self.window_s)
+        self._snapshot_roles(threads)
         self._collector = self._open_backend()
         if self.record_path:
             from hud.collect.replay import RecordingWriter
             self._recorder = RecordingWriter(self.record_path, self.target,
                                              meta=self._meta(), resolve=self._resolver)
+
+    def _snapshot_roles(self, threads: list[Thread]) -> None:
+        """Decide roles from each blocked thread's stack at attach time: idle workers may
+        not leave the CPU again for a long time, and names cannot tell workers from the
+        blocking pool (nor find a current_thread runtime's block_on thread)."""
+        assert self.target is not None and self.analyzer is not None
+        deadline = time.monotonic() + SNAPSHOT_BUDGET_S
+        roles = {}
+        for t in threads[:SNAPSHOT_MAX_THREADS]:
+            if time.monotonic() > deadline:
+                break
+            got = self._resolver.blocked_stack(self.target.pid, t.tid)
+            if got is None:
+                continue
+            stack, complete = got
+            _, info = self.analyzer.classifier.classify(stack)
+            if info.worker:
+                role = ROLE_WORKER
+            elif info.pool:
+                role = ROLE_BLOCKING
+            elif complete and t.role == ROLE_OTHER:
+                role = "ignore"     # a whole stack without a runtime: not Tokio's
+            else:
+                continue
+            roles[t.tid] = role
+        updated = []
+        for t in threads:
+            role = roles.get(t.tid)
+            if role is None:
+                updated.append(t)
+                continue
+            nt = Thread(t.tid, t.name, ROLE_OTHER if role == "ignore" else role, t.runtime)
+            if role == "ignore":
+                self._ignored.add(t.tid)
+            updated.append(nt)
+            self.analyzer.set_thread(nt)
+            assert self.discovery is not None
+            self.discovery.threads[t.tid] = nt
+        self.target = Target(self.target.pid, self.target.exe, self.target.comm,
+                             tuple(updated))
+        self.snapshot_roles = roles
 
     def _open_backend(self) -> Any:
         assert self.target is not None
@@ -278,7 +339,7 @@ class Profiler:
                 from hud.collect.ebpf import EbpfCollector
                 col = EbpfCollector(self.target.pid, **kw)
                 for t in self.target.threads:
-                    col.set_role(t.tid, t.role)
+                    col.set_role(t.tid, "ignore" if t.tid in self._ignored else t.role)
                 col.open()
                 self.backend_name = "ebpf"
                 return col
@@ -289,7 +350,7 @@ class Profiler:
         from hud.collect.perf import PerfCollector
         col = PerfCollector(self.target.pid, **kw)
         for t in self.target.threads:
-            col.set_role(t.tid, t.role)
+            col.set_role(t.tid, "ignore" if t.tid in self._ignored else t.role)
         (col.open if hasattr(col, "open") else col.start)()
         self.backend_name = "perf"
         return col

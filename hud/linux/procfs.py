@@ -226,3 +226,40 @@ def _cpu_list(path: str) -> list[int]:
         except ValueError:
             continue
     return cpus or [0]
+
+
+def syscall_site(pid: int, tid: int) -> Optional[tuple[int, int, int]]:
+    """(syscall number, user sp, user pc) of a thread blocked in a syscall, from
+    /proc/PID/task/TID/syscall; None when it is running, gone, or not in a syscall."""
+    data = _read(f"{PROC}/{pid}/task/{tid}/syscall", 512)
+    if not data:
+        return None
+    fields = data.split()
+    # "nr a0 a1 a2 a3 a4 a5 sp pc" while blocked; "running" or "-1 sp pc" otherwise.
+    if len(fields) != 9:
+        return None
+    try:
+        nr = int(fields[0])
+        return nr, int(fields[7], 16), int(fields[8], 16)
+    except ValueError:
+        return None
+
+
+def read_memory(pid: int, addr: int, size: int) -> bytes:
+    """Up to `size` bytes of the target's memory at `addr` (b"" when unreadable).
+
+    /proc/PID/mem reads as root without stopping the target; the caller bounds `size`
+    to one mapping, since a read that crosses into an unmapped page fails as a whole.
+    """
+    if size <= 0 or addr < 0:
+        return b""
+    try:
+        fd = os.open(f"{PROC}/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        return os.pread(fd, size, addr)
+    except (OSError, OverflowError):
+        return b""
+    finally:
+        os.close(fd)
