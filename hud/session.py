@@ -585,7 +585,9 @@ class Profiler:
         assert self.analyzer is not None and self.target is not None
         elapsed = max(1e-9, time.monotonic() - self._started) if self._started else 0.0
         st = self.analyzer.stats()
-        lost = st["lost"] + (self._backend_stats().get("lost", 0) or 0)
+        blost = self._backend_stats().get("lost", 0)
+        blost = sum(blost.values()) if isinstance(blost, dict) else int(blost or 0)
+        lost = max(st["lost"], blost)
         cpu = (_own_cpu_s() - self._cpu0) / elapsed * 100 if elapsed else 0.0
         return Status(target=self.target, backend=self.backend_name,
                       threshold_ms=self.threshold_ms, window_s=self.window_s,
@@ -616,7 +618,11 @@ class Profiler:
             backend = self._backend_stats()
             if backend:
                 stats["backend"] = backend
-                stats["lost"] = stats.get("lost", 0) + int(backend.get("lost", 0) or 0)
+                # The backend's Lost events already reached the analyzer; its own
+                # total may also count losses it had not yet sent as events.
+                blost = backend.get("lost", 0)
+                blost = sum(blost.values()) if isinstance(blost, dict) else int(blost or 0)
+                stats["lost"] = max(int(stats.get("lost", 0)), blost)
             if self._resolver is not None:
                 stats["stacks"] = {**self._resolver.counts, "methods": self._resolver.methods}
             stats["hud_cpu_pct"] = round(self.status().hud_cpu_pct, 2)
