@@ -1,0 +1,114 @@
+"""`hud --pid N --headless` end to end: every exit path (duration, Ctrl-C, SIGTERM, target
+exit) writes its export and releases every BPF object; SIGKILL of hud leaves nothing
+either; the Chrome trace is structurally valid and the folded output parses."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support.bpf_objects import held_by, still_alive, wait_held
+from support.findings import at, summary
+
+from hud.export.chrome_trace import validate_trace
+from hud.export.folded import parse_folded
+from hud.export.report import validate_report
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def hud(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hud", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def test_duration_run_writes_a_valid_report_and_prints_the_blocker(tokio_fixture, tmp_path):
+    fx = tokio_fixture("blockers-nofp", ["sleep", "cpu"])
+    out = tmp_path / "r.json"
+    code, stdout, stderr = finish(hud("--pid", str(fx.pid), "--headless", "--duration", "6",
+                                      "--export", str(out), "--format", "report"))
+    assert code == 0, stderr
+    report = json.loads(out.read_text())
+    assert validate_report(report) == []
+    sleep = fx.manifest.scenarios["sleep"]
+    assert at(report, "blocking", sleep) is not None, summary(report)
+    assert sleep.function in stdout and f":{sleep.line}" in stdout, stdout
+    assert all(len(line) <= 80 for line in stdout.splitlines()), stdout
+    assert "with ebpf" in stderr
+
+
+def _chrome_checks(trace: dict, worker_tids: set) -> None:
+    assert validate_trace(trace) == []
+    events = trace["traceEvents"]
+    named = {e["tid"] for e in events if e.get("ph") == "M" and e["name"] == "thread_name"}
+    slices = [e for e in events if e.get("ph") == "X"]
+    assert slices and worker_tids <= named
+    by_tid: dict = {}
+    for e in slices:
+        by_tid.setdefault(e["tid"], []).append(e)
+    for tid, evs in by_tid.items():
+        assert tid in named
+        ends = [(e["ts"], e["ts"] + e["dur"]) for e in evs]
+        assert all(d >= 0 for _, d in ((s, e - s) for s, e in ends))
+        for (s1, e1), (s2, _) in zip(ends, ends[1:]):
+            assert s1 <= s2 and e1 <= s2, (tid, s1, e1, s2)   # monotonic, no overlap
+
+
+@pytest.mark.parametrize("stop", ["sigint", "sigterm"])
+def test_signals_stop_cleanly_with_the_export_written(stop, tokio_fixture, tmp_path):
+    fx = tokio_fixture("blockers-nofp", ["sleep", "cpu"])
+    out = tmp_path / "trace.json"
+    proc = hud("--pid", str(fx.pid), "--headless", "--export", str(out))
+    ids = wait_held(proc.pid)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT if stop == "sigint" else signal.SIGTERM)
+    code, stdout, stderr = finish(proc)
+    assert code == 0, stderr
+    _chrome_checks(json.loads(out.read_text()), set(fx.worker_tids))
+    assert fx.manifest.scenarios["sleep"].function in stdout
+    assert still_alive(ids) == {}
+
+
+def test_target_exit_ends_the_run_and_keeps_what_was_recorded(tokio_fixture, tmp_path):
+    fx = tokio_fixture("blockers-nofp", ["sleep"])
+    out = tmp_path / "stacks.folded"
+    proc = hud("--pid", str(fx.pid), "--headless", "--export", str(out))
+    ids = wait_held(proc.pid)
+    time.sleep(3)
+    fx.kill()
+    code, _, stderr = finish(proc, timeout=30)
+    assert code == 0, stderr
+    assert "target exited" in stderr
+    folded = parse_folded(out.read_text())
+    sleep = fx.manifest.scenarios["sleep"]
+    hits = [k for k in folded if k.startswith("[blocking];") and sleep.function in k]
+    assert hits and all(folded[k] > 0 for k in hits), list(folded)[:5]
+    assert still_alive(ids) == {}
+
+
+def test_sigkill_of_hud_leaves_no_bpf_object(tokio_fixture):
+    fx = tokio_fixture("blockers-nofp", ["sleep"])
+    proc = hud("--pid", str(fx.pid), "--headless")
+    ids = wait_held(proc.pid)
+    assert ids["maps"]
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert held_by(proc.pid) == {"progs": set(), "maps": set(), "links": set()}
+    assert still_alive(ids) == {}
+
+
+def test_unknown_process_name_is_one_clear_line(tmp_path):
+    code, _, stderr = finish(hud("no-such-process-hud-test", "--headless"))
+    assert code == 4
+    lines = stderr.strip().splitlines()
+    assert lines[0].startswith("hud: no process named") and lines[1].startswith("hint:")
+    assert "Traceback" not in stderr
