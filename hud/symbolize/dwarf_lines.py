@@ -147,6 +147,11 @@ class LineTable:
             cand -= 1
         return -1
 
+    def index_all(self) -> None:
+        """Skim the whole program for its sequences now (raises DwarfError if malformed)."""
+        if not self._skimmed:
+            self._skim()
+
     def _skim(self) -> None:
         self._skimmed = True
         self._by_start.clear()

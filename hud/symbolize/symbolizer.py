@@ -137,6 +137,17 @@ class ObjectSymbols:
             why = "no symbol covers this address"
         return out, why
 
+    def prepare(self, vaddrs: Sequence[int]) -> None:
+        """Hint that these addresses come next (lets big batches index units whole)."""
+        if len(vaddrs) < 64:
+            return
+        dwarf = self.dwarf
+        if dwarf is not None:
+            try:
+                dwarf.prepare(vaddrs)
+            except DATA_ERRORS:
+                pass   # each address will say what is wrong when it is resolved
+
     def frames(self, vaddr: int, address: int, module: Optional[str]) -> tuple[Frame, ...]:
         """Frames for one address: `vaddr` to look up, `address` to report."""
         key = (vaddr, address, module)
@@ -269,6 +280,8 @@ class Symbolizer:
         up (the call instruction); reported addresses stay as given.
         """
         obj, why = self.object_for_path(path)
+        if obj is not None:
+            obj.prepare([a - 1 if return_addresses and a > 0 else a for a in addrs])
         out = []
         for a in addrs:
             if obj is None:
@@ -298,8 +311,22 @@ class ProcessSymbolizer:
         `ips` is a stack, innermost first: every ip but the first (or all, when
         `first_is_exact` is False) is a return address, so `ip - 1` is looked up.
         """
+        if len(ips) >= 64:
+            self._prepare(ips, first_is_exact)
         return [self.symbolize_one(ip, k == 0 and first_is_exact)
                 for k, ip in enumerate(ips)]
+
+    def _prepare(self, ips: Sequence[int], first_is_exact: bool) -> None:
+        by_module: dict[Module, list[int]] = {}
+        for k, ip in enumerate(ips):
+            mod = self.maps.find(ip)
+            if mod is not None and mod.kind == KIND_ELF:
+                by_module.setdefault(mod, []).append(
+                    mod.to_vaddr(ip) - (0 if k == 0 and first_is_exact else 1))
+        for mod, vaddrs in by_module.items():
+            obj, _why = self._object(mod)
+            if obj is not None:
+                obj.prepare(vaddrs)
 
     def symbolize_one(self, ip: int, exact: bool = True) -> tuple[Frame, ...]:
         """Frames of one runtime address; `exact` False for a return address."""
