@@ -12,39 +12,50 @@
 
 API (stable; everything else is private):
 - `EbpfCollector(pid, threshold_ns=5_000_000, freq=None, stack_bytes=16384, *,
-  sample=True, sample_stack_bytes=None (= stack_bytes), ringbuf_bytes=16 MiB, max_threads=4096, times_interval_s=1.0,
-  probe_interval_ns=50_000_000, runq_stacks=True, bpf_stats=False, timing=False)`; `freq` None = enough samples to resolve the threshold
-  (`default_freq`).
+  sample=True, sample_stack_bytes=None, fp_depth=127, ringbuf_bytes=16 MiB,
+  max_threads=4096, times_interval_s=1.0, probe_interval_ns=50_000_000,
+  runq_stacks=True, bpf_stats=False, timing=False)`. `pid` is the target's pid in the
+  initial pid namespace. `freq` None: enough samples to resolve the threshold
+  (`default_freq`: 400 Hz at 5 ms). `stack_bytes`: user stack copied per capture (8 ..
+  65536); `sample_stack_bytes` (default the same) caps it for samples. `fp_depth` 0
+  skips the kernel's frame-pointer walk (~1.5 us less per capture; the copy still
+  unwinds).
 - `open()` / `__enter__`: build the programs for this kernel (sched_switch field offsets
   and prev_state bits from the live tracepoint format), create maps, load, attach through
   BPF links. `close()` / `__exit__`: idempotent; nothing is pinned, so a SIGKILL frees
   everything too.
-- `set_role(tid, role)`: threads absent from the role map are tracked as unknown (new
-  threads are never missed); "ignore" = time accounting only, no stacks, no records.
-  May be called before open().
-- `mark_park(tid, ip, sp) -> bool`, `unmark_park(tid, ip, sp)`: switch-outs of `tid` at
-  this user (ip, sp) are parks: their time goes to `parked_ns`, no stack is copied, no
-  record is sent. `mark_not_park(tid, ip, sp) -> bool`: classified, not a park: no more
-  probes from it (below). False when the site map is full.
+- `set_role(tid, role)`: "worker", "blocking", "other", "ignore" or "unknown". Threads
+  absent from the role map are tracked as unknown (new threads are never missed);
+  "ignore" = time accounting only: no stacks, no records, no samples. May be called
+  before open().
+- `mark_park(tid, ip, sp) -> bool`: switch-outs of `tid` at this user (ip, sp) are
+  parks: their time goes to `parked_ns`, no stack is copied, no record is sent.
+  `mark_not_park(tid, ip, sp) -> bool`: classified, not a park: no more probes from it
+  (below). Both return False when the site map is full. `unmark_park(tid, ip, sp)`
+  forgets either mark.
 - `poll(timeout_s) -> list[Event]`: waits up to `timeout_s` for ring records (checking
-  every 10 ms: records are sent without wakeups) and returns them decoded, plus every `times_interval_s` one `ThreadTimes` per tracked thread, `Lost`
-  deltas by source, and `TargetExit` once the target is gone. Events of one poll are in
-  ring order (per-CPU producers interleave; not sorted by time).
-- `path_times()`: with `timing=True` (benchmarks only: an instrumented build), (count,
-  total ns) per program path (kernel.programs.common.PATHS).
-- `stats() -> dict`: events by type, losses by source, kernel counters, ring state, BPF
-  run time per program (run_cnt, run_time_ns, ns_per_run) when `bpf_stats` is on.
+  every 10 ms: records are sent without wakeups) and returns them decoded, plus every
+  `times_interval_s` one `ThreadTimes` per tracked thread, `Lost` deltas by source, and
+  `TargetExit` once the target is gone. A thread's exit arrives as its final
+  `ThreadTimes` then `ThreadExit`. Events of one poll are in ring order (per-CPU
+  producers interleave; not sorted by time).
+- `thread_times()`, `counters()`: read now. `stats() -> dict`: events by type, losses
+  by source, kernel counters, ring state, BPF run time per program (run_cnt,
+  run_time_ns, ns_per_run) when `bpf_stats` is on. `path_times()`: with `timing=True`
+  (benchmarks only: an instrumented build), (count, total ns) per program path.
 
 Semantics: an `OffCpuEvent` is sent at switch-in when the thread was off CPU (or waiting
 for a CPU) at least `threshold_ns`, with the stack captured at its switch-out; parks
-marked with mark_park() never produce one. Site probes: a thread that slept at a site
-not marked either way is also sent below the threshold, at most once per
-`probe_interval_ns` per thread (0 = never), so that short parks, which are most parks
-of a busy runtime, get classified and marked too. They are OffCpuEvents whose duration
-is below the threshold: classify their stack, call mark_park or mark_not_park, and do
-not count them as episodes. Run-queue waits (`runnable`) carry the stack where the
-thread was preempted; with `runq_stacks=False` only its registers (preemptions are the
-most frequent captures of a loaded server: a wakee preempting a worker inside send()). The first off-CPU stretch of a thread after
+marked with mark_park() never produce one. Its holder (`holder_pid`/`holder_comm`) is
+the task that took the CPU at that switch-out: for a run-queue wait, the one that
+displaced it. Site probes: a thread that slept at a site not marked either way is also
+sent below the threshold, at most once per `probe_interval_ns` per thread (0 = never),
+so that short parks, which are most parks of a busy runtime, get classified and marked
+too. They are OffCpuEvents whose duration is below the threshold: classify their stack,
+call mark_park or mark_not_park, and do not count them as episodes. Run-queue waits
+(`runnable`) carry the stack where the thread was preempted; with `runq_stacks=False`
+only its registers (preemptions are the most frequent captures of a loaded server: a
+wakee preempting a worker inside send()). The first off-CPU stretch of a thread after
 attach is not reported (its switch-out was not seen). `CpuSample.switch_seq` counts the
 thread's voluntary switch-outs since hud first saw it (-1 before the first).
 Times are CLOCK_MONOTONIC ns (bpf_ktime_get_ns).
@@ -131,7 +142,7 @@ class EbpfCollector:
 
     def __init__(self, pid: int, threshold_ns: int = 5_000_000, freq: Optional[int] = None,
                  stack_bytes: int = 16384, *, sample: bool = True,
-                 sample_stack_bytes: Optional[int] = None,
+                 sample_stack_bytes: Optional[int] = None, fp_depth: int = 127,
                  ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
                  times_interval_s: float = 1.0, probe_interval_ns: int = 50_000_000,
                  runq_stacks: bool = True, bpf_stats: bool = False,
@@ -142,6 +153,7 @@ class EbpfCollector:
         self.threshold_ns = threshold_ns
         self.freq = freq if freq is not None else default_freq(threshold_ns)
         self.stack_bytes = stack_bytes
+        self.fp_depth = fp_depth
         self.sample_stack_bytes = stack_bytes if sample_stack_bytes is None \
             else min(sample_stack_bytes, stack_bytes)
         self.sample = sample
@@ -172,6 +184,7 @@ class EbpfCollector:
         if not procfs.alive(self.pid):
             raise TargetExited(f"process {self.pid} does not exist")
         p = c.Params(fields=switch_fields(), arch=ARCH, stack_bytes=self.stack_bytes,
+                     fp_depth=self.fp_depth,
                      page_size=os.sysconf("SC_PAGE_SIZE"), max_threads=self.max_threads,
                      ringbuf_bytes=self.ringbuf_bytes, ncpus=len(procfs.possible_cpus()),
                      timing=self.timing)
