@@ -25,7 +25,7 @@ what perf needs for tracepoints with raw data: root or CAP_PERFMON.
   the switch-in, which is what the eBPF backend names.
 - On-CPU: cpu-clock samples from hud.collect.perf_sampler, with `switch_seq` (voluntary
   switch-outs so far, -1 before the thread's first switch record) filled in here.
-- A reader thread (hud.collect.perf_pump) copies records out of the rings every 10 ms,
+- A reader thread (hud.collect.perf_pump) copies records out of the rings every 20 ms,
   so a poller busy resolving stacks does not make the kernel drop them. Records of the
   per-CPU rings are merged in time order: each poll releases those older than the last
   full read minus `holdback_ns`, so a switch-in read from one ring is never handled
@@ -47,15 +47,11 @@ from typing import Any, Optional
 from hud.collect.perf_pump import RingPump
 from hud.collect.perf_records import (
     Capture,
-    ExitMark,
-    LostMark,
-    Preempt,
-    SwitchMark,
     decode_exit,
     decode_lost,
     decode_preempt,
-    decode_switch,
     sample_id,
+    trailer,
 )
 from hud.collect.perf_sampler import PerfSampler
 from hud.collect.perf_state import Reorder, SwitchTracker
@@ -65,6 +61,8 @@ from hud.linux import libc, procfs
 from hud.linux.perf_event import (
     PERF_RECORD_EXIT,
     PERF_RECORD_LOST,
+    PERF_RECORD_MISC_SWITCH_OUT,
+    PERF_RECORD_MISC_SWITCH_OUT_PREEMPT,
     PERF_RECORD_SAMPLE,
     PERF_RECORD_SWITCH,
 )
@@ -72,10 +70,12 @@ from hud.model import CpuSample, Event, Lost, TargetExit
 
 ROLES = ("worker", "blocking", "other", "ignore", "unknown")
 MAX_WAIT_S = 0.1           # the longest poll() waits
-PUMP_INTERVAL_S = 0.01     # the reader thread empties the rings this often
+PUMP_INTERVAL_S = 0.02     # the reader thread empties the rings this often
 HOLDBACK_NS = 5_000_000    # records this much younger than the last read wait for the next
 RING_BUDGET = 64 << 20    # bytes of ring memory for all CPUs and both kinds of ring
 _FD_MARGIN = 64
+# Kinds of the (time, kind, tid, ...) tuples the reorder buffer holds.
+_IN, _OUT, _CAP, _PRE, _SAMPLE, _EXIT, _LOST = range(7)
 
 
 def default_freq(threshold_ns: int) -> int:
@@ -225,8 +225,7 @@ class PerfCollector:
         self._decode(raw, out)
         # Release what every ring has been read past (all of it once the target is gone).
         upto = None if gone else drained_at - self.holdback_ns
-        for item in self._reorder.pop(upto):
-            self._handle(item, out)
+        self._handle(self._reorder.pop(upto), out)
         now = time.monotonic()
         if gone or now >= self._next_times:
             self._next_times = now + self.times_interval_s
@@ -245,80 +244,93 @@ class PerfCollector:
         if sw is not None:
             batch.extend(sw.read())
         if sampler is not None:
-            batch.extend((-1, 0, 0, ev) for ev in sampler.read())
+            # CpuSample or Lost, decoded by the sampler: tagged with cpu -1.
+            batch.extend((-1, PERF_RECORD_SAMPLE if isinstance(ev, CpuSample) else 0, 0, ev)
+                         for ev in sampler.read())
 
     def _decode(self, raw: list, out: list[Event]) -> None:
-        """Raw records -> the reorder buffer (Lost events straight to `out`)."""
+        """Raw records -> (time, kind, tid, ...) tuples in the reorder buffer; Lost events
+        straight to `out`. The hot loop of the backend: one pass, no per-record objects
+        for switch records."""
         sw = self._switch
         assert sw is not None
-        push = self._reorder.push
+        kinds, direct, fields = sw.kinds, sw.direct, sw.fields
         arch, pid, ev = sw.arch, self.pid, self._events
+        recs: list = []
+        add = recs.append
         for cpu, rtype, misc, body in raw:
             try:
-                if cpu < 0:                             # the sampler's, decoded
-                    if isinstance(body, CpuSample):
-                        push(body.time_ns, body)
-                    elif isinstance(body, Lost):
-                        self._lost[body.source] += body.count
-                        out.append(body)
-                    continue
-                if rtype == PERF_RECORD_SAMPLE:
-                    owner = sw.kind(sample_id(body))
+                if rtype == PERF_RECORD_SWITCH:
+                    rpid, tid, t, rcpu, sid = trailer(body)
+                    owner = kinds.get(sid)
+                    if rpid != pid:
+                        ev["foreign_records"] += 1   # a forked child process inherited them
+                    elif tid in direct and owner is not None and owner[0] != tid:
+                        ev["duplicate_records"] += 1  # also inherited: keep its own
+                    elif misc & PERF_RECORD_MISC_SWITCH_OUT:
+                        add((t, _OUT, tid, rcpu, bool(misc & PERF_RECORD_MISC_SWITCH_OUT_PREEMPT)))
+                    else:
+                        add((t, _IN, tid))
+                elif rtype == PERF_RECORD_SAMPLE:
+                    if cpu < 0:                         # the sampler's, decoded
+                        add((body.time_ns, _SAMPLE, body.tid, body))
+                        continue
+                    owner = kinds.get(sample_id(body))
                     if owner is None:
                         ev["unknown_event_records"] += 1
                         continue
                     if owner[1] == CAPTURE:
                         rec: Any = Capture(body, arch)
                     else:
-                        assert sw.fields is not None
-                        rec = decode_preempt(body, sw.fields)
-                    if rec.tid in sw.direct and owner[0] != rec.tid:
-                        ev["duplicate_records"] += 1   # also inherited: keep its own
-                        continue
-                elif rtype == PERF_RECORD_SWITCH:
-                    rec = decode_switch(body, misc)
-                    owner = sw.kind(rec.id)
-                    if rec.tid in sw.direct and owner is not None and owner[0] != rec.tid:
+                        assert fields is not None      # preemption events need them
+                        rec = decode_preempt(body, fields)
+                    if rec.pid != pid:
+                        ev["foreign_records"] += 1
+                    elif rec.tid in direct and owner[0] != rec.tid:
                         ev["duplicate_records"] += 1
-                        continue
+                    else:
+                        add((rec.time, _CAP if owner[1] == CAPTURE else _PRE, rec.tid, rec))
                 elif rtype == PERF_RECORD_EXIT:
-                    rec = decode_exit(body)
+                    e = decode_exit(body)
+                    if e.pid == pid:
+                        add((e.time, _EXIT, e.tid))
                 elif rtype == PERF_RECORD_LOST:
                     lost = decode_lost(body)
                     self._lost[f"perf switch cpu {cpu}"] += lost.lost
                     out.append(Lost(f"perf switch cpu {cpu}", lost.lost, lost.time))
-                    push(lost.time, lost)
-                    continue
+                    add((lost.time, _LOST, 0))
+                elif cpu < 0:                           # the sampler's Lost
+                    self._lost[body.source] += body.count
+                    out.append(body)
                 else:
                     ev["other_records"] += 1    # FORK: new threads are found by the session
-                    continue
             except BadInput:
                 ev["bad_records"] += 1
-                continue
-            if rec.pid != pid:
-                ev["foreign_records"] += 1   # a forked child process inherited the events
-                continue
-            push(rec.time, rec)
+        self._reorder.add(recs)
 
-    def _handle(self, item: Any, out: list[Event]) -> None:
+    def _handle(self, recs: list, out: list[Event]) -> None:
+        """Released records, oldest first, through the tracker."""
         tr = self._tracker
-        if isinstance(item, SwitchMark):
-            if item.switch_in:
-                out.extend(tr.switch_in(item.tid, item.time))
+        for r in recs:
+            k = r[1]
+            if k == _IN:
+                e = tr.switch_in(r[2], r[0])
+                if e is not None:
+                    out.append(e)
+            elif k == _OUT:
+                tr.switch_out(r[2], r[0], r[3], r[4])
+            elif k == _CAP:
+                tr.capture(r[2], r[3])
+            elif k == _SAMPLE:
+                s = tr.sample(r[3])
+                if s is not None:
+                    out.append(s)
+            elif k == _PRE:
+                tr.preempt(r[2], r[3])
+            elif k == _EXIT:
+                out.extend(tr.exit(r[2], r[0]))
             else:
-                tr.switch_out(item)
-        elif isinstance(item, Capture):
-            tr.capture(item)
-        elif isinstance(item, CpuSample):
-            s = tr.sample(item)
-            if s is not None:
-                out.append(s)
-        elif isinstance(item, Preempt):
-            tr.preempt(item)
-        elif isinstance(item, ExitMark):
-            out.extend(tr.exit(item.tid, item.time))
-        elif isinstance(item, LostMark):
-            tr.lost(item.time)
+                tr.lost(r[0])
 
     # -- introspection ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

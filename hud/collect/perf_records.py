@@ -255,11 +255,18 @@ def _field(raw: bytes, where: tuple[int, int]) -> int:
     return int.from_bytes(raw[off:off + size], "little", signed=True)
 
 
+def trailer(body: bytes) -> tuple[int, int, int, int, int]:
+    """(pid, tid, time, cpu, event id) of a non-sample record's sample_id trailer, which
+    ends the record (a CPU-wide switch record has next_prev_pid/tid before it)."""
+    if len(body) < _SAMPLE_ID.size:
+        raise BadInput(f"perf record of {len(body)} bytes lacks its sample_id")
+    pid, tid, time_ns, cpu, _res, sid = _SAMPLE_ID.unpack_from(body, len(body) - _SAMPLE_ID.size)
+    return pid, tid, time_ns, cpu, sid
+
+
 def decode_switch(body: bytes, misc: int) -> SwitchMark:
     """A PERF_RECORD_SWITCH body (only the sample_id trailer) and its header's misc."""
-    if len(body) < _SAMPLE_ID.size:
-        raise BadInput(f"PERF_RECORD_SWITCH of {len(body)} bytes lacks its sample_id")
-    pid, tid, time_ns, cpu, _res, sid = _SAMPLE_ID.unpack_from(body, len(body) - _SAMPLE_ID.size)
+    pid, tid, time_ns, cpu, sid = trailer(body)
     return SwitchMark(switch_in=not misc & PERF_RECORD_MISC_SWITCH_OUT,
                       preempt=bool(misc & PERF_RECORD_MISC_SWITCH_OUT_PREEMPT),
                       pid=pid, tid=tid, time=time_ns, cpu=cpu, id=sid)

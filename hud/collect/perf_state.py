@@ -13,13 +13,12 @@ their time, and releases them sorted.
 """
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections import Counter
 from dataclasses import replace
-from typing import Any, NamedTuple, Optional
+from operator import itemgetter
+from typing import NamedTuple, Optional
 
-from hud.collect.perf_records import Capture, Preempt, SwitchMark
+from hud.collect.perf_records import Capture, Preempt
 from hud.model import CpuSample, Event, OffCpuEvent, StackCapture, ThreadExit, ThreadTimes
 
 # How an off-CPU stretch is accounted (the eBPF programs' kinds).
@@ -31,34 +30,49 @@ _NO_CAPTURE = StackCapture()
 class Reorder:
     """A time-ordered holding area for records read from several rings.
 
-    `push(time, item)` any time; `pop(upto)` returns the items with time < upto, sorted
-    (ties keep push order). A record pushed with a time below what was already released
-    is still returned by the next pop, and counted in `late`.
+    Records are tuples whose first item is their time. `add(batch)` any time; `pop(upto)`
+    returns those with time < upto, oldest first (ties keep arrival order). Each ring's
+    records arrive sorted, so a batch is a few sorted runs, which list.sort (Timsort) merges
+    in C: much cheaper per record than a heap driven from Python. A record older than what
+    was already released is still returned by the next pop, and counted in `late`.
     """
 
     def __init__(self) -> None:
-        self._heap: list = []
-        self._seq = itertools.count()
+        self._pending: list = []
         self.released_upto = 0
         self.late = 0
 
-    def push(self, time_ns: int, item: Any) -> None:
-        if time_ns < self.released_upto:
-            self.late += 1
-        heapq.heappush(self._heap, (time_ns, next(self._seq), item))
+    def add(self, batch: list) -> None:
+        if not batch:
+            return
+        if self.released_upto and min(batch, key=_TIME)[0] < self.released_upto:
+            self.late += sum(1 for r in batch if r[0] < self.released_upto)
+        self._pending.extend(batch)
 
     def pop(self, upto: Optional[int] = None) -> list:
-        """Items older than `upto` (all of them when None), oldest first."""
-        out = []
-        heap = self._heap
-        while heap and (upto is None or heap[0][0] < upto):
-            out.append(heapq.heappop(heap)[2])
-        if upto is not None and upto > self.released_upto:
+        """Records older than `upto` (all of them when None), oldest first."""
+        p = self._pending
+        p.sort(key=_TIME)
+        if upto is None:
+            self._pending = []
+            return p
+        lo, hi = 0, len(p)          # the first record at or after upto
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if p[mid][0] < upto:
+                lo = mid + 1
+            else:
+                hi = mid
+        out, self._pending = p[:lo], p[lo:]
+        if upto > self.released_upto:
             self.released_upto = upto
         return out
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._pending)
+
+
+_TIME = itemgetter(0)
 
 
 class _Out(NamedTuple):
@@ -116,52 +130,52 @@ class SwitchTracker:
             t = self._t[tid] = _Thread()
         return t
 
-    def capture(self, rec: Capture) -> None:
-        self._thread(rec.tid).cap = rec
+    def capture(self, tid: int, rec: Capture) -> None:
+        self._thread(tid).cap = rec
 
-    def preempt(self, rec: Preempt) -> None:
+    def preempt(self, tid: int, rec: Preempt) -> None:
         self.counts["preempt_samples"] += 1
-        self._thread(rec.tid).pre = rec
+        self._thread(tid).pre = rec
 
-    def switch_out(self, rec: SwitchMark) -> None:
-        """The thread left the CPU: account its on-CPU time and keep what its switch-in
-        will need (the stack only when it may make an event)."""
-        t = self._thread(rec.tid)
+    def switch_out(self, tid: int, time_ns: int, cpu: int, preempt: bool) -> None:
+        """The thread left the CPU (`preempt`: still runnable): account its on-CPU time
+        and keep what its switch-in will need (the stack only when it may make an event)."""
+        t = self._thread(tid)
         if not t.known:
             # First record of a thread already running when the events were enabled.
             t.known = True
-            if self.start_ns and rec.time > self.start_ns:
-                t.oncpu += rec.time - self.start_ns
+            if self.start_ns and time_ns > self.start_ns:
+                t.oncpu += time_ns - self.start_ns
         elif t.on_since is not None:
-            t.oncpu += max(0, rec.time - t.on_since)
+            t.oncpu += max(0, time_ns - t.on_since)
         elif t.out is not None:
             self.counts["unpaired_out"] += 1   # its switch-in was lost
         t.on_since = None
         t.dirty = True
         t.tainted = False
         cap, pre, t.cap, t.pre = t.cap, t.pre, None, None
-        if cap is not None and not t.in_time <= cap.time <= rec.time:
+        if cap is not None and not t.in_time <= cap.time <= time_ns:
             cap = None                         # a stale sample of an earlier switch-out
-        if pre is not None and not (rec.preempt and t.in_time <= pre.time <= rec.time):
+        if pre is not None and not (preempt and t.in_time <= pre.time <= time_ns):
             pre = None
         site = cap.site if cap is not None else None
-        if rec.preempt:
+        if preempt:
             kind = RUNNABLE
             if pre is None:
                 self.counts["runnable_without_preemptor"] += 1
         else:
             t.seq += 1
-            kind = PARKED if site is not None and (rec.tid, *site) in self.parks else BLOCKED
+            kind = PARKED if site is not None and (tid, *site) in self.parks else BLOCKED
         if cap is None:
             self.counts["outs_without_capture"] += 1
-        elif kind == PARKED or rec.tid in self.ignored:
+        elif kind == PARKED or tid in self.ignored:
             cap = None   # only the times are needed: never decoded, never unwound
-        state = pre.state if pre is not None else (0 if rec.preempt else -1)
-        t.out = _Out(rec.time, rec.cpu, kind, state, cap,
+        state = pre.state if pre is not None else (0 if preempt else -1)
+        t.out = _Out(time_ns, cpu, kind, state, cap,
                      pre.next_pid if pre is not None else 0,
                      pre.next_comm if pre is not None else "")
 
-    def switch_in(self, tid: int, time_ns: int) -> list[Event]:
+    def switch_in(self, tid: int, time_ns: int) -> Optional[OffCpuEvent]:
         """The thread came back onto a CPU: account the stretch; an OffCpuEvent when it
         was long enough and not a park or an ignored thread."""
         t = self._thread(tid)
@@ -171,39 +185,39 @@ class SwitchTracker:
         t.on_since = t.in_time = time_ns
         out, t.out = t.out, None
         if out is None:
-            return []          # first sight of the thread: its switch-out was not seen
+            return None          # first sight of the thread: its switch-out was not seen
         d = time_ns - out.time
         if d < 0:
             self.counts["negative_stretch"] += 1
-            return []
+            return None
         t.dirty = True
         if out.kind == PARKED:
             t.parked += d
             self.counts["parked_dropped"] += 1
-            return []
+            return None
         if out.kind == RUNNABLE:
             t.runq += d
         else:
             t.offcpu += d
         if t.tainted:
             self.counts["tainted"] += 1
-            return []
+            return None
         if d < self.threshold_ns:
             self.counts["below_threshold"] += 1
-            return []
+            return None
         if tid in self.ignored:
             self.counts["ignored"] += 1
-            return []
+            return None
         self.counts["offcpu_events"] += 1
         stack = _NO_CAPTURE
         if out.capture is not None:
             stack = out.capture.capture      # decoded now, for the few that are reported
             if out.capture.bad:
                 self.counts["bad_captures"] += 1
-        return [OffCpuEvent(pid=self.pid, tid=tid, cpu=out.cpu, start_ns=out.time,
-                            end_ns=time_ns, state=out.state, runnable=out.kind == RUNNABLE,
-                            stack=stack, holder_pid=out.holder_pid,
-                            holder_comm=out.holder_comm)]
+        return OffCpuEvent(pid=self.pid, tid=tid, cpu=out.cpu, start_ns=out.time,
+                           end_ns=time_ns, state=out.state, runnable=out.kind == RUNNABLE,
+                           stack=stack, holder_pid=out.holder_pid,
+                           holder_comm=out.holder_comm)
 
     def exit(self, tid: int, time_ns: int) -> list[Event]:
         """The thread exited (PERF_RECORD_EXIT, sent while it still runs): its final times

@@ -60,7 +60,8 @@ def capture_attr(stack_bytes: int, wakeup_bytes: int, arch: str = ARCH) -> PerfE
     return PerfEventAttr(
         type=PERF_TYPE_SOFTWARE, config=PERF_COUNT_SW_CONTEXT_SWITCHES, period_or_freq=1,
         sample_type=CAPTURE_SAMPLE_TYPE, disabled=True, inherit=True, context_switch=True,
-        task=True, sample_id_all=True, sample_regs_user=REGS_MASK[arch],
+        task=True, sample_id_all=True, exclude_callchain_kernel=True,
+        sample_regs_user=REGS_MASK[arch],
         sample_stack_user=stack_bytes, use_clockid=True, clockid=CLOCK_MONOTONIC,
         watermark=True, wakeup=wakeup_bytes)
 
@@ -112,7 +113,7 @@ class SwitchEvents:
                 self.preempt_error = e.message
         self.rings: dict[int, PerfRing] = {}
         self._fds: list[int] = []
-        self._kinds: dict[int, tuple[int, str]] = {}
+        self.kinds: dict[int, tuple[int, str]] = {}   # event id -> (tid opened on, kind)
         self.direct: set[int] = set()        # tids with events of their own
         self._enabled = False
 
@@ -155,7 +156,7 @@ class SwitchEvents:
         fd = perf_event_open(attr, tid, cpu, what=f"perf_event_open({kind} event, tid={tid}, "
                                                    f"cpu={cpu})")
         self._fds.append(fd)    # closed by close(), also when a later step fails
-        self._kinds[event_id(fd)] = (tid, kind)
+        self.kinds[event_id(fd)] = (tid, kind)
         if self._enabled:
             enable(fd)
         return fd
@@ -169,7 +170,7 @@ class SwitchEvents:
                                       f"cpu={cpu})")
             set_filter(fd, self.fields.runnable_filter())
             set_output(fd, self.rings[cpu].fd)
-            self._kinds[event_id(fd)] = (tid, PREEMPT)
+            self.kinds[event_id(fd)] = (tid, PREEMPT)
         except HudError as e:
             if fd >= 0:
                 os.close(fd)
@@ -195,7 +196,7 @@ class SwitchEvents:
 
     def kind(self, event: int) -> Optional[tuple[int, str]]:
         """(tid opened on, CAPTURE | PREEMPT) of an event id, or None."""
-        return self._kinds.get(event)
+        return self.kinds.get(event)
 
     def poll_fds(self) -> list[int]:
         return [r.fd for r in self.rings.values()]
@@ -226,5 +227,5 @@ class SwitchEvents:
             except OSError:
                 pass
         self._fds.clear()
-        self._kinds.clear()
+        self.kinds.clear()
         self.direct.clear()

@@ -116,7 +116,7 @@ def test_sleeps_become_offcpu_events_with_the_sleeper_stack(target):
         regs = e.stack.regs
         assert regs is not None and e.stack.stack, "the sleeper's own regs and stack"
         assert e.stack.fp_ips and e.stack.fp_ips[0] == regs.ip
-        assert e.stack.kernel_ips, "the kernel callchain of the sleep"
+        assert e.stack.kernel_ips == ()   # not asked for: ~3 us per switch-out in a VM
     samples = [e for e in events if isinstance(e, CpuSample)]
     assert any(s.tid == spinner for s in samples)
     assert all(t0 <= s.time_ns <= t1 for s in samples)
@@ -190,11 +190,12 @@ def test_run_queue_waits_name_the_task_that_took_the_cpu():
     assert any(isinstance(e, ThreadTimes) and e.tid == t.tids["spinner"] and e.runq_ns > 0
                for e in events)
     holders = Counter((e.holder_comm, e.holder_pid) for e in waits)
+    assert all(pid > 0 and comm for comm, pid in holders if (comm, pid) != ("", 0))
     if preemptors.startswith("suppressed"):
         # Another tracer's BPF program on sched_switch (a concurrent eBPF-backend run on
-        # a shared host, bpftrace ...) swallows the tracepoint's perf samples: then no
-        # holder may be made up, and stats() must say why.
-        assert holders == Counter({("", 0): len(waits)})
+        # a shared host, bpftrace ...) swallows the tracepoint's perf samples: holders are
+        # then mostly unknown, never made up, and stats() says why.
+        assert holders[("", 0)] * 2 > len(waits), holders
     else:
         assert preemptors == "yes"
         assert ("hud-hog", hog.pid) in holders, holders

@@ -23,13 +23,15 @@ def feed(tr: SwitchTracker, *recs) -> list:
     events: list = []
     for r in recs:
         if isinstance(r, Capture):
-            tr.capture(r)
+            tr.capture(r.tid, r)
         elif isinstance(r, Preempt):
-            tr.preempt(r)
+            tr.preempt(r.tid, r)
         elif isinstance(r, SwitchMark) and not r.switch_in:
-            tr.switch_out(r)
+            tr.switch_out(r.tid, r.time, r.cpu, r.preempt)
         elif isinstance(r, SwitchMark):
-            events += tr.switch_in(r.tid, r.time)
+            e = tr.switch_in(r.tid, r.time)
+            if e is not None:
+                events.append(e)
     return events
 
 
@@ -176,11 +178,15 @@ def test_threshold_changes_apply_to_later_switch_ins():
 
 def test_reorder_releases_older_records_sorted_and_counts_late_ones():
     r = Reorder()
-    for t, item in [(30, "c"), (10, "a"), (20, "b"), (10, "a2"), (50, "e")]:
-        r.push(t, item)
-    assert r.pop(25) == ["a", "a2", "b"]          # ties keep push order
-    assert len(r) == 2 and r.released_upto == 25
-    r.push(15, "late")
+    # Two rings' sorted runs in one batch, then another batch.
+    r.add([(10, "a"), (30, "c"), (50, "e")])
+    r.add([(10, "a2"), (20, "b"), (25, "edge")])
+    assert [x[1] for x in r.pop(25)] == ["a", "a2", "b"]     # ties keep arrival order
+    assert len(r) == 3 and r.released_upto == 25
+    r.add([(15, "late"), (26, "f")])
     assert r.late == 1
-    assert r.pop(40) == ["late", "c"]
-    assert r.pop(None) == ["e"] and len(r) == 0
+    assert [x[1] for x in r.pop(40)] == ["late", "edge", "f", "c"]
+    assert r.pop(5) == [] and r.released_upto == 40        # never goes back
+    assert [x[1] for x in r.pop(None)] == ["e"] and len(r) == 0
+    r.add([])
+    assert r.pop(None) == []
