@@ -92,7 +92,8 @@ class OffCpuEvent:
 
     `stack` is the thread's own stack at switch-out. `runnable` is True when it left the
     CPU still runnable (preempted or yielded): the whole episode was run-queue wait.
-    `holder_pid`/`holder_comm` name the task that gave the CPU back at switch-in.
+    `holder_pid`/`holder_comm` name the task that took the CPU when this one was
+    switched out (for run-queue waits: who held the CPU meanwhile).
     """
 
     pid: int

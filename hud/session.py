@@ -445,7 +445,9 @@ class Profiler:
             # Resolution is cached per capture: this costs nothing for events the
             # analyzer has just resolved.
             stack, info = self.analyzer.builder.stack_of(ev.pid, ev.stack)
-            if info.park:
+            if info.park or info.pool_idle:
+                # An idle blocking-pool thread waits for work like a worker parks:
+                # neither is ever a finding, so neither needs a stack copy.
                 self._sites[key] = True
                 self._collector.mark_park(*key)
             elif any(f.resolved for f in stack) and (info.worker or info.pool):
