@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/overhead_perf.py [--rounds 5] [--seconds 8] [--backends perf,ebpf]
     .venv/bin/python benchmarks/overhead_perf.py --switch-cost [--rounds 11]
+    .venv/bin/python benchmarks/overhead_perf.py --target-cost [--rounds 7]
 
 Demo mode (root, demo fixture built): one demo server; each round runs `demo load`
 (8 connections, default mix) for --seconds with no hud, then with `hud --backend B
@@ -17,6 +18,12 @@ pipe` (two tasks ping-ponging on one CPU: 2 context switches per op) with no eve
 with the design the perf backend does not use (a pid=-1 sched_switch tracepoint per CPU,
 filtered to some tids in the kernel) and with the one it uses (per-thread events of an
 unrelated process), to show what each costs the rest of the host.
+
+Target-cost mode (root, gcc): a two-thread pipe ping-pong in C pinned to CPU 1 (2 context
+switches of target threads per op) measures its own CPU time per op with no collector,
+with the perf backend's collector (full; without the cpu-clock sampler; without the
+preemption tracepoint) and with the eBPF backend's, each drained by a poll loop: what
+one switch of a profiled thread costs it.
 """
 from __future__ import annotations
 
@@ -176,16 +183,136 @@ def switch_cost(rounds: int, ops: int) -> None:
         print(f"| {name} | {med:.2f} | {extra} |")
 
 
+PINGPONG_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+static int p1[2], p2[2];
+static void *echo(void *x) {
+    char c;
+    while (read(p1[0], &c, 1) == 1 && write(p2[1], &c, 1) == 1) {}
+    return x;
+}
+static double secs(struct timeval t) { return t.tv_sec + t.tv_usec / 1e6; }
+int main(int argc, char **argv) {
+    double run = argc > 1 ? atof(argv[1]) : 2, el = 0;
+    char line[16], c = 'x';
+    pthread_t t;
+    struct rusage r0, r1;
+    struct timespec s, n;
+    long ops = 0;
+    if (pipe(p1) || pipe(p2) || pthread_create(&t, 0, echo, 0)) return 1;
+    if (!fgets(line, sizeof line, stdin)) return 1;          /* go */
+    getrusage(RUSAGE_SELF, &r0);
+    clock_gettime(CLOCK_MONOTONIC, &s);
+    while (el < run) {
+        for (int i = 0; i < 1000; i++)
+            if (write(p1[1], &c, 1) != 1 || read(p2[0], &c, 1) != 1) return 1;
+        ops += 1000;
+        clock_gettime(CLOCK_MONOTONIC, &n);
+        el = (n.tv_sec - s.tv_sec) + (n.tv_nsec - s.tv_nsec) / 1e9;
+    }
+    getrusage(RUSAGE_SELF, &r1);
+    printf("%ld %.6f\n", ops, (secs(r1.ru_utime) - secs(r0.ru_utime) + secs(r1.ru_stime)
+                               - secs(r0.ru_stime)) * 1e6 / ops);
+    return 0;
+}
+"""
+
+TARGET_MODES = ("no collector", "perf", "perf, no sampler", "perf, no preemptions", "ebpf")
+
+
+def _collector(mode: str, pid: int):
+    from hud.collect import perf_switch
+    from hud.collect.perf import PerfCollector
+    if mode == "ebpf":
+        from hud.collect.ebpf import EbpfCollector
+        return EbpfCollector(pid, freq=401).open()
+    if mode == "perf, no preemptions":
+        real = perf_switch.SwitchEvents.__init__
+
+        def init(self, *a, **k):
+            real(self, *a, **{**k, "preemptions": False})
+        perf_switch.SwitchEvents.__init__ = init
+        try:
+            return PerfCollector(pid, freq=401).start()
+        finally:
+            perf_switch.SwitchEvents.__init__ = real
+    return PerfCollector(pid, freq=401, sample=mode != "perf, no sampler").start()
+
+
+def _pingpong_round(exe: str, mode: str, seconds: float) -> float:
+    p = subprocess.Popen(["taskset", "-c", "1", exe, str(seconds)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    col, stop, th = None, threading.Event(), None
+    try:
+        time.sleep(0.2)   # both threads exist: events are opened on each
+        if mode != "no collector":
+            col = _collector(mode, p.pid)
+
+            def drain(c=col) -> None:
+                while not stop.is_set():
+                    c.poll(0.1)
+            th = threading.Thread(target=drain)
+            th.start()
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        return float(p.stdout.readline().split()[1])
+    finally:
+        stop.set()
+        if th is not None:
+            th.join()
+        if col is not None:
+            col.close()
+        p.kill()
+        p.wait()
+        for f in (p.stdin, p.stdout):
+            if f is not None:
+                f.close()
+
+
+def target_cost(rounds: int, seconds: float) -> None:
+    import tempfile
+    if not shutil.which("gcc"):
+        raise SystemExit("needs gcc")
+    with tempfile.TemporaryDirectory(prefix="hud-pingpong-") as tmp:
+        src, exe = os.path.join(tmp, "pingpong.c"), os.path.join(tmp, "pingpong")
+        with open(src, "w") as f:
+            f.write(PINGPONG_C)
+        subprocess.run(["gcc", "-O2", "-pthread", "-o", exe, src], check=True)
+        rows: dict = {m: [] for m in TARGET_MODES}
+        for _ in range(rounds):
+            for m in TARGET_MODES:
+                rows[m].append(_pingpong_round(exe, m, seconds))
+    base = statistics.median(rows["no collector"])
+    print(f"\npipe ping-pong between two threads of the target on CPU 1 (2 switches per op), "
+          f"its CPU time per op, medians of {rounds} interleaved rounds of {seconds:g} s; "
+          f"samplers at 401 Hz\n")
+    print("| collector | us per op | extra per switch of a target thread | per round |")
+    print("|---|---:|---:|---|")
+    for m, vals in rows.items():
+        med = statistics.median(vals)
+        extra = "ref" if m == "no collector" else f"{(med - base) / 2:+.1f} us"
+        print(f"| {m} | {med:.2f} | {extra} | {', '.join(f'{v:.1f}' for v in vals)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--backends", default="perf,ebpf")
     ap.add_argument("--switch-cost", action="store_true")
+    ap.add_argument("--target-cost", action="store_true")
     ap.add_argument("--ops", type=int, default=200_000)
     a = ap.parse_args()
     if a.switch_cost:
         switch_cost(a.rounds, a.ops)
+    elif a.target_cost:
+        target_cost(a.rounds, min(a.seconds, 2.0))
     else:
         demo(a.rounds, a.seconds, [b for b in a.backends.split(",") if b])
 
