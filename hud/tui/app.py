@@ -10,6 +10,8 @@ when the live view starts.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Any, Optional
 
@@ -249,10 +251,26 @@ def run_tui(profiler: Any, *, duration_s: Optional[float] = None,
     restored (a HudError was already shown on screen and is not).
     """
     app = HudApp(profiler, duration_s=duration_s, stop=stop, save_dir=save_dir)
+    stale = _hide_size_variables()
     try:
         app.run(mouse=False)
     finally:
+        os.environ.update(stale)
         app.pump.stop()
         profiler.finish()
     if app.pump.error is not None:
         raise app.pump.error
+
+
+def _hide_size_variables() -> dict:
+    """Remove COLUMNS and LINES from the environment while the terminal can say its size.
+
+    textual sizes the screen with shutil.get_terminal_size(), which prefers these variables
+    to the terminal, also after a resize; some shells export them once, at start-up, so a
+    view started in a 80x24 moment would stay 80x24 in a terminal made larger later.
+    """
+    try:
+        os.get_terminal_size(sys.__stdout__.fileno())
+    except (AttributeError, ValueError, OSError):
+        return {}     # no terminal to ask: leave the variables alone
+    return {k: os.environ.pop(k) for k in ("COLUMNS", "LINES") if k in os.environ}

@@ -37,7 +37,9 @@ class MainScreen(Screen):
     """What `hud my-app` opens on."""
 
     BINDINGS = [
-        Binding("slash", "filter", "filter"),
+        # Priority: run while the app dispatches the key, before the keys after it are
+        # forwarded to the focused table, so typing straight on lands in the filter box.
+        Binding("slash", "filter", "filter", priority=True),
         Binding("escape", "escape", "back", show=False),
         Binding("h", "toggle_hotspots", "hotspots"),
     ]
@@ -46,9 +48,8 @@ class MainScreen(Screen):
     MainScreen #threads { height: auto; }
     MainScreen #workers { width: 1fr; }
     MainScreen #timeline { width: 1fr; }
-    MainScreen #filter { dock: bottom; display: none; height: 1; border: none;
-                         padding: 0 1; margin-bottom: 1; }
-    MainScreen #filter.shown { display: block; }
+    MainScreen #filter { dock: bottom; height: 1; border: none; padding: 0 1;
+                         margin-bottom: 1; }
     MainScreen #hotspots { display: none; }
     """
 
@@ -77,6 +78,7 @@ class MainScreen(Screen):
         with self.band:
             yield self.workers_panel
             yield self.timeline_panel
+        self.filter_input.display = False
         yield self.filter_input
         yield self.bottom
 
@@ -130,14 +132,18 @@ class MainScreen(Screen):
     # -- keys -------------------------------------------------------------------------------
 
     def action_filter(self) -> None:
+        if self.focused is self.filter_input:
+            return            # already filtering (function names have no '/')
         self.app.keyed()
-        self.filter_input.add_class("shown")
+        self.filter_input.display = True
         self.filter_input.value = self.filter_text
-        self.filter_input.focus()
+        # Focus now, not later (Widget.focus() defers): what is typed right after `/`,
+        # pasted or fast, must land in the box, not on the keys it would otherwise be.
+        self.set_focus(self.filter_input)
 
     def action_escape(self) -> None:
         self.app.keyed()
-        if self.filter_input.has_class("shown") or self.filter_text:
+        if self.filter_input.display or self.filter_text:
             self._close_filter(clear=True)
 
     def action_toggle_hotspots(self) -> None:
@@ -152,12 +158,12 @@ class MainScreen(Screen):
         if clear:
             self.filter_text = ""
             self.filter_input.value = ""
-        self.filter_input.remove_class("shown")
+        self.filter_input.display = False
         self._draw()
         self.current_table().focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input is self.filter_input and self.filter_input.has_class("shown"):
+        if event.input is self.filter_input and self.filter_input.display:
             self.filter_text = event.value.strip()
             self._draw()
 

@@ -47,10 +47,10 @@ class Tmux:
             raise AssertionError(f"tmux {' '.join(args)}: {out.stderr.strip()}")
         return out.stdout
 
-    def start(self, command: str) -> None:
+    def start(self, command: str, cwd: Path) -> None:
         w, h = SIZE
         self("new-session", "-d", "-s", self.session, "-x", str(w), "-y", str(h),
-             "-c", str(ROOT), command, ";", "set-option", "-t", self.session,
+             "-c", str(cwd), command, ";", "set-option", "-t", self.session,
              "remain-on-exit", "on")
 
     def screen(self) -> str:
@@ -76,6 +76,44 @@ def _wait(cond: Callable[[], object], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {timeout:g} s; the screen:\n{show()}")
         time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the ppid is the 2nd field after the parenthesised comm (which may hold spaces)
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+class Hud:
+    """hud started in the tmux pane by a shell that writes its exit status to a file.
+
+    tmux's own #{pane_dead_status} is sometimes empty when the pane's pty closes before
+    the process is reaped, so the status comes from the shell instead.
+    """
+
+    def __init__(self, tmux: Tmux, args: str, cwd: Path) -> None:
+        self.status_file = cwd.parent / f"{cwd.name}.status"
+        tmux.start(f"{PYTHON} -m hud {args}; echo $? > {self.status_file}", cwd)
+        shell = int(tmux.pane("#{pane_pid}"))
+        found = _wait(lambda: _children(shell), 30, "hud's process", tmux.screen)
+        self.pid = found[0]
+
+    def exit_status(self) -> Optional[str]:
+        """hud's exit status once it has exited, else None."""
+        try:
+            text = self.status_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return text or None
 
 
 def _bpf_ids_of(pid: int) -> dict:
@@ -112,17 +150,17 @@ def tmux():
 
 
 @pytest.mark.parametrize("backend", ["auto", "perf"])
-def test_live_view_shows_the_sleep_blocker_and_quits_cleanly(tokio_fixture, tmux, backend):
+def test_live_view_shows_the_sleep_blocker_and_quits_cleanly(tokio_fixture, tmux, backend,
+                                                              tmp_path):
     fx = tokio_fixture(VARIANT, ["sleep"])
     scenario = fx.manifest.scenarios["sleep"]
     function = scenario.function                       # blockers::scenarios::sleep_blocker
     where = f"{Path(scenario.file).name}:{scenario.line}"   # scenarios.rs:181
 
-    tmux.start(f"exec {PYTHON} -m hud --pid {fx.pid} --backend {backend}")
-    hud_pid = int(tmux.pane("#{pane_pid}"))
-
-    def dead() -> Optional[str]:
-        return tmux.pane("#{pane_dead_status}") if tmux.pane("#{pane_dead}") == "1" else None
+    # In a scratch directory: a stray `s` must not leave exports in the checkout.
+    hud = Hud(tmux, f"--pid {fx.pid} --backend {backend}", tmp_path)
+    hud_pid = hud.pid
+    dead = hud.exit_status
 
     def on_screen(text: str) -> Callable[[], object]:
         def check() -> object:
@@ -144,17 +182,25 @@ def test_live_view_shows_the_sleep_blocker_and_quits_cleanly(tokio_fixture, tmux
     else:
         assert "perf" in status, status
 
-    # 2. its stack: select it (filter by name, so other findings cannot be in the way)
+    # 2. its stack: select it (filter by name, so other findings cannot be in the way); typed
+    # at once after `/`, as a paste would: every character must land in the filter box
     tmux.keys("/")
     tmux.keys("-l", "sleep_blocker")
     tmux.keys("Enter")
-    _wait(on_screen("· 1 of "), SHOW_S, "the list filtered to one finding", tmux.screen)
+    def filtered() -> bool:
+        lines = [line for line in tmux.screen().splitlines() if line.strip()]
+        # the list is down to one finding and the filter box has closed (hints are back)
+        return bool(lines) and "· 1 of " in lines[1] and "q quit" in lines[-1]
+    _wait(filtered, SHOW_S, "the list filtered to one finding", tmux.screen)
     tmux.keys("Enter")
-    _wait(on_screen(where), SHOW_S, f"the stack with {where}", tmux.screen)
+    _wait(on_screen("stack at switch-out"), SHOW_S, "the stack screen", tmux.screen)
     stack = tmux.screen()
-    assert "stack at switch-out" in stack
-    assert function in stack
-    assert "std::thread::sleep" in stack or "nanosleep" in stack
+    header = stack.split("stack at switch-out")[0]
+    assert f"blocking {function}" in header
+    assert f"{scenario.file}:{scenario.line}" in header        # at /…/scenarios.rs:181
+    frames = stack.split("stack at switch-out")[1]
+    assert where in frames and "→" in frames                  # the blocker's frame, marked
+    assert "sleep" in frames.split(function)[0]                # std's sleep frames above it
 
     # 3. q quits the whole program, quickly
     held = {k: held[k] | v for k, v in _bpf_ids_of(hud_pid).items()}
@@ -174,15 +220,14 @@ def test_live_view_shows_the_sleep_blocker_and_quits_cleanly(tokio_fixture, tmux
         time.sleep(0.01)
     assert not left, f"BPF objects left after hud exited: {left}"
     assert fx.alive(), "the target must survive being profiled"
+    assert not list(tmp_path.iterdir()), "no key pressed here writes files"
 
 
-def test_ctrl_c_quits_the_live_view(tokio_fixture, tmux):
+def test_ctrl_c_quits_the_live_view(tokio_fixture, tmux, tmp_path):
     fx = tokio_fixture(VARIANT, ["sleep"])
     function = fx.manifest.scenarios["sleep"].function
-    tmux.start(f"exec {PYTHON} -m hud --pid {fx.pid}")
-
-    def dead() -> Optional[str]:
-        return tmux.pane("#{pane_dead_status}") if tmux.pane("#{pane_dead}") == "1" else None
+    hud = Hud(tmux, f"--pid {fx.pid}", tmp_path)
+    dead = hud.exit_status
 
     _wait(lambda: dead() is not None or function in tmux.screen(), SHOW_S,
           f"finding {function}", tmux.screen)

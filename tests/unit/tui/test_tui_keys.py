@@ -430,3 +430,20 @@ def test_a_target_exit_shows_in_red_and_the_data_stays():
         assert screen.splitlines()[0].lstrip().startswith("the target exited")
         assert TOP in screen and "4243" in screen
     run_app(app, body)
+
+
+def test_a_burst_of_keys_after_slash_lands_in_the_filter():
+    """Keys that arrive together (a paste, tmux send-keys, a fast typist) are all queued
+    before the first is handled: `/` must switch focus before the rest are dispatched."""
+    from textual import events
+    app = _app()
+
+    async def body(pilot):
+        await settled(pilot)
+        for key, char in (("slash", "/"), ("c", "c"), ("a", "a"), ("c", "c"), ("h", "h"),
+                          ("e", "e"), ("enter", "\r")):
+            app.post_message(events.Key(key, char))
+        await wait_for(pilot, lambda: app.main.filter_text == "cache", "the filter 'cache'")
+        assert not app.main.showing_hotspots          # the h went into the box
+        assert app.main.findings_panel.table.has_focus
+    run_app(app, body)
