@@ -145,6 +145,8 @@ class MainScreen(Screen):
         self.app.keyed()
         if self.filter_input.display or self.filter_text:
             self._close_filter(clear=True)
+        else:
+            self.current_table().unpin()      # back to the top: the worst item, live
 
     def action_toggle_hotspots(self) -> None:
         self.app.keyed()

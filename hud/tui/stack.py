@@ -194,6 +194,7 @@ class StackScreen(Screen):
         if self._first and self.frames.marked >= 0:
             self._first = False
             self.frames.move_cursor(row=self.frames.marked, scroll=True)
+            self.frames.pinned = True     # stay on this frame across refreshes
         if not stack:
             self.header.show_text(Text.assemble(header_text(item, gone=self._gone),
                                              ("\n  no stack was captured", theme.CPU)))

@@ -33,7 +33,12 @@ def fit_columns(columns: list[Column], width: int) -> list[Column]:
 
 
 class ItemTable(DataTable):
-    """Rows keyed by a string; `set_rows` redraws only when something changed."""
+    """Rows keyed by a string; `set_rows` redraws only when something changed.
+
+    Until the user moves the cursor it stays on the first row (the worst item, whatever it
+    is now); once moved, it follows the chosen item through re-rankings, like top's
+    selection. `unpin()` goes back to the first row.
+    """
 
     BINDINGS = [
         Binding("j", "cursor_down", "down", show=False),
@@ -53,6 +58,7 @@ class ItemTable(DataTable):
         self._order: list[tuple[str, Any]] = []
         self.row_height = 1
         self._drawn_height = 1
+        self.pinned = False       # the user chose a row: follow its item
 
     def layout_for(self, width: int) -> list[Column]:
         """The columns at `width` cells; subclasses decide."""
@@ -101,10 +107,40 @@ class ItemTable(DataTable):
             self.add_row(*cells, key=key, height=self.row_height)
         self._rows = plain
         keys = [k for k, _ in plain]
-        if keep in keys:
+        if self.pinned and keep in keys:
             self.move_cursor(row=keys.index(keep), scroll=True)
         elif plain:
             self.move_cursor(row=0, scroll=True)
+
+    def unpin(self) -> None:
+        self.pinned = False
+        if self._rows:
+            self.move_cursor(row=0, scroll=True)
+
+    # The user's own moves pin the selection to its item.
+    def action_cursor_down(self) -> None:
+        self.pinned = True
+        super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.pinned = True
+        super().action_cursor_up()
+
+    def action_page_down(self) -> None:
+        self.pinned = True
+        super().action_page_down()
+
+    def action_page_up(self) -> None:
+        self.pinned = True
+        super().action_page_up()
+
+    def action_scroll_bottom(self) -> None:
+        self.pinned = True
+        super().action_scroll_bottom()
+
+    def action_scroll_top(self) -> None:
+        self.pinned = True
+        super().action_scroll_top()
 
     def on_resize(self) -> None:
         # Columns depend on the width: rebuild them from the items we have.

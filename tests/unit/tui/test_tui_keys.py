@@ -447,3 +447,42 @@ def test_a_burst_of_keys_after_slash_lands_in_the_filter():
         assert not app.main.showing_hotspots          # the h went into the box
         assert app.main.findings_panel.table.has_focus
     run_app(app, body)
+
+
+def test_the_cursor_stays_on_the_worst_item_until_the_user_moves_it():
+    """Live re-ranking: an untouched list keeps its first row selected (the worst item now);
+    a row the user picked is followed wherever it moves; Esc goes back to the top."""
+    from textual.app import App
+
+    from hud.tui.table import Column, ItemTable
+
+    class Names(ItemTable):
+        def layout_for(self, width):
+            return [Column("name", "name", 0)]
+
+        def cells(self, item, columns):
+            return {"name": item}
+
+    class Tiny(App):
+        def compose(self):
+            yield Names()
+
+    app = Tiny()
+
+    async def body(pilot):
+        table = app.query_one(Names)
+        table.focus()
+        table.set_rows([("a", "a"), ("b", "b"), ("c", "c")])
+        await pilot.pause()
+        table.set_rows([("c", "c"), ("a", "a"), ("b", "b")])
+        assert table.selected() == "c"                 # not pinned: the new top
+        await pilot.press("j")                         # the user picks "a"
+        assert table.selected() == "a"
+        table.set_rows([("a", "a"), ("b", "b"), ("c", "c")])
+        assert table.selected() == "a" and table.cursor_row == 0
+        table.set_rows([("b", "b"), ("c", "c"), ("a", "a")])
+        assert table.selected() == "a" and table.cursor_row == 2
+        table.unpin()
+        table.set_rows([("c", "c"), ("a", "a"), ("b", "b")])
+        assert table.selected() == "c"
+    run_app(app, body)
