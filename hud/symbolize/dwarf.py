@@ -15,8 +15,9 @@ from hud.symbolize import dwarf_lines
 from hud.symbolize.dwarf_forms import DwarfError
 from hud.symbolize.dwarf_lines import LineTable
 from hud.symbolize.dwarf_names import NameResolver
-from hud.symbolize.dwarf_scopes import ROLE_REQUIRED, ROLE_TAGS, ROLES, UnitScopes, scan
+from hud.symbolize.dwarf_scopes import UnitScopes, scan
 from hud.symbolize.dwarf_units import DwarfSections, Unit, UnitTable
+from hud.symbolize.dwarf_walk import ROLE_REQUIRED, ROLE_TAGS, ROLES
 
 # From this many addresses in one unit, indexing it whole beats finding each function by
 # its symbol (a byte search over the unit per function, ~1/30 of a full pass each).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
+from hud.symbolize.dwarf_abbrev import Abbrev, compile_steps
 from hud.symbolize.dwarf_forms import (
     AT_ABSTRACT_ORIGIN,
     AT_LINKAGE_NAME,
@@ -22,7 +23,7 @@ from hud.symbolize.dwarf_forms import (
     skip_form,
     uleb,
 )
-from hud.symbolize.dwarf_units import Abbrev, Unit, UnitTable, compile_steps
+from hud.symbolize.dwarf_units import Unit, UnitTable
 
 _MAX_ORIGIN_DEPTH = 16
 _N, _L, _O, _S = range(4)

@@ -10,59 +10,30 @@ from __future__ import annotations
 
 import bisect
 import struct
-from operator import itemgetter
 from typing import Callable, Optional
 
 from hud.symbolize.dwarf_forms import (
-    AT_ABSTRACT_ORIGIN,
-    AT_CALL_COLUMN,
-    AT_CALL_FILE,
-    AT_CALL_LINE,
-    AT_HIGH_PC,
-    AT_LINKAGE_NAME,
-    AT_LOW_PC,
-    AT_MIPS_LINKAGE_NAME,
-    AT_NAME,
-    AT_RANGES,
-    AT_SPECIFICATION,
     CONSTANT_FORMS,
     FORM_ADDR,
-    FORM_BLOCK,
-    FORM_BLOCK1,
-    FORM_BLOCK2,
-    FORM_BLOCK4,
-    FORM_EXPRLOC,
-    FORM_INDIRECT,
-    FORM_STRING,
-    LEB_FORMS,
-    REF_FORMS,
-    TAG_INLINED_SUBROUTINE,
-    TAG_SUBPROGRAM,
     DwarfError,
-    fixed_size,
     read_form,
     skip_form,
     uleb,
 )
-from hud.symbolize.dwarf_units import Abbrev, Unit, UnitTable
-
-# What the scan reads of subprogram / inlined_subroutine DIEs: attribute -> slot.
-R_LOW, R_HIGH, R_RANGES, R_CFILE, R_CLINE, R_CCOL, R_ORIGIN = range(7)
-ROLES = {AT_LOW_PC: R_LOW, AT_HIGH_PC: R_HIGH, AT_RANGES: R_RANGES, AT_CALL_FILE: R_CFILE,
-         AT_CALL_LINE: R_CLINE, AT_CALL_COLUMN: R_CCOL, AT_ABSTRACT_ORIGIN: R_ORIGIN}
-_NAMED = frozenset({AT_NAME, AT_LINKAGE_NAME, AT_MIPS_LINKAGE_NAME, AT_SPECIFICATION})
-ROLE_TAGS = frozenset({TAG_SUBPROGRAM, TAG_INLINED_SUBROUTINE})
-ROLE_REQUIRED = frozenset({AT_LOW_PC, AT_RANGES})   # a scope DIE without these has no code
+from hud.symbolize.dwarf_units import Unit, UnitTable
+from hud.symbolize.dwarf_walk import (
+    K_INLINED,
+    K_OTHER,
+    K_SUBPROGRAM,
+    R_ORIGIN,
+    V_BLOCK,
+    V_LEB,
+    skip_var,
+    walk_table,
+)
 
 _DEAD = -2     # inside a nested function: its inlines are not ours
-_MAX_CODE = 1 << 16
 _DATA_ERRORS = (IndexError, struct.error, KeyError, ValueError, TypeError)
-
-# Walk-table kinds.
-_OTHER, _SUBPROGRAM, _INLINED = 0, 1, 2
-# How a DIE with one variable-size attribute is skipped.
-_V_LEB, _V_BLOCK, _V_STRING, _V_PLAN = 1, 2, 3, 9
-
 
 class UnitScopes:
     """The code scopes of one unit, functions first and inline trees on demand.
@@ -247,129 +218,6 @@ def scan(table: UnitTable, unit: Unit) -> UnitScopes:
     return UnitScopes(table, unit, walk, lowpc, fast)
 
 
-# -- walk tables ---------------------------------------------------------------------
-
-def walk_table(table: UnitTable, unit: Unit) -> tuple[list, dict[int, list[int]], list]:
-    """Per abbreviation code: (kind, children, skip, vkind, before, after, getter, abbrev);
-    and, for subprograms whose DW_AT_low_pc is an address at a fixed offset k into their
-    attributes, {k: [codes]} (how to recognise a function's DIE from its low_pc bytes).
-
-    `skip` is the fixed size of the DIE's attributes or -1; then `vkind` says how to skip
-    its one variable attribute (between `before` and `after` fixed bytes), or _V_PLAN.
-    `getter` reads a scope DIE whose attributes are all fixed-size in one unpack.
-    """
-    abbrevs = table.abbrevs_of(unit)
-    top = max(abbrevs, default=0)
-    if top >= _MAX_CODE:
-        raise DwarfError(f"abbreviation code {top} is implausibly large")
-    walk: list = [None] * (top + 1)
-    # fast[code] = 2 * fixed size + has_children for plain DIEs, -1 for the rest: the
-    # walks handle most DIEs with this one lookup.
-    fast: list = [-1] * (top + 1)
-    lowpc: dict[int, list[int]] = {}
-    for code, ab in abbrevs.items():
-        kind = _OTHER
-        if ab.steps:    # compiled only for subprograms / inlines that can have code
-            kind = _SUBPROGRAM if ab.tag == TAG_SUBPROGRAM else _INLINED
-        vkind, before, after = 0, 0, 0
-        if ab.skip < 0:
-            vkind = _V_PLAN
-            if len(ab.plan) == 3:
-                before, form, after = ab.plan[0], -ab.plan[1], ab.plan[2]
-                if form in LEB_FORMS:
-                    vkind = _V_LEB
-                elif form in (FORM_EXPRLOC, FORM_BLOCK):
-                    vkind = _V_BLOCK
-                elif form == FORM_STRING:
-                    vkind = _V_STRING
-        getter = _fast_getter(ab) if kind != _OTHER else None
-        walk[code] = (kind, ab.children, ab.skip, vkind, before, after, getter, ab)
-        if kind == _OTHER and ab.skip >= 0:
-            fast[code] = 2 * ab.skip + (1 if ab.children else 0)
-        if kind == _SUBPROGRAM:
-            k = _lowpc_offset(ab, unit)
-            if k >= 0:
-                lowpc.setdefault(k, []).append(code)
-    return walk, lowpc, fast
-
-
-def _lowpc_offset(ab: Abbrev, unit: Unit) -> int:
-    k = 0
-    for at, form, _imp in ab.attrs:
-        if at == AT_LOW_PC:
-            return k if form == FORM_ADDR else -1
-        size = fixed_size(form, unit.addr_size, unit.offset_size, unit.version)
-        if size < 0:
-            return -1
-        k += size
-    return -1
-
-
-def _fast_getter(ab: Abbrev) -> Optional[tuple]:
-    """(struct, itemgetter, low form, high form, ranges form, origin form) when one
-    unpack reads all. The origin is read only when the DIE names nothing itself, so the
-    name can be looked up on the origin directly."""
-    if len(ab.steps) != 1 or ab.steps[0][0] is None:
-        return None
-    st, fields = ab.steps[0]
-    n = len(st.unpack(bytes(st.size)))
-    # absent: None for pcs, ranges and origin; 0 for the call site
-    idx = [n, n, n, n + 1, n + 1, n + 1, n]
-    forms = [0, 0, 0, 0]
-    named = any(at in _NAMED for at, _f, _i in ab.attrs)
-    for k, role, form in fields:
-        if role == R_ORIGIN:
-            if named or form not in REF_FORMS:
-                continue
-            forms[3] = form
-        elif role < 3:
-            forms[role] = form
-        idx[role] = k
-    return st, itemgetter(*idx), forms[R_LOW], forms[R_HIGH], forms[R_RANGES], forms[3]
-
-
-def _skip_var(data: bytes, pos: int, vkind: int, before: int, after: int, ab: Abbrev,
-              unit: Unit) -> int:
-    if vkind == _V_BLOCK:
-        pos += before
-        n = data[pos]
-        if n < 0x80:
-            return pos + 1 + n + after
-        n, pos = uleb(data, pos)
-        return pos + n + after
-    if vkind == _V_LEB:
-        pos += before
-        while data[pos] >= 0x80:
-            pos += 1
-        return pos + 1 + after
-    if vkind == _V_STRING:
-        return data.index(b"\0", pos + before) + 1 + after
-    return _skip_plan(data, pos, ab.plan, unit)
-
-
-def _skip_plan(data: bytes, pos: int, plan: tuple[int, ...], unit: Unit) -> int:
-    n = len(plan) - 1
-    k = 0
-    while k < n:
-        pos += plan[k]
-        form = -plan[k + 1]
-        k += 2
-        if form == FORM_STRING:
-            pos = data.index(b"\0", pos) + 1
-        elif form == FORM_EXPRLOC or form == FORM_BLOCK:
-            ln, pos = uleb(data, pos)
-            pos += ln
-        elif form == FORM_BLOCK1:
-            pos += 1 + data[pos]
-        elif form == FORM_BLOCK2 or form == FORM_BLOCK4 or form == FORM_INDIRECT:
-            pos = skip_form(data, pos, form, unit.addr_size, unit.offset_size, unit.version)
-        else:   # every other variable form is one LEB128
-            while data[pos] >= 0x80:
-                pos += 1
-            pos += 1
-    return pos + plan[n]
-
-
 # -- reading scope DIEs ----------------------------------------------------------------
 
 def _read_scope(table: UnitTable, unit: Unit, ent: tuple, data: bytes,
@@ -451,11 +299,11 @@ def _scan_functions(sc: UnitScopes) -> None:
             pos += f >> 1
             continue
         kind, children, skip, vkind, before, after, _getter, ab = walk[code]
-        if kind != _SUBPROGRAM:
+        if kind != K_SUBPROGRAM:
             # The hot path: hundreds of thousands of type and variable DIEs.
             if skip >= 0:
                 pos += skip
-            elif vkind == _V_BLOCK:
+            elif vkind == V_BLOCK:
                 pos += before
                 n = data[pos]
                 if n < 0x80:
@@ -463,13 +311,13 @@ def _scan_functions(sc: UnitScopes) -> None:
                 else:
                     n, pos = uleb(data, pos)
                     pos += n + after
-            elif vkind == _V_LEB:
+            elif vkind == V_LEB:
                 pos += before
                 while data[pos] >= 0x80:
                     pos += 1
                 pos += 1 + after
             else:
-                pos = _skip_var(data, pos, vkind, before, after, ab, unit)
+                pos = skip_var(data, pos, vkind, before, after, ab, unit)
             continue
         die_off = pos - 1 if code < 0x80 else _die_start(data, pos)
         pos, spans, _f, _l, _c = _read_scope(table, unit, walk[code], data, pos)
@@ -523,10 +371,10 @@ def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
                 depth += 1
             continue
         kind, children, skip, vkind, before, after, _getter, ab = walk[code]
-        if kind == _OTHER:
+        if kind == K_OTHER:
             if skip >= 0:
                 pos += skip
-            elif vkind == _V_BLOCK:
+            elif vkind == V_BLOCK:
                 pos += before
                 n = data[pos]
                 if n < 0x80:
@@ -535,12 +383,12 @@ def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
                     n, pos = uleb(data, pos)
                     pos += n + after
             else:
-                pos = _skip_var(data, pos, vkind, before, after, ab, unit)
+                pos = skip_var(data, pos, vkind, before, after, ab, unit)
             if children:
                 depth += 1
             continue
         mine = cur
-        if kind == _INLINED and cur >= 0:
+        if kind == K_INLINED and cur >= 0:
             die_off = pos - 1 if code < 0x80 else _die_start(data, pos)
             if _getter is not None and _getter[2] == FORM_ADDR and _getter[3] in CONSTANT_FORMS:
                 # The common shape (LLVM and GCC): low_pc addr, high_pc length, call site
@@ -568,12 +416,12 @@ def _scan_inlines(sc: UnitScopes, func: int, pos: int, end: int) -> None:
                 for lo, hi in spans:
                     new.append((cur, lo, hi, mine))
         else:
-            if kind == _SUBPROGRAM:
+            if kind == K_SUBPROGRAM:
                 mine = _DEAD   # a nested function is indexed on its own
             if skip >= 0:
                 pos += skip
             else:
-                pos = _skip_var(data, pos, vkind, before, after, ab, unit)
+                pos = skip_var(data, pos, vkind, before, after, ab, unit)
         if children:
             if mine != cur:
                 saved.append((depth, cur))

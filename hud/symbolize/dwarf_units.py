@@ -10,6 +10,7 @@ import bisect
 import struct
 from typing import Callable, Optional
 
+from hud.symbolize.dwarf_abbrev import Abbrev, parse_abbrevs
 from hud.symbolize.dwarf_forms import (
     ADDRX_FORMS,
     AT_ADDR_BASE,
@@ -24,16 +25,13 @@ from hud.symbolize.dwarf_forms import (
     AT_STMT_LIST,
     AT_STR_OFFSETS_BASE,
     CONSTANT_FORMS,
-    FORM_IMPLICIT_CONST,
     FORM_LINE_STRP,
     FORM_RNGLISTX,
     FORM_STRING,
     FORM_STRP,
     STRX_FORMS,
     DwarfError,
-    fixed_size,
     read_form,
-    sleb,
     str_at,
     uleb,
 )
@@ -51,120 +49,6 @@ SECTIONS = (".debug_info", ".debug_abbrev", ".debug_str", ".debug_line_str", ".d
             ".debug_aranges")
 
 _MAX_RANGE_ENTRIES = 1 << 20
-
-
-class Abbrev:
-    """One abbreviation: tag, children flag, attribute specs and a precomputed skip plan.
-
-    `skip` is the fixed byte size of all attribute values, or -1 when some are variable;
-    `plan` then alternates fixed runs (ints >= 0) and variable forms (negated form codes).
-    """
-
-    __slots__ = ("attrs", "children", "code", "plan", "skip", "steps", "tag")
-
-    def __init__(self, code: int, tag: int, children: bool,
-                 attrs: tuple[tuple[int, int, int], ...]) -> None:
-        self.code = code
-        self.tag = tag
-        self.children = children
-        self.attrs = attrs
-        self.skip = -1
-        self.plan: tuple[int, ...] = ()
-        self.steps: tuple = ()
-
-    def compile(self, addr_size: int, offset_size: int, version: int,
-                roles: Optional[dict[int, int]] = None) -> None:
-        """Precompute how to skip this DIE and, for tags in `roles`' users, how to read it.
-
-        `steps` reads the attributes named in `roles` (attribute -> role number): runs of
-        fixed-size values become one struct unpack, variable ones are read or skipped
-        one by one. Each step is (struct, ((field, role, form), ...)) or
-        (None, ((form, role, implicit),)).
-        """
-        if roles is not None:
-            self.steps = compile_steps(self.attrs, roles, addr_size, offset_size, version)
-        plan = []
-        run = 0
-        for _at, form, _imp in self.attrs:
-            size = fixed_size(form, addr_size, offset_size, version)
-            if size >= 0:
-                run += size
-            else:
-                plan.append(run)
-                plan.append(-form)
-                run = 0
-        if not plan:
-            self.skip = run
-        else:
-            plan.append(run)
-            self.plan = tuple(plan)
-
-
-_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-
-
-def compile_steps(attrs: tuple[tuple[int, int, int], ...], roles: dict[int, int],
-                   addr_size: int, offset_size: int, version: int) -> tuple:
-    steps = []
-    fmt = ""
-    fields: list[tuple[int, int, int]] = []
-    nfield = 0
-    for at, form, imp in attrs:
-        size = fixed_size(form, addr_size, offset_size, version)
-        role = roles.get(at, -1)
-        if size == 0:
-            if role >= 0:
-                # No bytes: the value lives in the abbreviation (or is "present").
-                steps.append((None, ((form, role, imp),)))
-            continue
-        if size > 0:
-            code = _STRUCT_CODES.get(size)
-            if code is None or role < 0:
-                fmt += f"{size}x"
-            else:
-                fmt += code
-                fields.append((nfield, role, form))
-                nfield += 1
-            continue
-        if fmt:
-            steps.append((struct.Struct("<" + fmt), tuple(fields)))
-            fmt, fields, nfield = "", [], 0
-        steps.append((None, ((form, role, imp),)))
-    if fmt:
-        steps.append((struct.Struct("<" + fmt), tuple(fields)))
-    return tuple(steps)
-
-
-def parse_abbrevs(data: bytes, offset: int) -> dict[int, Abbrev]:
-    """The abbreviation table at `offset` of .debug_abbrev."""
-    out: dict[int, Abbrev] = {}
-    pos = offset
-    n = len(data)
-    if not 0 <= pos < n:
-        raise DwarfError(f"abbrev offset {offset:#x} out of range")
-    while pos < n:
-        code, pos = uleb(data, pos)
-        if code == 0:
-            break
-        tag, pos = uleb(data, pos)
-        if pos >= n:
-            raise DwarfError("truncated abbreviation")
-        children = data[pos] != 0
-        pos += 1
-        attrs = []
-        while True:
-            at, pos = uleb(data, pos)
-            form, pos = uleb(data, pos)
-            if at == 0 and form == 0:
-                break
-            imp = 0
-            if form == FORM_IMPLICIT_CONST:
-                imp, pos = sleb(data, pos)
-            attrs.append((at, form, imp))
-            if len(attrs) > 4096:
-                raise DwarfError("abbreviation with too many attributes")
-        out[code] = Abbrev(code, tag, children, tuple(attrs))
-    return out
 
 
 class Unit:
