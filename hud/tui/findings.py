@@ -5,6 +5,7 @@ is set): the part of the runtime's capacity this one function took away.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Optional
 
 from rich.text import Text
@@ -52,6 +53,7 @@ class FindingsTable(ItemTable):
     def __init__(self) -> None:
         super().__init__(id="findings-table")
         self.worker_ns = 0
+        self.ambiguous: set = set()   # (kind, function) shown by more than one row
 
     def layout_for(self, width: int) -> list[Column]:
         cols = [Column("kind", "kind", 8), Column("function", "function", 0)]
@@ -71,8 +73,8 @@ class FindingsTable(ItemTable):
         share = f.total_ms * 1e6 / self.worker_ns if self.worker_ns else None
         return {
             "kind": Text(fmt.KIND_LABEL.get(f.kind, f.kind), style=style),
-            "function": Text(fmt.fit_left(f.function, columns["function"].width),
-                             style="bold" if f.kind != "sched_delay" else ""),
+            "function": Text(self._function(f, columns), style="bold" if f.kind != "sched_delay"
+                             else ""),
             "where": Text(fmt.fit_left(fmt.location(f.file, f.line),
                                        columns["where"].width if "where" in columns else 0),
                           style=theme.DIM),
@@ -83,6 +85,15 @@ class FindingsTable(ItemTable):
             "share": fmt.pct(min(1.0, share)) if share is not None else "–",
             "workers": str(len(f.workers)),
         }
+
+
+    def _function(self, f: Finding, columns: dict[str, Column]) -> str:
+        width = columns["function"].width
+        if "where" not in columns and (f.kind, f.function) in self.ambiguous and f.line:
+            # Two rows of one function (different lines) must not look like duplicates.
+            suffix = f":{f.line}"
+            return fmt.fit_path(f.function, width - len(suffix)) + suffix
+        return fmt.fit_path(f.function, width)
 
 
 class FindingsPanel(Vertical):
@@ -109,6 +120,8 @@ class FindingsPanel(Vertical):
         findings = snap.findings if snap is not None else ()
         shown = [f for f in findings if matches(f.function, filter_text)]
         self.table.worker_ns = worker_time_ns(snap) if snap is not None else 0
+        rows_of = Counter((f.kind, f.function) for f in shown)
+        self.table.ambiguous = {k for k, n in rows_of.items() if n > 1}
         self.table.set_rows([(finding_key(f), f) for f in shown])
         empty = not shown
         self.table.display = not empty

@@ -102,6 +102,19 @@ def fit_left(text: str, width: int) -> str:
     return "…" + text[-(width - 1):]
 
 
+def fit_path(text: str, width: int) -> str:
+    """Cut a Rust path to `width` by whole leading segments: `…::scenarios::sleep_blocker`
+    reads better than `…ockers::scenarios::sleep_blocker`; else like fit_left."""
+    if len(text) <= width:
+        return text
+    parts = text.split("::")
+    for i in range(1, len(parts)):
+        tail = "…::" + "::".join(parts[i:])
+        if len(tail) <= width:
+            return tail
+    return fit_left(text, width)
+
+
 def fit_right(text: str, width: int) -> str:
     """Cut `text` to `width` keeping its start."""
     if width <= 0:

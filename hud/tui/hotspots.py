@@ -39,7 +39,7 @@ class HotspotsTable(ItemTable):
 
     def cells(self, h: Hotspot, columns: dict[str, Column]) -> dict:
         return {
-            "function": Text(fmt.fit_left(h.function, columns["function"].width),
+            "function": Text(fmt.fit_path(h.function, columns["function"].width),
                              style=theme.CLASS_STYLE.get(h.cls, "")),
             "where": Text(fmt.fit_left(fmt.location(h.file, None),
                                        columns["where"].width if "where" in columns else 0),

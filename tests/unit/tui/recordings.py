@@ -58,3 +58,15 @@ def no_workers(path: Path) -> Path:
     write_recording(str(path), _target(ROLE_OTHER, "app-thread"), events, resolve=table,
                     meta={"backend": "perf"})
     return path
+
+
+def one_function_two_lines(path: Path) -> Path:
+    """my_app::handlers::load blocks at two different lines: two findings, one name."""
+    table = StackTable()
+    events: list = [ThreadSeen(t, "tokio-runtime-w", T0) for t in WORKERS]
+    for i in range(6):
+        line = 42 if i % 2 else 57
+        events.append(off(table, WORKERS[0], 1_000 + i * 100, 20 + i,
+                          shapes.sleep_blocker(line=line), pid=PID))
+    write_recording(str(path), _target(), events, resolve=table, meta={"backend": "ebpf"})
+    return path

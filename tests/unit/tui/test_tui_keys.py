@@ -486,3 +486,17 @@ def test_the_cursor_stays_on_the_worst_item_until_the_user_moves_it():
         table.set_rows([("c", "c"), ("a", "a"), ("b", "b")])
         assert table.selected() == "c"
     run_app(app, body)
+
+
+def test_two_rows_of_one_function_show_their_lines_when_the_where_column_is_hidden(tmp_path):
+    from unit.tui import recordings
+    app = HudApp(demo_profiler(recordings.one_function_two_lines(tmp_path / "r.jsonl")))
+
+    async def body(pilot):
+        await settled(pilot)
+        screen = await shows(pilot, "my_app::handlers::load:42")
+        assert "my_app::handlers::load:57" in screen
+        await pilot.resize_terminal(160, 48)
+        screen = await shows(pilot, "handlers.rs:57")           # the where column instead
+        assert "load:57" not in screen
+    run_app(app, body)

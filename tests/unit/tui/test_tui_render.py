@@ -191,3 +191,12 @@ def test_export_names_sort_by_time_and_never_overwrite(tmp_path):
     assert first != second
     assert os.path.basename(second[0]) == "hud-my-app-4242-20260304-050607-2.report.json"
     assert all(os.path.getsize(p) > 0 for p in first + second)
+
+
+def test_rust_paths_are_cut_at_segment_boundaries():
+    name = "blockers::scenarios::sleep_blocker"
+    assert fmt.fit_path(name, 40) == name
+    assert fmt.fit_path(name, 30) == "…::scenarios::sleep_blocker"
+    assert fmt.fit_path(name, 20) == "…::sleep_blocker"
+    assert fmt.fit_path(name, 10) == "…p_blocker"          # no segment fits: plain cut
+    assert len(fmt.fit_path("<a::B as c::D>::poll", 12)) <= 12
