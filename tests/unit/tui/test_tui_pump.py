@@ -207,3 +207,30 @@ def test_the_cli_help_does_not_import_textual():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_stale_terminal_size_variables_are_hidden_only_when_a_terminal_can_answer(monkeypatch):
+    import os
+    import pty
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+
+    class NoTty:
+        def fileno(self):
+            raise ValueError("not a terminal")
+    monkeypatch.setattr(sys, "__stdout__", NoTty())
+    assert tui_app._hide_size_variables() == {}
+    assert os.environ["COLUMNS"] == "80"
+
+    master, slave = pty.openpty()
+    try:
+        class Tty:
+            def fileno(self):
+                return slave
+        monkeypatch.setattr(sys, "__stdout__", Tty())
+        assert tui_app._hide_size_variables() == {"COLUMNS": "80", "LINES": "24"}
+        assert "COLUMNS" not in os.environ and "LINES" not in os.environ
+    finally:
+        os.close(master)
+        os.close(slave)
