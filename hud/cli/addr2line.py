@@ -55,10 +55,14 @@ def format_frames(frames: tuple, address: Optional[int] = None, basenames: bool 
               help="Separate debug file to use (matched by build-id); repeatable.")
 @click.option("--debug-dir", "debug_dirs", multiple=True, type=click.Path(),
               help="Directory searched for debug files before /usr/lib/debug; repeatable.")
+# binutils' -f -i -C are always on here; accepted so muscle memory works.
+@click.option("-f", "--functions", "_f", is_flag=True, hidden=True)
+@click.option("-i", "--inlines", "_i", is_flag=True, hidden=True)
+@click.option("-C", "--demangle", "_c", is_flag=True, hidden=True)
 @click.argument("addresses", nargs=-1)
 def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basenames: bool,
-            return_addresses: bool, debug_files: tuple, debug_dirs: tuple,
-            addresses: tuple) -> None:
+            return_addresses: bool, debug_files: tuple, debug_dirs: tuple, _f: bool,
+            _i: bool, _c: bool, addresses: tuple) -> None:
     """Resolve ADDRESSES (hex; read from stdin when none) in an ELF file or a process."""
     from hud.linux import procfs
     from hud.symbolize import Symbolizer

@@ -27,7 +27,7 @@ def _sample(exe: Path, n: int = 60) -> list[int]:
 def test_cli_output_is_binutils_text(build):
     for exe in (build.c("cli_c", ("-g", "-O2")), build.rust()):
         addrs = [hex(a) for a in _sample(exe)] + ["0x10"]
-        ours = _hud("-a", "-e", str(exe), *addrs)
+        ours = _hud("-a", "-f", "-i", "-C", "-e", str(exe), *addrs)
         assert ours.returncode == 0, ours.stderr
         theirs = subprocess.run(["addr2line", "-a", "-f", "-i", "-C", "-e", str(exe), *addrs],
                                 capture_output=True, text=True, check=True).stdout

@@ -142,3 +142,26 @@ def test_symbol_hints_change_nothing(build, variant):
     found = [idx for st in hinted._state.values() if st[1] is not None
              for idx, _spans in st[1]._hinted.values() if idx >= 0]
     assert len(found) >= (3 if variant == "dwarf5" else 10)
+
+
+def test_aarch64_binary_matches_its_addr2line(build, tmp_path):
+    """Symbolization reads aarch64 ELF/DWARF as well (the file, not the host, decides)."""
+    import shutil as _shutil
+    gcc = _shutil.which("aarch64-linux-gnu-gcc")
+    a2l = _shutil.which("aarch64-linux-gnu-addr2line")
+    if gcc is None or a2l is None:
+        pytest.skip("no aarch64 cross toolchain")
+    from unit.symbolize.binaries import C_PROG
+    src = tmp_path / "a64.c"
+    src.write_text(C_PROG)
+    exe = tmp_path / "a64"
+    subprocess.run([gcc, "-g", "-O2", "-o", str(exe), str(src), "-ldl"], check=True)
+    with ElfFile.open(str(exe)) as elf:
+        assert elf.machine == "aarch64"
+    addrs = [a for s, size, _n in oracle.function_symbols(exe) for a in range(s, s + size, 4)]
+    with Symbolizer() as sym:
+        got = [oracle.ours(f) for f in sym.symbolize_file(str(exe), addrs)]
+    exp = oracle.addr2line(exe, addrs, tool=a2l)
+    cmp = oracle.compare(addrs, got, exp, exe)
+    assert cmp.ratio == 1.0, cmp.report()
+    assert any(len(g) == 3 for g in got)     # the inline chain leaf <- middle <- outer
