@@ -100,6 +100,8 @@ class HudApp(App):
         self.latest: Optional[Snapshot] = None     # newest snapshot
         self.shown: Optional[Snapshot] = None      # what is on screen (older when paused)
         self.paused = False
+        # The keys' own idea of threshold and window: a snapshot taken before a queued
+        # change must not undo a second press that follows quickly.
         self.threshold_ms = float(getattr(profiler, "threshold_ms", 5.0))
         self.window_s: Optional[float] = getattr(profiler, "window_s", None)
         self.snapshots = 0                         # how many arrived (tests wait on it)
@@ -146,7 +148,6 @@ class HudApp(App):
         snap = message.snapshot
         self.latest = snap
         self.snapshots += 1
-        self.threshold_ms = snap.status.threshold_ms
         notice = snap.status.notice
         # Why the run ended already shows in the status line; other notices (a backend
         # fallback, skipped lines of a recording) get the bottom line.

@@ -22,9 +22,7 @@ from hud.tui.workers import WorkersPanel, pick_workers
 HINTS = [("↑↓", "move", 6), ("⏎", "stack", 1), ("/", "filter", 2), ("h", "hotspots", 5),
          ("p", "pause", 4), ("s", "save", 3), ("t/T", "threshold", 3), ("w", "window", 4),
          ("?", "help", 0), ("q", "quit", 0)]
-
-
-MIN_BAND_HEIGHT = 18
+MIN_BAND_HEIGHT = 18      # below this many rows the findings need every line: no band
 
 
 def worker_rows(height: int) -> int:

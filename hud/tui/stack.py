@@ -51,9 +51,9 @@ class StackTable(ItemTable):
         if width >= WIDE:
             # The location gets about 40% of what the function and it share.
             where = max(30, (width - 40) * 2 // 5)
-            return [Column("n", "#", 3, True), Column("function", "function", 0),
+            return [Column("n", "#", 4, True), Column("function", "function", 0),
                     Column("where", "file:line", where), Column("module", "module", 14)]
-        return [Column("n", "#", 3, True), Column("function", "function · file:line · module", 0)]
+        return [Column("n", "#", 4, True), Column("function", "function · file:line · module", 0)]
 
     def cells(self, item: tuple[int, Frame], columns: dict[str, Column]) -> dict:
         i, f = item
