@@ -29,7 +29,11 @@ SIZE = (160, 48)
 # Ceilings for waits on the screen, not expectations: hud attaches in about a second and the
 # sleep blocker blocks every 200 ms; a loaded CI machine gets a minute.
 SHOW_S = 60.0
-QUIT_BUDGET_S = 2.0          # the acceptance criterion
+# The acceptance criterion, measured from sending the key to hud's exit status being written
+# (polled every 0.1 s): it covers the view closing, the profiler loop stopping, finish(),
+# and the CLI detaching and closing. Here that takes 0.5-1 s; 2 s leaves room for a busy
+# CI machine without hiding a hang (a hang is what this catches: QUIT_WAIT_S reports it).
+QUIT_BUDGET_S = 2.0
 QUIT_WAIT_S = 15.0           # how long we keep looking, so a slow exit reports its time
 
 
@@ -187,6 +191,7 @@ def test_live_view_shows_the_sleep_blocker_and_quits_cleanly(tokio_fixture, tmux
     tmux.keys("/")
     tmux.keys("-l", "sleep_blocker")
     tmux.keys("Enter")
+
     def filtered() -> bool:
         lines = [line for line in tmux.screen().splitlines() if line.strip()]
         # the list is down to one finding and the filter box has closed (hints are back)
