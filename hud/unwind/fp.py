@@ -25,6 +25,8 @@ def fp_step(arch: Arch, regs: dict[int, int], mem: StackMemory
     The caller's register file is None when the step failed; reason is "" on success.
     """
     fp = regs.get(arch.fp)
+    if type(fp) is tuple:   # saved on the stack by an inner frame, read lazily (dwarf.value)
+        fp = mem.u64(fp[0])
     if not fp:
         return None, 0, END
     sp = regs.get(arch.sp, 0)

@@ -37,3 +37,47 @@ class StackMemory:
 
     def contains(self, addr: int, size: int = 8) -> bool:
         return self.base <= addr and addr + size <= self.end
+
+
+class RecordingMemory(StackMemory):
+    """A StackMemory that remembers which bytes a walk read, so a later capture can be
+    checked against them: a walk is a function of the registers and of exactly these
+    reads, so equal reads mean an equal result (the unwinder's memo)."""
+
+    __slots__ = ("reads",)
+
+    def __init__(self, base: int, data: bytes) -> None:
+        super().__init__(base, data)
+        self.reads: list = []
+
+    def u64(self, addr: int) -> Optional[int]:
+        self.reads.append((addr - self.base, 8))
+        return StackMemory.u64(self, addr)
+
+    def read(self, addr: int, size: int) -> Optional[int]:
+        self.reads.append((addr - self.base, size))
+        return StackMemory.read(self, addr, size)
+
+    def contains(self, addr: int, size: int = 8) -> bool:
+        self.reads.append((addr - self.base, -size))   # a bounds check reads no bytes
+        return StackMemory.contains(self, addr, size)
+
+    def fingerprint(self) -> tuple:
+        """Every read as (offset, size, bytes) — bytes None when it was out of bounds
+        (or a bounds check) — in walk order."""
+        return tuple((off, size, _bytes_at(self.data, off, size)) for off, size in self.reads)
+
+
+def _bytes_at(data: bytes, off: int, size: int) -> Optional[bytes]:
+    n = abs(size)
+    if off < 0 or off + n > len(data):
+        return None
+    return data[off:off + n] if size > 0 else b""
+
+
+def same_reads(fingerprint: tuple, data: bytes) -> bool:
+    """Would every read of a recorded walk see the same thing in `data`?"""
+    for off, size, value in fingerprint:
+        if _bytes_at(data, off, size) != value:
+            return False
+    return True

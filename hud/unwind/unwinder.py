@@ -12,9 +12,9 @@ from typing import Any, Callable, Optional
 
 from hud.model import StackCapture
 from hud.unwind.arch import ARCHES, Arch
-from hud.unwind.dwarf import cfi_step
+from hud.unwind.dwarf import cfi_step, value
 from hud.unwind.fp import END, MAX_DEPTH, NO_PROGRESS, fp_step, fp_walk
-from hud.unwind.memory import StackMemory
+from hud.unwind.memory import RecordingMemory, StackMemory, same_reads
 from hud.unwind.prologue import ModuleStrategy
 from hud.unwind.sources import ModuleInfo, opener_for
 
@@ -31,6 +31,7 @@ METHOD_MIXED = "cfi+fp"
 METHOD_NONE = "none"
 
 _CACHE_LIMIT = 1 << 19
+_MEMO_LIMIT = 8192
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Unwinder:
         self._debug_file_for = debug_file_for
         self._infos: dict[tuple, Optional[ModuleInfo]] = {}
         self._pc: dict[int, tuple] = {}
+        self._memo: dict = {}
+        self.memo_hits = 0
 
     # -- module and pc resolution -------------------------------------------------------
 
@@ -104,6 +107,7 @@ class Unwinder:
         """Forget cached modules and rows (after the target's maps changed)."""
         self._infos.clear()
         self._pc.clear()
+        self._memo.clear()
 
     def strategies(self) -> list[ModuleStrategy]:
         """The FP/CFI strategy of every module seen so far (scans their prologues)."""
@@ -115,8 +119,31 @@ class Unwinder:
 
     # -- walking ----------------------------------------------------------------------
 
+    def unwind_memo(self, capture: StackCapture, max_frames: int = 128) -> UnwindResult:
+        """`unwind` (mode "auto") with a memo: a thread leaving the CPU at the same place
+        again has the same registers, and if the stack bytes its last walk read are
+        unchanged, the walk is too. Verifying is a few slice compares instead of a walk."""
+        regs = capture.regs
+        if regs is None or not capture.stack:
+            return self.unwind(capture, max_frames)
+        key = (regs, max_frames)
+        hit = self._memo.get(key)
+        if hit is not None:
+            fingerprint, fp_ips, result = hit
+            if (fp_ips is None or fp_ips == capture.fp_ips) \
+                    and same_reads(fingerprint, capture.stack):
+                self.memo_hits += 1
+                return result
+        mem = RecordingMemory(regs.sp, capture.stack)
+        result = self.unwind(capture, max_frames, memory=mem)
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.pop(next(iter(self._memo)))
+        spliced = result.method == METHOD_MIXED or result.reason == NO_REGS
+        self._memo[key] = (mem.fingerprint(), capture.fp_ips if spliced else None, result)
+        return result
+
     def unwind(self, capture: StackCapture, max_frames: int = 128,
-               mode: str = "auto") -> UnwindResult:
+               mode: str = "auto", memory: Optional[StackMemory] = None) -> UnwindResult:
         """Unwind one capture. mode: "auto" (CFI, FP where trusted, kernel FP splice),
         "cfi" (CFI only) or "fp" (frame pointers only)."""
         regs = capture.regs
@@ -128,7 +155,7 @@ class Unwinder:
         arch = ARCHES.get(regs.arch)
         if arch is None:
             return UnwindResult((regs.ip,), UNSUPPORTED_ARCH, METHOD_NONE)
-        mem = StackMemory(regs.sp, capture.stack)
+        mem = memory if memory is not None else StackMemory(regs.sp, capture.stack)
         if mode == "fp":
             ips, reason = fp_walk(arch, regs.ip, regs.sp, regs.fp, mem, max_frames)
             return UnwindResult(ips, reason, METHOD_FP)
@@ -163,11 +190,11 @@ class Unwinder:
                     return ips, NO_PROGRESS, used_fp
                 new, ra, why = cfi_step(arch, crow, state, mem)
                 signal = crow.signal_frame
-            elif len(ips) == 1 and arch.lr >= 0 and state.get(arch.lr):
+            elif len(ips) == 1 and arch.lr >= 0 and value(state, arch.lr, mem):
                 # aarch64 code without CFI (PLT stubs, hand-written leaves): the caller's
                 # address is still in the link register and sp has not moved.
                 new = dict(state)
-                ra = state[arch.lr] & arch.ra_mask
+                ra = (value(state, arch.lr, mem) or 0) & arch.ra_mask
                 why = ""
                 signal = False
             elif allow_fp and info.strategy().trusts_fp:
