@@ -16,7 +16,6 @@ from __future__ import annotations
 import resource
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -95,8 +94,8 @@ def resolve_target(pid: Optional[int] = None, process: Optional[str] = None) -> 
 class StackResolver:
     """StackCapture -> frames: CFI unwinding of the copied stack, then symbolization.
 
-    Identical captures (a thread leaving the CPU at the same place with the same stack
-    bytes) are resolved once: an LRU keyed by the capture itself.
+    A thread leaving the CPU at the same place again costs a few byte compares (the
+    unwinder's memo), and each distinct walk is symbolized once (cached by its ips).
     """
 
     def __init__(self, pid: int, debug_dirs: tuple = (), debug_files: tuple = (),
@@ -106,33 +105,30 @@ class StackResolver:
         self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files)
         self.process = self.symbolizer.for_process(pid)
         self.unwinder = Unwinder(self.process.maps)
-        self._cache: OrderedDict = OrderedDict()
-        self.counts = {"resolved": 0, "cache_hits": 0, "incomplete": 0}
+        self._by_ips: dict = {}     # one Stack object per distinct walk: classified once
+        self.counts = {"resolved": 0, "incomplete": 0}
         self.methods: dict = {}
 
     def __call__(self, pid: int, capture: StackCapture) -> Stack:
-        hit = self._cache.get(capture)
-        if hit is not None:
-            self._cache.move_to_end(capture)
-            self.counts["cache_hits"] += 1
-            return hit
         ips: tuple = ()
         if capture.regs is not None and capture.stack:
-            res = self.unwinder.unwind(capture)
+            res = self.unwinder.unwind_memo(capture)
             ips = res.ips
             self.methods[res.method] = self.methods.get(res.method, 0) + 1
             if not res.complete:
                 self.counts["incomplete"] += 1
         if not ips:
             ips = capture.fp_ips
-        frames: list[Frame] = []
-        for chain in self.process.symbolize(list(ips)):
-            frames.extend(chain)
-        stack = tuple(frames)
+        stack = self._by_ips.get(ips)
+        if stack is None:
+            frames: list[Frame] = []
+            for chain in self.process.symbolize(list(ips)):
+                frames.extend(chain)
+            stack = tuple(frames)
+            if len(self._by_ips) >= _RESOLVE_CACHE:
+                self._by_ips.pop(next(iter(self._by_ips)))
+            self._by_ips[ips] = stack
         self.counts["resolved"] += 1
-        self._cache[capture] = stack
-        if len(self._cache) > _RESOLVE_CACHE:
-            self._cache.popitem(last=False)
         return stack
 
     def blocked_stack(self, pid: int, tid: int) -> Optional[tuple[Stack, bool]]:
@@ -198,7 +194,7 @@ class Profiler:
                  workers: Optional[str] = None, freq_hz: Optional[int] = None,
                  backend: str = "auto", replay: Optional[str] = None,
                  record: Optional[str] = None, debug_dirs: tuple = (),
-                 debug_files: tuple = (), stack_bytes: int = 16384,
+                 debug_files: tuple = (), stack_bytes: int = 32768,
                  notice: Optional[Callable[[str], None]] = None) -> None:
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
@@ -476,8 +472,12 @@ class Profiler:
     def run(self, duration_s: Optional[float] = None,
             stop: Optional[threading.Event] = None,
             on_snapshot: Optional[Callable[[Snapshot], None]] = None,
-            every_s: float = 0.5) -> dict:
-        """Profile until `duration_s`, `stop` is set, or the target exits; the report."""
+            every_s: float = 0.5,
+            on_status: Optional[Callable[[Status], None]] = None) -> dict:
+        """Profile until `duration_s`, `stop` is set, or the target exits; the report.
+
+        `on_snapshot` gets a full Snapshot every `every_s` (for live views); `on_status`
+        only the cheap Status line (for progress output)."""
         self.start()
         deadline = None if duration_s is None else time.monotonic() + duration_s
         next_snap = time.monotonic() + every_s
@@ -488,9 +488,12 @@ class Profiler:
             if deadline is not None and now >= deadline:
                 break
             self.step(min(0.1, max(0.0, (deadline - now) if deadline else 0.1)))
-            if on_snapshot is not None and time.monotonic() >= next_snap:
+            if (on_snapshot or on_status) and time.monotonic() >= next_snap:
                 next_snap = time.monotonic() + every_s
-                on_snapshot(self.snapshot())
+                if on_snapshot is not None:
+                    on_snapshot(self.snapshot())
+                if on_status is not None:
+                    on_status(self.status())
         self.finish()
         return self.report()
 

@@ -51,7 +51,7 @@ def _guess_format(path: str) -> str:
               help="Separate debug file (repeatable).")
 @click.option("--debug-dir", "debug_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Directory of debug files (build-id tree or debuglink).")
-@click.option("--stack-bytes", type=click.IntRange(1024, 32768), default=16384,
+@click.option("--stack-bytes", type=click.IntRange(1024, 32768), default=32768,
               show_default=True, help="User stack bytes copied per capture.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def command(process: Optional[str], pid: Optional[int], target_path: Optional[str],
@@ -103,11 +103,11 @@ def _run_headless(prof, duration: Optional[float], stop: threading.Event,
     from hud.cli.text import findings_table, summary_line, terminal_width
     last = [0.0]
 
-    def progress(snap) -> None:
-        if quiet or snap.status.elapsed_s - last[0] < 2.0:
+    def progress(status) -> None:
+        if status.elapsed_s - last[0] < 2.0:
             return
-        last[0] = snap.status.elapsed_s
-        click.echo(summary_line(snap.status), err=True)
+        last[0] = status.elapsed_s
+        click.echo(summary_line(status), err=True)
 
     if not quiet and prof.target is not None:
         t = prof.target
@@ -115,7 +115,8 @@ def _run_headless(prof, duration: Optional[float], stop: threading.Event,
                    f"threshold {prof.threshold_ms:g} ms"
                    + (f", for {duration:g} s" if duration else ", Ctrl-C to stop"), err=True)
     try:
-        prof.run(duration_s=duration, stop=stop, on_snapshot=progress, every_s=0.5)
+        prof.run(duration_s=duration, stop=stop, on_status=None if quiet else progress,
+                 every_s=0.5)
     except KeyboardInterrupt:
         prof.finish()
     width = terminal_width() if sys.stdout.isatty() else 80
