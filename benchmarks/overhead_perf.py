@@ -1,6 +1,7 @@
 """Benchmark (not a test): what the perf backend costs, beside no hud and the eBPF backend.
 
     .venv/bin/python benchmarks/overhead_perf.py [--rounds 5] [--seconds 8] [--backends perf,ebpf]
+        (a backend may carry a sampling rate: --backends perf,perf@199,ebpf)
     .venv/bin/python benchmarks/overhead_perf.py --switch-cost [--rounds 11]
     .venv/bin/python benchmarks/overhead_perf.py --target-cost [--rounds 7]
 
@@ -10,8 +11,9 @@ Demo mode (root, demo fixture built): one demo server; each round runs `demo loa
 every mode alike. hud is started 3 s before the load (its start-up, symbol loading
 included, is not in the window) and measured over the load window only: its CPU time
 (utime + stime from /proc/PID/stat) per second of wall clock, and the demo's requests
-per second. Medians over the rounds; the throughput loss is against the no-hud median of
-the same invocation.
+per second, and the server's own CPU time per request (what hud's kernel side costs the
+target, steadier than throughput on a shared host). Medians over the rounds; losses and
+ratios are against the no-hud medians of the same invocation.
 
 Switch-cost mode (root, linux-perf's `perf bench`): CPU time per op of `perf bench sched
 pipe` (two tasks ping-ponging on one CPU: 2 context switches per op) with no events,
@@ -56,8 +58,10 @@ def demo_round(server, backend: str, seconds: float) -> dict:
     from support.fixtures import run_load
     hud = None
     if backend != "none":
+        name, _, freq = backend.partition("@")
         hud = subprocess.Popen([sys.executable, "-m", "hud", "--pid", str(server.pid),
-                                "--headless", "--quiet", "--backend", backend,
+                                "--headless", "--quiet", "--backend", name,
+                                *(["--freq", freq] if freq else []),
                                 "--duration", str(seconds + 6)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(3.0)
@@ -65,6 +69,7 @@ def demo_round(server, backend: str, seconds: float) -> dict:
             raise SystemExit(f"hud --backend {backend} exited: {hud.stderr.read()}")
     result: dict = {}
     cpu0 = _cpu_s(hud.pid) if hud else 0.0
+    srv0 = _cpu_s(server.pid)
     t0 = time.monotonic()
     th = threading.Thread(target=lambda: result.update(
         run_load(server, duration=seconds, connections=8)))
@@ -72,12 +77,15 @@ def demo_round(server, backend: str, seconds: float) -> dict:
     th.join()
     wall = time.monotonic() - t0
     cpu = (_cpu_s(hud.pid) - cpu0) if hud else 0.0
+    srv = _cpu_s(server.pid) - srv0
     if hud is not None:
         hud.terminate()
         hud.wait(timeout=30)
         if hud.stderr is not None:
             hud.stderr.close()
-    return {"rps": float(result.get("rps", 0.0)), "hud_cpu_pct": 100 * cpu / wall}
+    requests = max(1, int(result.get("requests", 0)))
+    return {"rps": float(result.get("rps", 0.0)), "hud_cpu_pct": 100 * cpu / wall,
+            "server_us_per_req": 1e6 * srv / requests}
 
 
 def demo(rounds: int, seconds: float, backends: list[str]) -> None:
@@ -92,14 +100,18 @@ def demo(rounds: int, seconds: float, backends: list[str]) -> None:
     base = statistics.median(x["rps"] for x in rows["none"])
     print(f"\ndemo under `demo load` (8 connections), {rounds} rounds of {seconds:g} s, "
           f"medians; {os.cpu_count()} CPUs\n")
-    print("| mode | requests/s | throughput loss | hud CPU (% of one core) | rps per round |")
-    print("|---|---:|---:|---:|---|")
+    base_us = statistics.median(x["server_us_per_req"] for x in rows["none"])
+    print("| mode | requests/s | throughput loss | hud CPU (% of one core) "
+          "| server CPU per request | rps per round |")
+    print("|---|---:|---:|---:|---:|---|")
     for m in modes:
         rps = statistics.median(x["rps"] for x in rows[m])
         cpu = statistics.median(x["hud_cpu_pct"] for x in rows[m])
+        us = statistics.median(x["server_us_per_req"] for x in rows[m])
         loss = "ref" if m == "none" else f"{100 * (1 - rps / base):.1f}%"
         each = ", ".join(f"{x['rps']:.0f}" for x in rows[m])
-        print(f"| {m} | {rps:,.0f} | {loss} | {cpu:.1f} | {each} |")
+        print(f"| {m} | {rps:,.0f} | {loss} | {cpu:.1f} | {us:.0f} us"
+              f"{'' if m == 'none' else f' ({us / base_us:.2f}x)'} | {each} |")
 
 
 def _pipe_cpu_us(ops: int) -> float:
@@ -112,24 +124,33 @@ def _pipe_cpu_us(ops: int) -> float:
     return used / ops * 1e6
 
 
-def _system_wide_filtered() -> list[int]:
-    """The rejected design: a sched_switch tracepoint per CPU (pid=-1) with a kernel filter
-    on 20 tids that do not exist, stack-copying sample type, one ring per CPU."""
+def _system_wide_filtered() -> list:
+    """The rejected design: per CPU (pid=-1), a sched_switch tracepoint for switch-outs
+    (stack-copying sample type) and one for switch-ins, each with a kernel filter on 20
+    tids that do not exist, sharing one ring."""
     from hud.bpf.perfbuf import PerfRing
     from hud.linux import perf_event as pe
     from hud.linux import procfs, tracefs
     tp = tracefs.tracepoint_id("sched", "sched_switch")
-    fds: list = []
+    objs: list = []
     for cpu in procfs.online_cpus():
-        attr = pe.PerfEventAttr(type=pe.PERF_TYPE_TRACEPOINT, config=tp, period_or_freq=1,
-                                sample_type=pe.PERF_SAMPLE_RAW | pe.PERF_SAMPLE_TIME
-                                | pe.PERF_SAMPLE_REGS_USER | pe.PERF_SAMPLE_STACK_USER,
-                                sample_regs_user=0x1C0, sample_stack_user=16384)
-        fd = pe.perf_event_open(attr, -1, cpu)
-        fds.append(fd)
-        pe.set_filter(fd, " || ".join(f"prev_pid == {4_000_000 + i}" for i in range(20)))
-        fds.append(PerfRing(fd, 16))
-    return fds
+        ring = None
+        for field, stack in (("prev_pid", True), ("next_pid", False)):
+            st = pe.PERF_SAMPLE_RAW | pe.PERF_SAMPLE_TIME | pe.PERF_SAMPLE_TID
+            if stack:
+                st |= pe.PERF_SAMPLE_REGS_USER | pe.PERF_SAMPLE_STACK_USER
+            attr = pe.PerfEventAttr(type=pe.PERF_TYPE_TRACEPOINT, config=tp, period_or_freq=1,
+                                    sample_type=st, sample_regs_user=0x1C0 if stack else 0,
+                                    sample_stack_user=16384 if stack else 0)
+            fd = pe.perf_event_open(attr, -1, cpu)
+            objs.append(fd)
+            pe.set_filter(fd, " || ".join(f"{field} == {4_000_000 + i}" for i in range(20)))
+            if ring is None:
+                ring = PerfRing(fd, 16)
+                objs.append(ring)
+            else:
+                pe.set_output(fd, ring.fd)
+    return objs
 
 
 def _tracepoint_samples_arrive() -> bool:
@@ -165,8 +186,11 @@ def switch_cost(rounds: int, ops: int) -> None:
             try:
                 rows["pid=-1 filtered tracepoint"].append(_pipe_cpu_us(ops))
             finally:
-                for o in objs:
-                    o.close() if hasattr(o, "close") else os.close(o)
+                for o in reversed(objs):          # rings before the fds they map
+                    if isinstance(o, int):
+                        os.close(o)
+                    else:
+                        o.close()
             with PerfCollector(idle.pid, sample=False):
                 rows["per-thread events (perf backend)"].append(_pipe_cpu_us(ops))
     finally:
