@@ -104,7 +104,9 @@ class StackResolver:
         from hud.unwind import Unwinder
         self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files)
         self.process = self.symbolizer.for_process(pid)
-        self.unwinder = Unwinder(self.process.maps)
+        # CFI of code whose .eh_frame was stripped may live in the separate debug file
+        # the symbolizer already found (.debug_frame): share it with the unwinder.
+        self.unwinder = Unwinder(self.process.maps, debug_file_for=self._debug_file_for)
         self._by_ips: dict = {}     # one Stack object per distinct walk: classified once
         self.counts = {"resolved": 0, "incomplete": 0}
         self.methods: dict = {}
@@ -130,6 +132,11 @@ class StackResolver:
             self._by_ips[ips] = stack
         self.counts["resolved"] += 1
         return stack
+
+    def _debug_file_for(self, module) -> Optional[str]:
+        obj, _ = self.process._object(module)
+        debug = getattr(obj, "debug", None)
+        return getattr(debug, "name", None) if debug is not None else None
 
     def blocked_stack(self, pid: int, tid: int) -> Optional[tuple[Stack, bool]]:
         """(frames, complete) of a thread blocked in a syscall, read at attach time
@@ -409,6 +416,10 @@ class Profiler:
                     out.extend(self.analyzer.close())
                     break
                 out.extend(self.analyzer.feed(ev))
+                if isinstance(ev, TargetExit):
+                    self._end("the target exited (in the recording)")
+                    out.extend(self.analyzer.close())
+                    break
         return out
 
     def _rescan(self) -> None:
