@@ -11,10 +11,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import pytest
-from support.fixtures import FixtureProcess, Scenario
+from support.findings import at, of_function, summary
+from support.fixtures import FixtureProcess
 
 from hud.session import Profiler
 
@@ -32,20 +32,6 @@ def profile(pid: int, seconds: float = SECONDS, **kw) -> tuple[dict, list]:
     return report, notices
 
 
-def at(report: dict, kind: str, sc: Scenario, lines: int = 1) -> Optional[dict]:
-    """The finding of `kind` at the scenario's function and line (+-lines), if any."""
-    for f in report["findings"]:
-        if f["kind"] == kind and f["function"] == sc.function and f["line"] is not None \
-                and abs(f["line"] - sc.line) <= lines:
-            return f
-    return None
-
-
-def summary(report: dict) -> str:
-    return "\n".join(f"{f['kind']} {f['function']}:{f['line']} x{f['count']}"
-                     for f in report["findings"]) or "(no findings)"
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_blockers_and_the_cpu_burner_are_found(variant, tokio_fixture):
     fx: FixtureProcess = tokio_fixture(variant, [*BLOCKERS, "cpu"])
@@ -58,12 +44,32 @@ def test_blockers_and_the_cpu_burner_are_found(variant, tokio_fixture):
         assert f is not None, f"{name}: no blocking finding at {sc.function}:{sc.line}\n" \
                               f"{summary(report)}"
         assert set(f["workers"]) <= workers and f["count"] >= 1
+        assert f["file"].endswith(sc.file_rel.split("/", 2)[-1]), f["file"]
+        # The blocker's own stack (captured at its switch-out), through the user frame.
+        assert any(fr["class"] == "user" and fr["function"] == sc.function
+                   for fr in f["stack"]), f["stack"]
     cpu = fx.manifest.scenarios["cpu"]
-    assert any(f["kind"] == "cpu" and f["function"] == cpu.function
-               for f in report["findings"]), summary(report)
+    f = of_function(report, "cpu", cpu.function)
+    assert f is not None, summary(report)
+    assert f["max_ms"] >= 0.5 * cpu.block_ms, f
+    assert {w["tid"] for w in report["target"]["workers"]} == workers
+    assert of_function(report, "blocking", cpu.function) is None, summary(report)
     # Nothing may be reported at the spawn_blocking work or the healthy payload.
     assert not any(f["function"].endswith(("pool_work", "healthy_payload"))
                    for f in report["findings"] if f["kind"] in ("blocking", "cpu"))
+
+
+def test_sleep_episodes_match_what_the_program_timed(tokio_fixture):
+    # Switch-outs and switch-ins are paired in userspace, across per-CPU rings: every
+    # sleep must come out once, and no longer than the program measured it.
+    fx = tokio_fixture("blockers-nofp", ["sleep:40/100"])
+    report, _ = profile(fx.pid)
+    measured = fx.stop()["scenarios"]["sleep"]
+    f = at(report, "blocking", fx.manifest.scenarios["sleep"])
+    assert f is not None, summary(report)
+    assert 70 <= f["count"] <= min(110, measured["episodes"]), (f, measured)
+    assert f["p99_ms"] >= 40 and f["max_ms"] <= measured["max_ms"] + 1.0, (f, measured)
+    assert 40 * f["count"] <= f["total_ms"] <= measured["total_ms"] + 1.0, (f, measured)
 
 
 def test_healthy_and_spawn_blocking_work_are_no_findings(tokio_fixture):
@@ -76,6 +82,7 @@ def test_healthy_and_spawn_blocking_work_are_no_findings(tokio_fixture):
     pool = fx.manifest.scenarios["spawn_blocking"]
     tops = [t["function"] for t in report["blocking_pool"]["top"]]
     assert pool.function in tops, tops
+    assert not set(report["blocking_pool"]["threads"]) & set(fx.worker_tids)
 
 
 def _hud(args: list, prefix: tuple = ()) -> subprocess.CompletedProcess:
@@ -93,8 +100,7 @@ def test_cli_headless_report_with_backend_perf(tokio_fixture, tmp_path):
     assert report["schema"] == "hud-report/1" and report["backend"] == "perf"
     assert "with perf" in res.stderr
     assert at(report, "blocking", fx.manifest.scenarios["sleep"]) is not None, summary(report)
-    assert any(f["kind"] == "cpu" and f["function"] == fx.manifest.scenarios["cpu"].function
-               for f in report["findings"]), summary(report)
+    assert of_function(report, "cpu", fx.manifest.scenarios["cpu"].function), summary(report)
 
 
 def test_no_bpf_wrapper_makes_bpf_fail_with_eperm():
@@ -122,8 +128,7 @@ def test_hud_under_a_bpf_denying_seccomp_filter_falls_back_to_perf(tokio_fixture
     assert report["backend"] == "perf"
     assert any("using the perf backend" in n for n in report["stats"]["notices"])
     assert at(report, "blocking", fx.manifest.scenarios["sleep"]) is not None, summary(report)
-    assert any(f["kind"] == "cpu" and f["function"] == fx.manifest.scenarios["cpu"].function
-               for f in report["findings"]), summary(report)
+    assert of_function(report, "cpu", fx.manifest.scenarios["cpu"].function), summary(report)
 
 
 def test_lost_records_are_counted_in_the_report(tokio_fixture, monkeypatch):
