@@ -11,18 +11,21 @@
     # leaving the block (or close()) closes every fd and unmaps every ring
 
 For hosts that refuse bpf() (no CAP_BPF, seccomp-filtered containers, lockdown). It needs
-what perf needs for tracepoints with raw data: root or CAP_PERFMON.
+root, CAP_PERFMON or perf_event_paranoid <= 1 (switch-out samples are kernel-mode samples);
+naming run-queue holders also needs tracefs and raw tracepoint data (CAP_PERFMON), and is
+skipped, with the reason in stats()["preemptors"], without them.
 
-- Off-CPU: `sched:sched_switch` tracepoint events per (thread, CPU) with inherit and
-  context_switch (hud.collect.perf_switch): the switch-out sample is taken in the thread's
-  own context, so it carries that thread's user registers, stack copy and callchain; the
-  PERF_RECORD_SWITCH records give switch-in times. There is no in-kernel threshold: every
-  switch-out is copied, and `SwitchTracker` pairs it with its switch-in in userspace and
-  emits an `OffCpuEvent` only past the threshold. Known parks (`mark_park`) are dropped
-  before any unwinding; their time still goes to `ThreadTimes.parked_ns`.
+- Off-CPU (hud.collect.perf_switch): per (thread, CPU), with inherit, a software
+  context-switches event whose sample is taken at the thread's own switch-out, so it
+  carries that thread's user registers, stack copy and frame-pointer chain, and whose
+  PERF_RECORD_SWITCH records mark switch-outs (PREEMPT: still runnable) and switch-ins.
+  There is no in-kernel threshold: every switch-out is copied, and `SwitchTracker` pairs
+  it with its switch-in in userspace and emits an `OffCpuEvent` only past the threshold.
+  Known parks (`mark_park`) are dropped before anything is decoded or unwound; their time
+  still goes to `ThreadTimes.parked_ns`.
 - Run-queue waits: the holder is the task that took the CPU when the thread was preempted
-  (sched_switch's next_pid/next_comm); per-task events cannot see who ran just before
-  the switch-in, which is what the eBPF backend names.
+  (sched_switch's next_pid/next_comm, from a tracepoint filtered in the kernel to runnable
+  switch-outs), as with the eBPF backend.
 - On-CPU: cpu-clock samples from hud.collect.perf_sampler, with `switch_seq` (voluntary
   switch-outs so far, -1 before the thread's first switch record) filled in here.
 - A reader thread (hud.collect.perf_pump) copies records out of the rings every 20 ms,
