@@ -332,6 +332,10 @@ class PerfCollector:
                 tr.preempt(r[2], r[3])
             elif k == _EXIT:
                 out.extend(tr.exit(r[2], r[0]))
+                if self._switch is not None:
+                    # Its own events died with it: a later thread given the same tid has
+                    # inherited ones only, and those must not be taken for duplicates.
+                    self._switch.direct.discard(r[2])
             else:
                 tr.lost(r[0])
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from hud.collect.perf import PerfCollector
-from hud.model import CpuSample, Lost, OffCpuEvent, TargetExit, ThreadTimes
+from hud.model import CpuSample, Lost, OffCpuEvent, TargetExit, ThreadExit, ThreadTimes
 
 MS = 1_000_000
 
@@ -44,9 +44,13 @@ def start(fn, *a):
     return box[0]
 tids = {"sleeper": start(sleeper, int(sys.argv[1])), "spinner": start(spinner)}
 print(json.dumps(tids), flush=True)
+def brief():
+    time.sleep(0.05)
 for line in sys.stdin:
     if line.strip() == "spawn":
         print(json.dumps({"late": start(sleeper, int(sys.argv[1]))}), flush=True)
+    elif line.strip() == "brief":
+        print(json.dumps({"late": start(brief)}), flush=True)
 """
 
 
@@ -64,9 +68,9 @@ class Target:
     def pid(self) -> int:
         return self.proc.pid
 
-    def spawn(self) -> int:
+    def spawn(self, what: str = "spawn") -> int:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("spawn\n")
+        self.proc.stdin.write(f"{what}\n")
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())["late"]
 
@@ -134,6 +138,19 @@ def test_threads_created_later_are_followed_through_inheritance(target):
         events = collect(col, 1.0)
         assert late not in col._switch.direct    # no events of its own: inherited ones
     assert any(isinstance(e, OffCpuEvent) and e.tid == late for e in events)
+
+
+def test_a_thread_that_exits_sends_its_final_times_then_its_exit(target):
+    with PerfCollector(target.pid, threshold_ns=10 * MS, freq=99) as col:
+        collect(col, 0.2)
+        brief = target.spawn("brief")
+        events = collect(col, 0.8)
+    mine = [e for e in events if getattr(e, "tid", None) == brief]
+    exits = [i for i, e in enumerate(mine) if isinstance(e, ThreadExit)]
+    assert len(exits) == 1, mine
+    final = mine[exits[0] - 1]
+    assert isinstance(final, ThreadTimes) and final.time_ns == mine[exits[0]].time_ns
+    assert final.offcpu_ns >= 40 * MS      # its 50 ms sleep
 
 
 def test_ignored_threads_send_no_stacks_or_samples(target):
