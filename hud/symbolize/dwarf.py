@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Optional
+from typing import Callable, Optional
 
 from hud.symbolize import dwarf_lines
 from hud.symbolize.dwarf_forms import DwarfError
@@ -27,24 +27,29 @@ _BATCH_FULL = 48
 class DwarfInfo:
     """The DWARF of one file; `locate` answers per address, decoding units lazily."""
 
-    def __init__(self, sections: DwarfSections) -> None:
+    def __init__(self, sections: DwarfSections,
+                 rename: Optional[Callable[[str], str]] = None) -> None:
         self.sections = sections
+        self.rename = rename
         self.units = UnitTable(sections, ROLES, ROLE_TAGS, ROLE_REQUIRED)
         self.names = NameResolver(self.units)
         self._lines: dict[int, Optional[LineTable]] = {}
         self._scopes: dict[int, Optional[UnitScopes]] = {}
         self._errors: dict[int, str] = {}
         self._state: dict[int, tuple] = {}    # unit index -> (line table, scopes)
+        # (unit index << 32 | scope) -> (its name, the levels of its callers)
+        self._levels: dict[int, tuple[Optional[str], tuple]] = {}
 
     @property
     def has_units(self) -> bool:
         return bool(self.units.units)
 
-    def locate(self, addr: int, hint: Optional[tuple] = None) -> tuple[list[list], str]:
+    def locate(self, addr: int, hint: Optional[tuple] = None) -> tuple[tuple, str]:
         """The inline chain at ELF virtual address `addr`, innermost first.
 
-        Each level is [function, file, line, column] (function still mangled). Returns
-        ([], reason) when no unit covers the address. Otherwise the list ends with the
+        Each level is (function, file, line, column), a 0 line or column given as None
+        and the function name passed through `rename` (as given when None). Returns
+        ((), reason) when no unit covers the address. Otherwise the chain ends with the
         containing function; names may be None (then the symbol table decides) and
         file/line None when the line table has no row for the address. `hint` is the
         (start, end or None, names) of the symbol holding `addr` when known: it lets the
@@ -52,12 +57,12 @@ class DwarfInfo:
         """
         unit = self.units.find_unit(addr)
         if unit is None:
-            return [], "no debug info for this address"
+            return (), "no debug info for this address"
         state = self._state.get(unit.index)
         if state is None:
             state = self._prepare(unit)
         if unit.error:
-            return [], unit.error
+            return (), unit.error
         lines, scopes = state
         reason = self._errors.get(unit.index, "")
         row = None
@@ -66,31 +71,54 @@ class DwarfInfo:
                 row = lines.lookup(addr, hint[0] if hint else None)
             except DwarfError as e:
                 reason = f"bad line table: {e}"
-        chain: list[int] = []
+        i = -1
         if scopes is not None:
             try:
-                chain = scopes.chain(addr, hint, self._names_match)
+                i = scopes.innermost(addr, hint, self._names_match)
             except DwarfError as e:
                 reason = f"bad inline tree: {e}"
-        comp_dir = unit.comp_dir
         if row is not None:
-            file = lines.path(row[0], comp_dir)
-            line, col = row[1], row[2]
+            file = lines.path(row[0], unit.comp_dir)
+            line, col = row[1] or None, row[2] or None
         else:
             # No row: binutils names the unit itself (its DW_AT_name, as written).
             file, line, col = unit.name or None, None, None
-        if not chain:
-            return [[None, file, line, col]], reason
-        out = []
+        if i < 0:
+            return ((None, file, line, col),), reason
+        key = (unit.index << 32) | i
+        got = self._levels.get(key)
+        if got is None:
+            try:
+                got = self._levels[key] = self._chain_levels(unit, lines, scopes, i)
+            except DwarfError as e:
+                return ((None, file, line, col),), f"bad inline tree: {e}"
+        name, outer = got
+        return ((name, file, line, col), *outer), reason
+
+    def _chain_levels(self, unit: Unit, lines: Optional[LineTable], scopes: UnitScopes,
+                      i: int) -> tuple[Optional[str], tuple]:
+        """(name of scope i, levels of its callers up to the function): what every
+        address whose innermost scope is i shares, so it is built once per scope."""
         name = self.names.name
-        last = len(chain) - 1
-        for k, idx in enumerate(chain):
-            out.append([name(scopes.die(idx)), file, line, col])
-            if k < last:
-                # The caller's position is this instance's call site.
-                cfile, line, col = scopes.call_site(idx)
-                file = lines.path(cfile, comp_dir) if lines is not None else None
-        return out, reason
+        rename = self.rename
+        comp_dir = unit.comp_dir
+        tree, info = scopes.scopes, scopes.info
+
+        def named(k: int) -> Optional[str]:
+            got = name(info[k][0])
+            return (rename(got) if rename is not None else got) if got else None
+
+        outer = []
+        k = i
+        parent = tree[k][0]
+        while parent >= 0:
+            # The caller's position is this instance's call site.
+            _die, cfile, cline, ccol = info[k]
+            file = lines.path(cfile, comp_dir) if lines is not None else None
+            outer.append((named(parent), file, cline or None, ccol or None))
+            k = parent
+            parent = tree[k][0]
+        return named(i), tuple(outer)
 
     def prepare(self, addrs: Sequence[int]) -> None:
         """Get ready for a batch: units that many of `addrs` fall in are indexed whole

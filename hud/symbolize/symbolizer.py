@@ -96,7 +96,7 @@ class ObjectSymbols:
                 self._dwarf_why = "big-endian DWARF is not supported"
             else:
                 try:
-                    self._dwarf = DwarfInfo(DwarfSections(_section_loader(src)))
+                    self._dwarf = DwarfInfo(DwarfSections(_section_loader(src)), demangle)
                 except DATA_ERRORS as e:
                     self._dwarf_why = f"unreadable DWARF: {e}"
         return self._dwarf
@@ -116,28 +116,26 @@ class ObjectSymbols:
 
     def _resolve(self, vaddr: int) -> tuple[Located, str]:
         dwarf = self.dwarf
-        locs: list = []
+        chain: Located = ()
         why = self._dwarf_why
         if dwarf is not None:
-            locs, why = dwarf.locate(vaddr, self.symtab.span_of(vaddr))
-        if not locs:
-            locs = [[None, None, None, None]]
+            chain, why = dwarf.locate(vaddr, self.symtab.span_of(vaddr))
+        if not chain:
+            chain = ((None, None, None, None),)
+        func, file, line, col = chain[-1]
         # The outermost level is the real function: fall back to the symbol table.
-        if locs[-1][0] is None:
+        if func is None:
             sym = self.symtab.lookup(vaddr)
             if sym is not None:
-                locs[-1][0] = sym[0]
-                if len(locs) == 1 and locs[0][1] is None:
+                if len(chain) == 1 and file is None:
                     # No DWARF at all: binutils names the symbol's STT_FILE (an object
                     # or codegen-unit name), which still tells where the code came from.
-                    locs[0][1] = self.symtab.file_of(vaddr)
-            elif not why:
+                    file = self.symtab.file_of(vaddr)
+                chain = (*chain[:-1], (demangle(sym[0]) if sym[0] else None, file, line,
+                                       col))
+            if chain[-1][0] is None and not why:
                 why = "no symbol covers this address"
-        out = tuple((demangle(f) if f else None, file, line or None, col or None)
-                    for f, file, line, col in locs)
-        if out[-1][0] is None and not why:
-            why = "no symbol covers this address"
-        return out, why
+        return chain, why
 
     def prepare(self, vaddrs: Sequence[int]) -> None:
         """Hint that these addresses come next (lets big batches index units whole)."""
@@ -157,10 +155,16 @@ class ObjectSymbols:
         if got is not None:
             return got
         chain, why = self.resolve(vaddr)
-        last = len(chain) - 1
-        got = tuple(make_frame(address, f, file, line, col, k < last, module,
-                               None if f is not None else (why or _NO_NAME))
-                    for k, (f, file, line, col) in enumerate(chain))
+        make = make_frame
+        f, file, line, col = chain[-1]
+        last = make(address, f, file, line, col, False, module,
+                    None if f is not None else (why or _NO_NAME))
+        if len(chain) == 1:
+            got: tuple[Frame, ...] = (last,)
+        else:
+            got = (*[make(address, f, file, line, col, True, module,
+                          None if f is not None else (why or _NO_NAME))
+                     for f, file, line, col in chain[:-1]], last)
         if len(self._frames) >= _MAX_CACHED:
             self._frames.clear()   # a crude bound: profiles revisit few distinct addresses
         self._frames[key] = got

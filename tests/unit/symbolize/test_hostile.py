@@ -130,7 +130,7 @@ def test_corrupted_dwarf_sections(corpus, which, section, edits):
                 locs, why = info.locate(a)
             except HudError:
                 continue
-            assert isinstance(locs, list) and isinstance(why, str)
+            assert isinstance(locs, tuple) and isinstance(why, str)
 
 
 @FUZZ
