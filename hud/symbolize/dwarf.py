@@ -8,6 +8,7 @@ to whatever else is known (symbol table) with that error as the reason.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Callable, Optional
 
@@ -22,6 +23,17 @@ from hud.symbolize.dwarf_walk import ROLE_REQUIRED, ROLE_TAGS, ROLES
 # From this many addresses in one unit, indexing it whole beats finding each function by
 # its symbol (a byte search over the unit per function, ~1/30 of a full pass each).
 _BATCH_FULL = 48
+
+
+def _reaches_most(scopes: UnitScopes, addrs: list[int]) -> bool:
+    """Do `addrs` fall in at least 30% of the unit's functions? Then decoding every line
+    sequence (one per function, with function sections) in one pass costs less than a
+    skim for where they start plus the sequences needed (decoding costs ~1.4 skims)."""
+    funcs = scopes.func_starts
+    if not funcs:
+        return False
+    touched = {bisect_right(funcs, a) for a in addrs}
+    return 10 * len(touched) >= 3 * len(funcs)
 
 
 class DwarfInfo:
@@ -122,14 +134,19 @@ class DwarfInfo:
 
     def prepare(self, addrs: Sequence[int]) -> None:
         """Get ready for a batch: units that many of `addrs` fall in are indexed whole
-        right away (cheaper than finding their functions one by one)."""
-        counts: dict[int, int] = {}
+        right away (cheaper than finding their functions one by one), and their line
+        programs decoded whole when the batch reaches most of their functions."""
+        by_unit: dict[int, list[int]] = {}
         for a in addrs:
             unit = self.units.find_unit(a)
             if unit is not None:
-                counts[unit.index] = counts.get(unit.index, 0) + 1
-        for index, n in counts.items():
-            if n < _BATCH_FULL:
+                got = by_unit.get(unit.index)
+                if got is None:
+                    by_unit[unit.index] = [a]
+                else:
+                    got.append(a)
+        for index, mine in by_unit.items():
+            if len(mine) < _BATCH_FULL:
                 continue
             unit = self.units.units[index]
             state = self._state.get(index) or self._prepare(unit)
@@ -138,7 +155,10 @@ class DwarfInfo:
                 if scopes is not None and not scopes.full:
                     scopes.index_all()
                 if lines is not None:
-                    lines.index_all()
+                    if scopes is not None and _reaches_most(scopes, mine):
+                        lines.decode_all()
+                    else:
+                        lines.index_all()
             except DwarfError as e:
                 self._errors[index] = str(e)
 

@@ -42,6 +42,10 @@ _MAX_ENTRIES = 1 << 20
 _TOMBSTONE_MIN = 0xFFFFFFFF00000000
 
 
+class _Unterminated(DwarfError):
+    """A sequence runs to the end of the program without DW_LNE_end_sequence."""
+
+
 class LineTable:
     """The line program of one unit, decoded one sequence at a time.
 
@@ -122,7 +126,7 @@ class LineTable:
             first = self._sequence_start(pos)
             if first >= 0:
                 try:
-                    seq = _run_sequence(data, first, *self._params)
+                    seq = _run_sequence(data, first, *self._params)[0]
                 except (IndexError, struct.error, OverflowError, DwarfError):
                     seq = None
                 break
@@ -152,6 +156,34 @@ class LineTable:
         if not self._skimmed:
             self._skim()
 
+    def decode_all(self) -> None:
+        """Decode every sequence now, in one pass over the program: what a batch that
+        falls in most of a unit's functions needs (a skim first, then most sequences,
+        would read the program twice). Raises DwarfError if malformed."""
+        if self._skimmed:
+            return
+        self._skimmed = True
+        self._by_start.clear()
+        data, params = self._data, self._params
+        end = params[0]
+        found: list[tuple[int, int, tuple]] = []
+        pos = self._program
+        try:
+            while pos < end:
+                try:
+                    seq, first, nxt = _run_sequence(data, pos, *params, self.file_names)
+                except _Unterminated:
+                    break   # rows after the last end_sequence: dropped, as by the skim
+                if 0 < first < _TOMBSTONE_MIN:
+                    found.append((first, pos, seq))
+                pos = nxt
+        except (IndexError, struct.error, OverflowError) as e:
+            raise DwarfError(f"bad line program: {e}") from None
+        found.sort(key=lambda f: (f[0], f[1]))
+        self.seq_start = [f[0] for f in found]
+        self.seq_offset = [f[1] for f in found]
+        self._decoded = {j: f[2] for j, f in enumerate(found)}
+
     def _skim(self) -> None:
         self._skimmed = True
         self._by_start.clear()
@@ -162,7 +194,7 @@ class LineTable:
 
     def _decode_seq(self, j: int) -> tuple:
         try:
-            seq = _run_sequence(self._data, self.seq_offset[j], *self._params)
+            seq = _run_sequence(self._data, self.seq_offset[j], *self._params)[0]
         except (IndexError, struct.error, OverflowError) as e:
             raise DwarfError(f"bad line sequence: {e}") from None
         self._decoded[j] = seq
@@ -391,8 +423,11 @@ def _skim(data: bytes, pos: int, end: int, table: LineTable, opcode_base: int,
 
 
 def _run_sequence(data: bytes, pos: int, end: int, adv_addr: list, adv_line: list,
-                  opcode_base: int, min_inst: int, std_lengths: list) -> tuple:
-    """Rows of the sequence starting at `pos`: (end address, addrs, lines, files, cols)."""
+                  opcode_base: int, min_inst: int, std_lengths: list,
+                  defines: Optional[list] = None) -> tuple:
+    """Rows of the sequence starting at `pos`: ((end address, addrs, lines, files, cols),
+    its first DW_LNE_set_address or -1, the position after its end). DW_LNE_define_file
+    entries are appended to `defines` when given (a pass over the whole program)."""
     addrs: list = []
     lines: list = []
     files: list = []
@@ -403,6 +438,7 @@ def _run_sequence(data: bytes, pos: int, end: int, adv_addr: list, adv_line: lis
     file = 1
     line = 1
     col = 0
+    first = -1
     while pos < end:
         op = data[pos]
         pos += 1
@@ -420,9 +456,15 @@ def _run_sequence(data: bytes, pos: int, end: int, adv_addr: list, adv_line: lis
             sub = data[pos]
             nxt = pos + n
             if sub == 1:     # DW_LNE_end_sequence
-                return address, addrs, lines, files, cols
+                return (address, addrs, lines, files, cols), first, nxt
             if sub == 2:     # DW_LNE_set_address
                 address = int.from_bytes(data[pos + 1:nxt], "little")
+                if first < 0:
+                    first = address
+            elif sub == 3 and defines is not None:   # DW_LNE_define_file (DWARF < 5)
+                name, p = cstring(data, pos + 1)
+                d, _ = uleb(data, p)
+                defines.append((name.decode("utf-8", "replace"), d))
             pos = nxt
         elif op == 1:        # DW_LNS_copy
             a_add(address)
@@ -454,4 +496,4 @@ def _run_sequence(data: bytes, pos: int, end: int, adv_addr: list, adv_line: lis
         else:                # set_isa and unknown standard opcodes: skip their operands
             for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
                 _, pos = uleb(data, pos)
-    raise DwarfError("line sequence without an end")
+    raise _Unterminated("line sequence without an end")
