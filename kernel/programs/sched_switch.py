@@ -91,7 +91,10 @@ def build(p: Params) -> Image:
     _switch_in(a, p)
     a.label("exit")
     timing_end(a, p, "in")
-    a.mov(r0, 0).exit()
+    # Return 1: a tracepoint program's 0 tells perf_trace_run_bpf_submit() to drop the
+    # event for every perf event on sched_switch, host-wide (`perf record -e
+    # sched:sched_switch`, other tracers, our own perf backend): hud must not blind them.
+    a.mov(r0, 1).exit()
     return a.image(NAME, uapi.BPF_PROG_TYPE_TRACEPOINT)
 
 

@@ -358,7 +358,8 @@ class Machine:
         self.env.now = now
         self.env.current = self.task(prev) if prev in self.tasks else self.task(prev, 1)
         nxt_task = self.tasks.get(nxt) or self.task(nxt, 1)
-        assert self.switch.run(self.ctx(self.env.current, state, nxt_task)) == 0
+        # 1: never suppress the tracepoint's perf events for other tracers
+        assert self.switch.run(self.ctx(self.env.current, state, nxt_task)) == 1
 
     def sample_at(self, now: int, tid: int, kernel_mode: bool = False,
                   period: int = 2_500_000) -> None:
