@@ -67,14 +67,23 @@ class DwarfInfo:
         (start, end or None, names) of the symbol holding `addr` when known: it lets the
         lookup skip indexing the whole unit.
         """
+        name, file, line, col, callers, reason = self.lookup(addr, hint)
+        if callers is None:
+            return (), reason
+        return ((name, file, line, col), *callers), reason
+
+    def lookup(self, addr: int, hint: Optional[tuple] = None) -> tuple:
+        """`locate` in parts: (function, file, line, column) of the innermost level,
+        the levels of its callers (a tuple shared by every address with the same
+        innermost scope; None when no unit covers `addr`) and the reason."""
         unit = self.units.find_unit(addr)
         if unit is None:
-            return (), "no debug info for this address"
+            return None, None, None, None, None, "no debug info for this address"
         state = self._state.get(unit.index)
         if state is None:
             state = self._prepare(unit)
         if unit.error:
-            return (), unit.error
+            return None, None, None, None, None, unit.error
         lines, scopes = state
         reason = self._errors.get(unit.index, "")
         row = None
@@ -96,16 +105,15 @@ class DwarfInfo:
             # No row: binutils names the unit itself (its DW_AT_name, as written).
             file, line, col = unit.name or None, None, None
         if i < 0:
-            return ((None, file, line, col),), reason
+            return None, file, line, col, (), reason
         key = (unit.index << 32) | i
         got = self._levels.get(key)
         if got is None:
             try:
                 got = self._levels[key] = self._chain_levels(unit, lines, scopes, i)
             except DwarfError as e:
-                return ((None, file, line, col),), f"bad inline tree: {e}"
-        name, outer = got
-        return ((name, file, line, col), *outer), reason
+                return None, file, line, col, (), f"bad inline tree: {e}"
+        return got[0], file, line, col, got[1], reason
 
     def _chain_levels(self, unit: Unit, lines: Optional[LineTable], scopes: UnitScopes,
                       i: int) -> tuple[Optional[str], tuple]:
@@ -114,22 +122,22 @@ class DwarfInfo:
         name = self.names.name
         rename = self.rename
         comp_dir = unit.comp_dir
-        tree, info = scopes.scopes, scopes.info
+        parents, die_of = scopes.parent, scopes.die_of
+        call_file, call_line, call_col = scopes.call_file, scopes.call_line, scopes.call_col
 
         def named(k: int) -> Optional[str]:
-            got = name(info[k][0])
+            got = name(die_of[k])
             return (rename(got) if rename is not None else got) if got else None
 
         outer = []
         k = i
-        parent = tree[k][0]
+        parent = parents[k]
         while parent >= 0:
             # The caller's position is this instance's call site.
-            _die, cfile, cline, ccol = info[k]
-            file = lines.path(cfile, comp_dir) if lines is not None else None
-            outer.append((named(parent), file, cline or None, ccol or None))
+            file = lines.path(call_file[k], comp_dir) if lines is not None else None
+            outer.append((named(parent), file, call_line[k] or None, call_col[k] or None))
             k = parent
-            parent = tree[k][0]
+            parent = parents[k]
         return named(i), tuple(outer)
 
     def prepare(self, addrs: Sequence[int]) -> None:

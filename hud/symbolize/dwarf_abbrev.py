@@ -100,33 +100,58 @@ def compile_steps(attrs: tuple[tuple[int, int, int], ...], roles: dict[int, int]
     return tuple(steps)
 
 
-def parse_abbrevs(data: bytes, offset: int) -> dict[int, Abbrev]:
-    """The abbreviation table at `offset` of .debug_abbrev."""
+def parse_abbrevs(data: bytes, offset: int, only: int = -1,
+                  shared: Optional[dict] = None) -> dict[int, Abbrev]:
+    """The abbreviation table at `offset` of .debug_abbrev; with `only`, the entries up
+    to the one with that code (a unit's root DIE needs one, usually the first, and
+    most units are only ever asked for their root).
+
+    `shared` interns attribute specs and lists across the tables of one file: a Rust
+    binary's tables repeat the same few hundred specs tens of thousands of times, and
+    every distinct tuple is one more object to allocate, collect and free."""
+    if shared is None:
+        shared = {}
     out: dict[int, Abbrev] = {}
     pos = offset
     n = len(data)
     if not 0 <= pos < n:
         raise DwarfError(f"abbrev offset {offset:#x} out of range")
-    while pos < n:
-        code, pos = uleb(data, pos)
-        if code == 0:
-            break
-        tag, pos = uleb(data, pos)
-        if pos >= n:
-            raise DwarfError("truncated abbreviation")
-        children = data[pos] != 0
-        pos += 1
-        attrs = []
-        while True:
-            at, pos = uleb(data, pos)
-            form, pos = uleb(data, pos)
-            if at == 0 and form == 0:
+    try:
+        while pos < n:
+            code, pos = uleb(data, pos)
+            if code == 0:
                 break
-            imp = 0
-            if form == FORM_IMPLICIT_CONST:
-                imp, pos = sleb(data, pos)
-            attrs.append((at, form, imp))
-            if len(attrs) > 4096:
-                raise DwarfError("abbreviation with too many attributes")
-        out[code] = Abbrev(code, tag, children, tuple(attrs))
+            tag, pos = uleb(data, pos)
+            if pos >= n:
+                raise DwarfError("truncated abbreviation")
+            children = data[pos] != 0
+            pos += 1
+            attrs = []
+            while True:
+                # Attribute and form codes are almost all below 0x80: one byte each.
+                at = data[pos]
+                if at < 0x80:
+                    pos += 1
+                else:
+                    at, pos = uleb(data, pos)
+                form = data[pos]
+                if form < 0x80:
+                    pos += 1
+                else:
+                    form, pos = uleb(data, pos)
+                if at == 0 and form == 0:
+                    break
+                imp = 0
+                if form == FORM_IMPLICIT_CONST:
+                    imp, pos = sleb(data, pos)
+                spec = (at, form, imp)
+                attrs.append(shared.setdefault(spec, spec))
+                if len(attrs) > 4096:
+                    raise DwarfError("abbreviation with too many attributes")
+            specs = tuple(attrs)
+            out[code] = Abbrev(code, tag, children, shared.setdefault(specs, specs))
+            if code == only:
+                break
+    except IndexError:
+        raise DwarfError("truncated abbreviation table") from None
     return out

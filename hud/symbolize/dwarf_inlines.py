@@ -110,13 +110,14 @@ def walk_inlines(sc, func: int, pos: int, end: int, nested: Optional[list] = Non
     """Record the inline instances under function `func`, whose children start at `pos`,
     up to the null entry that closes them (or `end`); return the position after it.
 
-    Each instance becomes a scope (parent, attributes position, abbreviation code), listed
-    under its parent in `sc.kids`; nothing else of it is read. With `nested`, functions
+    Each instance becomes a scope (its parent, attributes position and abbreviation
+    code), linked into its parent's children; nothing else of it is read. With `nested`, functions
     nested in this one are indexed on the way (as (lo, hi, index) entries), as a pass
     over the whole unit must."""
     data = sc.table.info
-    walk, fast, scopes, kids = sc.walk, sc.fast, sc.scopes, sc.kids
-    unit = sc.unit
+    walk, fast, unit = sc.walk, sc.fast, sc.unit
+    first, parent_add, where_add = sc.first, sc.parent.append, sc.where.append
+    code_add, first_add, sib_add = sc.code.append, sc.first.append, sc.sib.append
     depth = 0
     # Where the enclosing scope changed: (depth inside the DIE, scope outside it).
     saved: list[tuple[int, int]] = []
@@ -143,13 +144,14 @@ def walk_inlines(sc, func: int, pos: int, end: int, nested: Optional[list] = Non
         kind, children, skip, vkind, before, after, _getter, ab = walk[code]
         mine = cur
         if kind == K_INLINED and cur >= 0:
-            mine = len(scopes)
-            scopes.append((cur, pos, code))
-            got = kids.get(cur)
-            if got is None:
-                kids[cur] = [mine]
-            else:
-                got.append(mine)
+            # A new scope, pushed onto its parent's list of children (kept as links).
+            mine = len(first)
+            parent_add(cur)
+            where_add(pos)
+            code_add(code)
+            first_add(-1)
+            sib_add(first[cur])
+            first[cur] = mine
         elif kind == K_SUBPROGRAM:
             mine = DEAD   # a nested function is indexed on its own
             if nested is not None:
@@ -188,37 +190,53 @@ def walk_inlines(sc, func: int, pos: int, end: int, nested: Optional[list] = Non
     return pos
 
 
-def kid_ranges(sc, parent: int) -> tuple[list[tuple[int, int, int]], list[int]]:
-    """Decode the inline children of scope `parent`: their code ranges sorted, as
-    ((lo, hi, scope), ...) and the starts alone (for bisect). A child without code is
+def kid_ranges(sc, parent: int) -> list[int]:
+    """Decode the inline children of scope `parent`; their code ranges sorted, flat:
+    [lo, hi, scope, lo, hi, scope, ...] (no object per range). A child without code is
     transparent: its own children count as `parent`'s (as they always did)."""
-    table, unit, walk, scopes, info = sc.table, sc.unit, sc.walk, sc.scopes, sc.info
+    table, unit, walk = sc.table, sc.unit, sc.walk
+    where, codes, first, sib, parents = sc.where, sc.code, sc.first, sc.sib, sc.parent
+    die_of, call_file, call_line, call_col = sc.die_of, sc.call_file, sc.call_line, sc.call_col
     data = table.info
     base = unit.offset
-    entries: list[tuple[int, int, int]] = []
-    todo = list(reversed(sc.kids.get(parent, ())))
+    found: list[tuple[int, int, int]] = []
+    todo = [first[parent]]
     while todo:
         k = todo.pop()
-        _p, pos, code = scopes[k]
-        die_off = pos - 1 if code < 0x80 else die_start(data, pos)
-        try:
-            _end, spans, cfile, cline, ccol, origin = read_scope(table, unit, walk[code],
-                                                                 data, pos)
-        except DATA_ERRORS as e:
-            raise DwarfError(f"bad DIE at {die_off:#x}: {e}") from None
-        if origin is not None:
-            die_off = base + origin   # nothing on this DIE names the function: its origin
-        info[k] = (die_off, cfile, cline, ccol)
-        if spans:
-            for lo, hi in spans:
-                entries.append((lo, hi, k))
-        else:
-            grand = sc.kids.get(k)
-            if grand:
-                for g in grand:
-                    scopes[g] = (parent, scopes[g][1], scopes[g][2])
-                todo.extend(reversed(grand))
-    entries.sort()
-    got = (entries, [e[0] for e in entries])
-    sc.ranges_of[parent] = got
-    return got
+        while k >= 0:
+            pos = where[k]
+            code = codes[k]
+            die_off = pos - 1 if code < 0x80 else die_start(data, pos)
+            try:
+                _end, spans, cfile, cline, ccol, origin = read_scope(table, unit, walk[code],
+                                                                     data, pos)
+            except DATA_ERRORS as e:
+                raise DwarfError(f"bad DIE at {die_off:#x}: {e}") from None
+            # Nothing on this DIE names the function: its origin does.
+            die_of[k] = base + origin if origin is not None else die_off
+            call_file[k] = cfile
+            call_line[k] = cline
+            call_col[k] = ccol
+            if spans:
+                for lo, hi in spans:
+                    found.append((lo, hi, k))
+            elif first[k] >= 0:
+                g = first[k]
+                todo.append(g)
+                while g >= 0:
+                    parents[g] = parent
+                    g = sib[g]
+            k = sib[k]
+    found.sort()
+    flat: list[int] = []
+    for entry in found:
+        flat.extend(entry)
+    sc.ranges_of[parent] = flat
+    if len(found) > LINEAR_MAX:
+        sc.starts_of[parent] = [f[0] for f in found]
+    return flat
+
+
+# Children lists longer than this are searched by bisect; shorter ones (nearly all) by
+# a backward scan, which needs no second list.
+LINEAR_MAX = 12

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from hud.symbolize.dwarf_forms import DwarfError, uleb
 from hud.symbolize.dwarf_inlines import (
     DATA_ERRORS,
+    LINEAR_MAX,
     die_start,
     kid_ranges,
     read_scope,
@@ -27,11 +28,13 @@ from hud.symbolize.dwarf_walk import K_SUBPROGRAM, V_BLOCK, V_LEB, skip_var, wal
 class UnitScopes:
     """The code scopes of one unit, functions first and inline trees on demand.
 
-    `scopes[i]` is (parent, attributes position, abbreviation code) of scope i: parent -1
-    for a function, position -1 once decoded. `info[i]` is (DIE that names it, call_file,
-    call_line, call_column) once decoded (functions at once, inline instances when their
-    parent is first descended into: see dwarf_inlines). `funcs` are function ranges
-    sorted by start.
+    Scopes are numbered; per scope, flat lists hold its parent (-1 for a function), the
+    position of its attributes and its abbreviation code (inline instances), its first
+    child and next sibling (-1: none). `die_of` and `call_file/line/col` are filled when
+    a scope is decoded: functions at once, inline instances when their parent is first
+    descended into (see dwarf_inlines). `funcs` are function ranges sorted by start.
+    Flat lists of ints, because a cold batch makes ~100,000 scopes, and a tuple each is
+    as many objects to allocate, garbage-collect and free.
 
     The functions index needs a pass over every DIE of the unit (it records the inline
     trees on the way). A lookup that knows where its function starts (a symbol table
@@ -40,8 +43,9 @@ class UnitScopes:
     """
 
     __slots__ = ("_by_die", "_hint_budget", "_hint_bytes", "_hinted", "_pending", "_scanned",
-                 "fast", "full", "func_starts", "funcs", "info", "kids", "lowpc_codes",
-                 "ranges_of", "scopes", "table", "unit", "walk")
+                 "call_col", "call_file", "call_line", "code", "die_of", "fast", "first",
+                 "full", "func_starts", "funcs", "lowpc_codes", "parent", "ranges_of",
+                 "sib", "starts_of", "table", "unit", "walk", "where")
 
     def __init__(self, table: UnitTable, unit: Unit, walk: list,
                  lowpc_codes: dict[int, list[int]], fast: list) -> None:
@@ -51,12 +55,19 @@ class UnitScopes:
         self.fast = fast
         self.lowpc_codes = lowpc_codes
         self.full = False
-        self.scopes: list[tuple[int, int, int]] = []
-        self.info: dict[int, tuple[int, int, int, int]] = {}
+        self.parent: list[int] = []
+        self.where: list[int] = []
+        self.code: list[int] = []
+        self.first: list[int] = []
+        self.sib: list[int] = []
+        self.die_of: dict[int, int] = {}
+        self.call_file: dict[int, int] = {}
+        self.call_line: dict[int, int] = {}
+        self.call_col: dict[int, int] = {}
         self.funcs: list[tuple[int, int, int]] = []
         self.func_starts: list[int] = []
-        self.kids: dict[int, list[int]] = {}           # scope -> inline children
-        self.ranges_of: dict[int, tuple[list, list]] = {}   # scope -> decoded children
+        self.ranges_of: dict[int, list[int]] = {}     # scope -> its decoded children
+        self.starts_of: dict[int, list[int]] = {}     # ... their starts, when many
         self._pending: dict[int, int] = {}     # function -> where its children start
         self._scanned: set = set()             # functions whose inline tree is recorded
         self._by_die: dict[int, int] = {}      # DIE offset -> function index
@@ -67,19 +78,7 @@ class UnitScopes:
         self._hint_budget = 10 * (unit.end - unit.die_offset)
 
     def __len__(self) -> int:
-        return len(self.scopes)
-
-    def die(self, i: int) -> int:
-        """The DIE that names scope i (decoded scopes only)."""
-        return self.info[i][0]
-
-    def parent(self, i: int) -> int:
-        return self.scopes[i][0]
-
-    def call_site(self, i: int) -> tuple[int, int, int]:
-        """(call_file, call_line, call_column) of inline instance i."""
-        _die, cfile, cline, ccol = self.info[i]
-        return cfile, cline, ccol
+        return len(self.parent)
 
     def chain(self, addr: int, hint: Optional[tuple] = None,
               verify: Optional[Callable[[int, tuple], bool]] = None) -> list[int]:
@@ -88,7 +87,7 @@ class UnitScopes:
         out = []
         while i >= 0:
             out.append(i)
-            i = self.scopes[i][0]
+            i = self.parent[i]
         return out
 
     def innermost(self, addr: int, hint: Optional[tuple] = None,
@@ -126,22 +125,27 @@ class UnitScopes:
                 try:
                     walk_inlines(self, i, first, self.unit.end)
                 except DATA_ERRORS as e:
-                    raise DwarfError(f"bad DIE under {self.info[i][0]:#x}: {e}") from None
-        ranges_of = self.ranges_of
+                    raise DwarfError(f"bad DIE under {self.die_of[i]:#x}: {e}") from None
+        ranges_of, kids = self.ranges_of, self.first
         for _ in range(256):   # inline depth is small; the cap only guards corrupt trees
-            got = ranges_of.get(i)
-            if got is None:
-                if i not in self.kids:
+            e = ranges_of.get(i)
+            if e is None:
+                if kids[i] < 0:
                     break
-                got = kid_ranges(self, i)
-            entries, starts = got
-            k = bisect_right(starts, addr) - 1
-            # Siblings do not overlap in sane DWARF; look back a little for those that do.
+                e = kid_ranges(self, i)
+            # The last child starting at or below addr, then look back a little for one
+            # that holds it (siblings do not overlap in sane DWARF).
+            n = len(e) // 3
+            if n > LINEAR_MAX:
+                k = bisect_right(self.starts_of[i], addr) - 1
+            else:
+                k = n - 1
+                while k >= 0 and e[3 * k] > addr:
+                    k -= 1
             j = -1
-            for m in range(k, max(k - 8, -1), -1):
-                lo, hi, idx = entries[m]
-                if lo <= addr < hi:
-                    j = idx
+            for m in range(3 * k, max(3 * k - 24, -1), -3):
+                if e[m] <= addr < e[m + 1]:
+                    j = e[m + 2]
                     break
             if j < 0:
                 break
@@ -208,9 +212,13 @@ class UnitScopes:
         where its children start (-1 if none)."""
         idx = self._by_die.get(die_off)
         if idx is None:
-            idx = len(self.scopes)
-            self.scopes.append((-1, -1, 0))
-            self.info[idx] = (die_off, 0, 0, 0)
+            idx = len(self.parent)
+            self.parent.append(-1)
+            self.where.append(-1)
+            self.code.append(0)
+            self.first.append(-1)
+            self.sib.append(-1)
+            self.die_of[idx] = die_off
             self._by_die[die_off] = idx
             if children >= 0:
                 self._pending[idx] = children

@@ -116,6 +116,8 @@ class UnitTable:
         self.units: list[Unit] = self._parse_headers()
         self._unit_offsets = [u.offset for u in self.units]
         self._abbrev_cache: dict[tuple, dict[int, Abbrev]] = {}
+        self._root_abbrevs: dict[tuple[int, int], Optional[Abbrev]] = {}
+        self._abbrev_specs: dict[tuple, tuple] = {}   # interned by parse_abbrevs
         # Which attributes of which tags the DIE scan reads (set by its user).
         self.roles: dict[int, int] = roles or {}
         self.role_tags = role_tags
@@ -193,7 +195,8 @@ class UnitTable:
             key = (unit.abbrev_offset, unit.addr_size, unit.offset_size, unit.version)
             table = self._abbrev_cache.get(key)
             if table is None:
-                table = parse_abbrevs(self.sec.get(".debug_abbrev"), unit.abbrev_offset)
+                table = parse_abbrevs(self.sec.get(".debug_abbrev"), unit.abbrev_offset,
+                                      shared=self._abbrev_specs)
                 for ab in table.values():
                     # Read steps only for DIEs that can have code (an abstract subprogram
                     # declaration has no pc: skipping it is all the scan needs).
@@ -206,6 +209,20 @@ class UnitTable:
         return unit.abbrevs
 
     # -- root DIE ----------------------------------------------------------------------
+
+    def _root_abbrev(self, unit: Unit, code: int) -> Optional[Abbrev]:
+        """The abbreviation of a unit's root DIE, without parsing (and compiling) the
+        whole table: finding units for addresses outside .debug_aranges reads the root
+        of every unit, and most are never walked."""
+        if unit.abbrevs:
+            return unit.abbrevs.get(code)
+        key = (unit.abbrev_offset, code)
+        got = self._root_abbrevs.get(key)
+        if got is None:
+            got = parse_abbrevs(self.sec.get(".debug_abbrev"), unit.abbrev_offset,
+                                code, self._abbrev_specs).get(code)
+            self._root_abbrevs[key] = got
+        return got
 
     def load(self, unit: Unit) -> Unit:
         """Read the unit's root DIE (name, comp_dir, pc range, bases, line table offset)."""
@@ -220,9 +237,8 @@ class UnitTable:
 
     def _load_root(self, unit: Unit) -> None:
         data = self.info
-        abbrevs = self.abbrevs_of(unit)
         code, pos = uleb(data, unit.die_offset)
-        ab = abbrevs.get(code)
+        ab = self._root_abbrev(unit, code)
         if ab is None:
             raise DwarfError("unknown abbreviation code in unit root")
         raw = {}

@@ -63,7 +63,8 @@ class ObjectSymbols:
         self._dwarf_why = ""
         self._dwarf_loaded = False
         self._cache: dict[int, tuple[Located, str]] = {}
-        self._frames: dict[tuple, tuple[Frame, ...]] = {}
+        self._frames: dict[tuple, dict[int, tuple[Frame, ...]]] = {}
+        self._nframes = 0
 
     def close(self) -> None:
         """Release the file descriptors of the object and its debug file."""
@@ -105,37 +106,49 @@ class ObjectSymbols:
         """The inline chain at ELF virtual address `vaddr` and, if incomplete, why."""
         got = self._cache.get(vaddr)
         if got is None:
-            try:
-                got = self._resolve(vaddr)
-            except DATA_ERRORS as e:
-                got = (((None, None, None, None),), f"corrupt input: {e}")
+            name, file, line, col, callers, why = self._levels(vaddr)
+            got = (((name, file, line, col), *callers), why)
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
             self._cache[vaddr] = got
         return got
 
-    def _resolve(self, vaddr: int) -> tuple[Located, str]:
+    def _levels(self, vaddr: int) -> tuple:
+        """(function, file, line, column) of the innermost level at `vaddr`, the levels
+        of its callers (shared with other addresses: never modified) and why the answer
+        is incomplete, if it is."""
+        try:
+            return self._locate(vaddr)
+        except DATA_ERRORS as e:
+            return None, None, None, None, (), f"corrupt input: {e}"
+
+    def _locate(self, vaddr: int) -> tuple:
         dwarf = self.dwarf
-        chain: Located = ()
+        name = file = line = col = None
+        callers: tuple = ()
         why = self._dwarf_why
         if dwarf is not None:
-            chain, why = dwarf.locate(vaddr, self.symtab.span_of(vaddr))
-        if not chain:
-            chain = ((None, None, None, None),)
-        func, file, line, col = chain[-1]
+            name, file, line, col, callers, why = dwarf.lookup(vaddr,
+                                                               self.symtab.span_of(vaddr))
+            if callers is None:
+                callers = ()
         # The outermost level is the real function: fall back to the symbol table.
-        if func is None:
+        if (callers[-1][0] if callers else name) is None:
             sym = self.symtab.lookup(vaddr)
             if sym is not None:
-                if len(chain) == 1 and file is None:
-                    # No DWARF at all: binutils names the symbol's STT_FILE (an object
-                    # or codegen-unit name), which still tells where the code came from.
-                    file = self.symtab.file_of(vaddr)
-                chain = (*chain[:-1], (demangle(sym[0]) if sym[0] else None, file, line,
-                                       col))
-            if chain[-1][0] is None and not why:
+                func = demangle(sym[0]) if sym[0] else None
+                if callers:
+                    last = callers[-1]
+                    callers = (*callers[:-1], (func, last[1], last[2], last[3]))
+                else:
+                    if file is None:
+                        # No DWARF at all: binutils names the symbol's STT_FILE (an
+                        # object or codegen-unit name): still where the code came from.
+                        file = self.symtab.file_of(vaddr)
+                    name = func
+            if (callers[-1][0] if callers else name) is None and not why:
                 why = "no symbol covers this address"
-        return chain, why
+        return name, file, line, col, callers, why
 
     def prepare(self, vaddrs: Sequence[int]) -> None:
         """Hint that these addresses come next (lets big batches index units whole)."""
@@ -150,24 +163,34 @@ class ObjectSymbols:
 
     def frames(self, vaddr: int, address: int, module: Optional[str]) -> tuple[Frame, ...]:
         """Frames for one address: `vaddr` to look up, `address` to report."""
-        key = (vaddr, address, module)
-        got = self._frames.get(key)
+        # Cached per (load bias, module), then per address: no key object per address.
+        per = self._frames.get((address - vaddr, module))
+        if per is None:
+            per = self._frames[(address - vaddr, module)] = {}
+        got = per.get(vaddr)
         if got is not None:
             return got
-        chain, why = self.resolve(vaddr)
+        name, file, line, col, callers, why = self._levels(vaddr)
         make = make_frame
-        f, file, line, col = chain[-1]
-        last = make(address, f, file, line, col, False, module,
-                    None if f is not None else (why or _NO_NAME))
-        if len(chain) == 1:
-            got: tuple[Frame, ...] = (last,)
+        reason = why or _NO_NAME
+        if not callers:
+            got = (make(address, name, file, line, col, False, module,
+                        None if name is not None else reason),)
         else:
-            got = (*[make(address, f, file, line, col, True, module,
-                          None if f is not None else (why or _NO_NAME))
-                     for f, file, line, col in chain[:-1]], last)
-        if len(self._frames) >= _MAX_CACHED:
-            self._frames.clear()   # a crude bound: profiles revisit few distinct addresses
-        self._frames[key] = got
+            out = [make(address, name, file, line, col, True, module,
+                        None if name is not None else reason)]
+            last = len(callers) - 1
+            for k, (name, file, line, col) in enumerate(callers):
+                out.append(make(address, name, file, line, col, k < last, module,
+                                None if name is not None else reason))
+            got = tuple(out)
+        self._nframes += 1
+        if self._nframes > _MAX_CACHED:
+            # A crude bound: profiles revisit few distinct addresses.
+            self._frames.clear()
+            self._nframes = 1
+            per = self._frames[(address - vaddr, module)] = {}
+        per[vaddr] = got
         return got
 
 
