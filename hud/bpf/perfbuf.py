@@ -86,29 +86,36 @@ class PerfRing:
         tail = self._tail.value
         out = []
         data, size = self._data, self.size
-        while head - tail >= _HEADER.size:
-            pos = tail % size
-            # Records are 8-byte aligned and the data area is a multiple of 8, so the
-            # 8-byte header itself never wraps.
-            rtype, misc, rsize = _HEADER.unpack(ctypes.string_at(data + pos, _HEADER.size))
-            if rsize < _HEADER.size or rsize > head - tail:
+        span = (head - tail) & 0xFFFFFFFFFFFFFFFF
+        if span > size:
+            # The kernel never runs more than the ring ahead of us: a garbled position.
+            self.corrupt += 1
+            span = 0
+            tail = head
+        # One copy of everything pending (two when it wraps) instead of two ctypes calls
+        # per record: the per-call cost dominated a busy ring.
+        pos = tail % size
+        if pos + span <= size:
+            buf = ctypes.string_at(data + pos, span) if span else b""
+        else:
+            first = size - pos
+            buf = ctypes.string_at(data + pos, first) + ctypes.string_at(data, span - first)
+        off = 0
+        while span - off >= _HEADER.size:
+            rtype, misc, rsize = _HEADER.unpack_from(buf, off)
+            if rsize < _HEADER.size or rsize > span - off:
                 # A header that cannot be right: resynchronise at head rather than spin.
                 self.corrupt += 1
-                tail = self._head.value
+                off = span
                 break
-            start = pos + _HEADER.size
-            blen = rsize - _HEADER.size
-            if start + blen <= size:
-                body = ctypes.string_at(data + start % size, blen) if blen else b""
-            else:
-                first = size - start if start < size else 0
-                body = (ctypes.string_at(data + start, first) if first else b"") + \
-                    ctypes.string_at(data + (start + first) % size, blen - first)
+            body = buf[off + _HEADER.size:off + rsize]
+            if (pos + off) % size + rsize > size:
                 self.wrapped += 1
             if rtype == PERF_RECORD_LOST and len(body) >= _LOST.size:
                 self.lost += _LOST.unpack_from(body)[1]
             out.append((rtype, misc, body))
-            tail += rsize
+            off += rsize
+        tail += off
         # Publish the tail only after the copies: the kernel may overwrite freed space at
         # once (perf's smp_mb before the tail store; a compiler barrier on x86-64).
         self._tail.value = tail
