@@ -1,9 +1,10 @@
-"""DWARF 2-5 line programs: a fast decoder, lazy per sequence.
+"""DWARF 2-5 line tables: headers, file names, and rows decoded lazily per sequence.
 
 pyelftools builds a Python object per row and per state (ENV-FACTS: 340k rows in 4.3 s);
 this decoder skims a unit's program once for its sequences (with LLVM and GCC's function
-sections that is one per function) and decodes a sequence's rows, with the state machine
-in locals and special opcodes precomputed, only when an address falls in it.
+sections that is one per function) and decodes a sequence's rows (dwarf_lineops) only
+when an address falls in it; a batch that needs most sequences decodes them all in one
+pass instead.
 """
 from __future__ import annotations
 
@@ -27,8 +28,15 @@ from hud.symbolize.dwarf_forms import (
     DwarfError,
     cstring,
     read_form,
-    sleb,
     uleb,
+)
+from hud.symbolize.dwarf_lineops import (
+    Unterminated,
+    leading_address,
+    live,
+    only_state_ops,
+    run_sequence,
+    skim_sequence,
 )
 
 LNCT_PATH = 1
@@ -38,12 +46,6 @@ _ALLOWED_ENTRY_FORMS = frozenset({FORM_STRING, FORM_LINE_STRP, FORM_STRP, FORM_U
                                   FORM_DATA1, FORM_DATA2, FORM_DATA4, FORM_DATA8,
                                   FORM_DATA16, FORM_BLOCK}) | STRX_FORMS
 _MAX_ENTRIES = 1 << 20
-# Linkers put discarded functions at 0 (or at -1/-2 with newer lld): not real code.
-_TOMBSTONE_MIN = 0xFFFFFFFF00000000
-
-
-class _Unterminated(DwarfError):
-    """A sequence runs to the end of the program without DW_LNE_end_sequence."""
 
 
 class LineTable:
@@ -57,7 +59,7 @@ class LineTable:
     """
 
     __slots__ = ("_by_start", "_data", "_decoded", "_params", "_paths", "_program",
-                 "_skim_args", "_skimmed", "addr_size", "dirs", "file_names", "seq_offset",
+                 "_skimmed", "addr_size", "dirs", "file_names", "seq_offset",
                  "seq_start", "version")
 
     def __init__(self) -> None:
@@ -74,7 +76,6 @@ class LineTable:
         self._params: tuple = ()
         self._program = 0
         self._skimmed = False
-        self._skim_args: tuple = ()
 
     def __len__(self) -> int:
         """Rows decoded so far."""
@@ -126,7 +127,7 @@ class LineTable:
             first = self._sequence_start(pos)
             if first >= 0:
                 try:
-                    seq = _run_sequence(data, first, *self._params)[0]
+                    seq = run_sequence(data, first, *self._params)[0]
                 except (IndexError, struct.error, OverflowError, DwarfError):
                     seq = None
                 break
@@ -146,7 +147,7 @@ class LineTable:
         cand = pos
         while cand >= lo:
             if cand == self._program or data[cand - 3:cand] == b"\x00\x01\x01":
-                if _only_state_ops(data, cand, pos, self._params[3]):
+                if only_state_ops(data, cand, pos, self._params[3]):
                     return cand
             cand -= 1
         return -1
@@ -165,16 +166,23 @@ class LineTable:
         self._skimmed = True
         self._by_start.clear()
         data, params = self._data, self._params
-        end = params[0]
+        end, opcode_base, std_lengths = params[0], params[3], params[5]
         found: list[tuple[int, int, tuple]] = []
         pos = self._program
         try:
             while pos < end:
                 try:
-                    seq, first, nxt = _run_sequence(data, pos, *params, self.file_names)
-                except _Unterminated:
+                    lead = leading_address(data, pos, end, opcode_base)
+                    if lead >= 0 and not live(lead):
+                        # A function the linker discarded (over half of a Rust binary's
+                        # sequences): skim it, its rows would never be asked for.
+                        pos = skim_sequence(data, pos, end, opcode_base, std_lengths,
+                                            self.file_names)[1]
+                        continue
+                    seq, first, nxt = run_sequence(data, pos, *params, self.file_names)
+                except Unterminated:
                     break   # rows after the last end_sequence: dropped, as by the skim
-                if 0 < first < _TOMBSTONE_MIN:
+                if live(first):
                     found.append((first, pos, seq))
                 pos = nxt
         except (IndexError, struct.error, OverflowError) as e:
@@ -187,14 +195,28 @@ class LineTable:
     def _skim(self) -> None:
         self._skimmed = True
         self._by_start.clear()
+        data, (end, _aa, _al, opcode_base, _mi, std_lengths) = self._data, self._params
+        seqs: list[tuple[int, int]] = []
+        pos = self._program
         try:
-            _skim(*self._skim_args)
+            while pos < end:
+                try:
+                    start, nxt = skim_sequence(data, pos, end, opcode_base, std_lengths,
+                                               self.file_names)
+                except Unterminated:
+                    break   # rows after the last end_sequence: binutils drops them too
+                if live(start):
+                    seqs.append((start, pos))
+                pos = nxt
         except (IndexError, struct.error, OverflowError) as e:
             raise DwarfError(f"bad line program: {e}") from None
+        seqs.sort()
+        self.seq_start = [q[0] for q in seqs]
+        self.seq_offset = [q[1] for q in seqs]
 
     def _decode_seq(self, j: int) -> tuple:
         try:
-            seq = _run_sequence(self._data, self.seq_offset[j], *self._params)[0]
+            seq = run_sequence(self._data, self.seq_offset[j], *self._params)[0]
         except (IndexError, struct.error, OverflowError) as e:
             raise DwarfError(f"bad line sequence: {e}") from None
         self._decoded[j] = seq
@@ -312,24 +334,7 @@ def _decode(data: bytes, offset: int, addr_size: int, comp_dir: str,
     table._params = (end, adv_addr, adv_line, opcode_base, min_inst, std_lengths)
     table._program = program
     table.addr_size = addr_size
-    table._skim_args = (data, program, end, table, opcode_base, std_lengths)
     return table
-
-
-def _only_state_ops(data: bytes, pos: int, stop: int, opcode_base: int) -> bool:
-    """True if [pos, stop) is a run of standard opcodes that emit no row."""
-    while pos < stop:
-        op = data[pos]
-        pos += 1
-        if op in (4, 5, 12):            # set_file, set_column, set_isa: one ULEB
-            _, pos = uleb(data, pos)
-        elif op == 3:                   # advance_line: one SLEB
-            _, pos = sleb(data, pos)
-        elif op in (6, 7, 10, 11) and op < opcode_base:   # flags without operands
-            pass
-        else:
-            return False
-    return pos == stop
 
 
 def _row(seq: tuple, addr: int) -> Optional[tuple[int, int, int]]:
@@ -374,126 +379,3 @@ def _v5_entries(data: bytes, pos: int, limit: int, table: LineTable, addr_size: 
     return pos
 
 
-def _skim(data: bytes, pos: int, end: int, table: LineTable, opcode_base: int,
-          std_lengths: list) -> None:
-    """Find each sequence's start address and offset without decoding rows."""
-    seqs: list[tuple[int, int]] = []
-    seq_off = pos
-    start = -1
-    while pos < end:
-        op = data[pos]
-        pos += 1
-        if op >= opcode_base:
-            continue
-        if op == 0:
-            n, pos = uleb(data, pos)
-            nxt = pos + n
-            if n == 0:
-                continue
-            if nxt > end:
-                raise DwarfError("extended opcode past the end of the program")
-            sub = data[pos]
-            if sub == 1:     # DW_LNE_end_sequence
-                if 0 < start < _TOMBSTONE_MIN:
-                    seqs.append((start, seq_off))
-                seq_off = nxt
-                start = -1
-            elif sub == 2 and start < 0:
-                start = int.from_bytes(data[pos + 1:nxt], "little")
-            elif sub == 3:   # DW_LNE_define_file (DWARF < 5)
-                name, p = cstring(data, pos + 1)
-                d, _ = uleb(data, p)
-                table.file_names.append((name.decode("utf-8", "replace"), d))
-            pos = nxt
-        elif op == 9:        # DW_LNS_fixed_advance_pc: a 2-byte operand
-            pos += 2
-        elif 2 <= op <= 5 or op == 12:   # one LEB128 operand
-            while data[pos] >= 0x80:
-                pos += 1
-            pos += 1
-        elif op in (1, 6, 7, 8, 10, 11):
-            pass
-        else:
-            for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
-                _, pos = uleb(data, pos)
-    # Rows after the last end_sequence belong to no sequence: binutils drops them too.
-    seqs.sort()
-    table.seq_start = [s[0] for s in seqs]
-    table.seq_offset = [s[1] for s in seqs]
-
-
-def _run_sequence(data: bytes, pos: int, end: int, adv_addr: list, adv_line: list,
-                  opcode_base: int, min_inst: int, std_lengths: list,
-                  defines: Optional[list] = None) -> tuple:
-    """Rows of the sequence starting at `pos`: ((end address, addrs, lines, files, cols),
-    its first DW_LNE_set_address or -1, the position after its end). DW_LNE_define_file
-    entries are appended to `defines` when given (a pass over the whole program)."""
-    addrs: list = []
-    lines: list = []
-    files: list = []
-    cols: list = []
-    a_add, l_add, f_add, c_add = addrs.append, lines.append, files.append, cols.append
-    const_add = adv_addr[255]
-    address = 0
-    file = 1
-    line = 1
-    col = 0
-    first = -1
-    while pos < end:
-        op = data[pos]
-        pos += 1
-        if op >= opcode_base:
-            address += adv_addr[op]
-            line += adv_line[op]
-            a_add(address)
-            l_add(line)
-            f_add(file)
-            c_add(col)
-        elif op == 0:
-            n, pos = uleb(data, pos)
-            if n == 0:
-                continue
-            sub = data[pos]
-            nxt = pos + n
-            if sub == 1:     # DW_LNE_end_sequence
-                return (address, addrs, lines, files, cols), first, nxt
-            if sub == 2:     # DW_LNE_set_address
-                address = int.from_bytes(data[pos + 1:nxt], "little")
-                if first < 0:
-                    first = address
-            elif sub == 3 and defines is not None:   # DW_LNE_define_file (DWARF < 5)
-                name, p = cstring(data, pos + 1)
-                d, _ = uleb(data, p)
-                defines.append((name.decode("utf-8", "replace"), d))
-            pos = nxt
-        elif op == 1:        # DW_LNS_copy
-            a_add(address)
-            l_add(line)
-            f_add(file)
-            c_add(col)
-        elif op == 2:        # DW_LNS_advance_pc
-            n, pos = uleb(data, pos)
-            address += n * min_inst
-        elif op == 3:        # DW_LNS_advance_line
-            b = data[pos]
-            if b < 0x80:
-                pos += 1
-                line += b - 0x80 if b & 0x40 else b
-            else:
-                n, pos = sleb(data, pos)
-                line += n
-        elif op == 4:        # DW_LNS_set_file
-            file, pos = uleb(data, pos)
-        elif op == 5:        # DW_LNS_set_column
-            col, pos = uleb(data, pos)
-        elif op == 8:        # DW_LNS_const_add_pc
-            address += const_add
-        elif op == 9:        # DW_LNS_fixed_advance_pc
-            address += data[pos] | (data[pos + 1] << 8)
-            pos += 2
-        elif op in (6, 7, 10, 11):  # negate_stmt, basic_block, prologue_end, epilogue_begin
-            pass
-        else:                # set_isa and unknown standard opcodes: skip their operands
-            for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
-                _, pos = uleb(data, pos)
-    raise _Unterminated("line sequence without an end")
