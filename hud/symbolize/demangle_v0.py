@@ -54,6 +54,8 @@ def demangle_v0(sym: str) -> Optional[str]:
         p.path(True)
         # An instantiating crate may follow; it is not printed.
         out = "".join(p.out)
+        if len(out) > _MAX_OUT:
+            return None
     except (_Invalid, IndexError, RecursionError):
         return None
     # binutils prints no suffix at all (".llvm.N", ".0", ...): neither do we.
@@ -173,75 +175,78 @@ class _Printer:
 
     # -- grammar -------------------------------------------------------------
 
-    def dis_ident(self) -> tuple[int, str]:
-        """[<disambiguator>] <undisambiguated-identifier>, in one regex step when plain."""
-        m = _DIS_IDENT.match(self.s, self.pos)
-        if m is None or m.group(2):      # punycode: the general path
+    def dis_ident(self) -> tuple[object, str]:
+        """[<disambiguator>] <undisambiguated-identifier>, in one regex step when plain.
+
+        The disambiguator comes back raw (its base-62 digits, or None when absent): it
+        is printed only for closures and shims, and computing it for every crate root
+        (an 11-digit hash each) was a fifth of the demangling time. See _dis_value."""
+        s = self.s
+        m = _DIS_IDENT.match(s, self.pos)
+        if m is None:
+            return self.disambiguator(), self.ident()[0]
+        dis, puny, digits = m.groups()
+        if puny:                         # punycode: the general path
             return self.disambiguator(), self.ident()[0]
         start = m.end()
-        end = start + int(m.group(3))
-        if end > len(self.s):
+        end = start + int(digits)
+        if end > len(s):
             raise _Invalid
         self.pos = end
-        dis = m.group(1)
-        if dis is None:
-            return 0, self.s[start:end]
-        x = 0
-        for c in dis:
-            x = x * 62 + _B62[c]
-        return (x + 1 if dis else 0) + 1, self.s[start:end]
+        return dis, s[start:end]
 
     def path(self, in_value: bool) -> None:
         self.depth += 1
         if self.depth > _MAX_DEPTH:
             raise _Invalid
-        tag = self.s[self.pos] if self.pos < len(self.s) else ""
-        self.pos += 1
-        if tag == "C":
-            self.emit(self.dis_ident()[1])
-        elif tag == "M":
-            self.disambiguator()
-            self._skip_path()
-            self.emit("<")
-            self.type()
-            self.emit(">")
-        elif tag == "X":
-            self.disambiguator()
-            self._skip_path()
-            self.emit("<")
-            self.type()
-            self.emit(" as ")
-            self.path(False)
-            self.emit(">")
-        elif tag == "Y":
-            self.emit("<")
-            self.type()
-            self.emit(" as ")
-            self.path(False)
-            self.emit(">")
-        elif tag == "N":
-            ns = self.next()
+        s = self.s
+        pos = self.pos
+        tag = s[pos] if pos < len(s) else ""
+        self.pos = pos + 1
+        # Tags by frequency in real symbols; plain text goes to the output directly (the
+        # output-size cap is checked where text can multiply: backrefs, binders).
+        if tag == "N":
+            ns = s[pos + 1] if pos + 1 < len(s) else ""
             if not ns.isalpha():
                 raise _Invalid
+            self.pos = pos + 2
             self.path(in_value)
             dis, name = self.dis_ident()
             if ns.isupper():
-                self.emit("::{")
-                self.emit({"C": "closure", "S": "shim"}.get(ns, ns))
-                if name:
-                    self.emit(":" + name)
-                self.emit(f"#{dis}}}")
+                label = "closure" if ns == "C" else "shim" if ns == "S" else ns
+                self.out.append(f"::{{{label}:{name}#{_dis_value(dis)}}}" if name
+                                else f"::{{{label}#{_dis_value(dis)}}}")
             elif name:
-                self.emit("::" + name)
+                self.out.append("::" + name)
+        elif tag == "C":
+            self.out.append(self.dis_ident()[1])
         elif tag == "I":
             self.path(in_value)
-            if in_value:
-                self.emit("::")
-            self.emit("<")
+            self.out.append("::<" if in_value else "<")
             self._list(self.generic_arg)
-            self.emit(">")
+            self.out.append(">")
+        elif tag == "M":
+            self.disambiguator()
+            self._skip_path()
+            self.out.append("<")
+            self.type()
+            self.out.append(">")
+        elif tag == "X":
+            self.disambiguator()
+            self._skip_path()
+            self.out.append("<")
+            self.type()
+            self.out.append(" as ")
+            self.path(False)
+            self.out.append(">")
         elif tag == "B":
             self._at_backref(self.backref(), self.path, in_value)
+        elif tag == "Y":
+            self.out.append("<")
+            self.type()
+            self.out.append(" as ")
+            self.path(False)
+            self.out.append(">")
         else:
             raise _Invalid
         self.depth -= 1
@@ -457,6 +462,19 @@ class _Printer:
         digits = self.s[start:self.pos]
         self.pos += 1
         return int(digits, 16) if digits else 0
+
+
+def _dis_value(dis: object) -> int:
+    """A disambiguator's value from dis_ident: None when absent (0), else its base-62
+    digits ("" is 1, otherwise the number + 2), or already a number."""
+    if dis is None:
+        return 0
+    if isinstance(dis, int):
+        return dis
+    x = 0
+    for c in dis:
+        x = x * 62 + _B62[c]
+    return x + 2 if dis else 1
 
 
 def _punycode(raw: str) -> str:

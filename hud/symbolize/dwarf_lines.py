@@ -108,9 +108,10 @@ class LineTable:
             seq = self._decoded.get(j)
             if seq is None:
                 seq = self._decode_seq(j)
-            got = _row(seq, addr)
-            if got is not None:
-                return got
+            end, addrs, lines, files, cols = seq
+            if addrs and addrs[0] <= addr < end:
+                k = bisect.bisect_right(addrs, addr) - 1
+                return files[k], lines[k], cols[k]
         return None
 
     def _sequence_at(self, start: int) -> Optional[tuple]:

@@ -37,22 +37,28 @@ class NameResolver:
 
     def __init__(self, table: UnitTable) -> None:
         self.table = table
-        self._cache: dict[int, tuple[Optional[str], Optional[str]]] = {}
+        # DIE offset -> its best name; offsets whose name is a linkage name are in
+        # _linked (two flat containers, not a tuple per DIE).
+        self._cache: dict[int, Optional[str]] = {}
+        self._linked: set = set()
         self._steps: dict[int, tuple] = {}   # id(abbrev) -> read steps for name attributes
         self._keep: list[Abbrev] = []        # keeps those ids valid
 
     def name(self, die_offset: int) -> Optional[str]:
         """The best name of the function at `die_offset` (mangled if it is a linkage name)."""
+        got = self._cache.get(die_offset, False)
+        if got is not False:
+            return got
         linkage, plain = self._resolve(die_offset, 0)
         return linkage or plain
 
     def _resolve(self, off: int, depth: int) -> tuple[Optional[str], Optional[str]]:
-        got = self._cache.get(off)
-        if got is not None:
-            return got
+        got = self._cache.get(off, False)
+        if got is not False:
+            return (got, None) if off in self._linked else (None, got)
         if depth > _MAX_ORIGIN_DEPTH:
             return None, None
-        self._cache[off] = (None, None)   # breaks reference cycles in corrupt input
+        self._cache[off] = None   # breaks reference cycles in corrupt input
         try:
             linkage, plain, refs = self._read(off)
         except _ERRORS:
@@ -63,7 +69,11 @@ class NameResolver:
             sub_link, sub_plain = self._resolve(ref, depth + 1)
             linkage = linkage or sub_link
             plain = plain or sub_plain
-        self._cache[off] = (linkage, plain)
+        if linkage:
+            self._linked.add(off)
+            self._cache[off] = linkage
+        else:
+            self._cache[off] = plain
         return linkage, plain
 
     def _read(self, off: int) -> tuple[Optional[str], Optional[str], list[int]]:
@@ -106,10 +116,11 @@ class NameResolver:
         if pos > unit.end:
             raise DwarfError(f"DIE at {off:#x} runs past its unit")
         plain = linkage = None
-        if vals[_N] is not None:
-            plain = table.string(unit, forms[_N], vals[_N]) or None
         if vals[_L] is not None:
             linkage = table.string(unit, forms[_L], vals[_L]) or None
+        if vals[_N] is not None and not linkage:
+            # A linkage name wins wherever it is on the chain: the name is then unused.
+            plain = table.string(unit, forms[_N], vals[_N]) or None
         refs = []
         for role in (_O, _S):
             if vals[role] is not None:

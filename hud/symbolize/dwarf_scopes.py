@@ -135,17 +135,21 @@ class UnitScopes:
                 e = kid_ranges(self, i)
             # The last child starting at or below addr, then look back a little for one
             # that holds it (siblings do not overlap in sane DWARF).
-            n = len(e) // 3
-            if n > LINEAR_MAX:
-                k = bisect_right(self.starts_of[i], addr) - 1
+            if len(e) > 3 * LINEAR_MAX:
+                m = 3 * (bisect_right(self.starts_of[i], addr) - 1)
             else:
-                k = n - 1
-                while k >= 0 and e[3 * k] > addr:
-                    k -= 1
+                m = len(e) - 3
+                while m >= 0 and e[m] > addr:
+                    m -= 3
+            if m < 0:
+                break
+            if addr < e[m + 1]:
+                i = e[m + 2]
+                continue
             j = -1
-            for m in range(3 * k, max(3 * k - 24, -1), -3):
-                if e[m] <= addr < e[m + 1]:
-                    j = e[m + 2]
+            for b in range(m - 3, m - 24 if m >= 24 else -1, -3):
+                if e[b] <= addr < e[b + 1]:
+                    j = e[b + 2]
                     break
             if j < 0:
                 break

@@ -479,8 +479,13 @@ class UnitTable:
 
     def _find(self, addr: int) -> Optional[Unit]:
         i = bisect.bisect_right(self._starts, addr) - 1
+        if i < 0:
+            return None
+        lo, hi, idx = self._index[i]
+        if addr < hi:
+            return self.units[idx]
         # Ranges may overlap (duplicated or nested entries): look back a little.
-        for j in range(i, max(i - 16, -1), -1):
+        for j in range(i - 1, i - 16 if i >= 16 else -1, -1):
             lo, hi, idx = self._index[j]
             if lo <= addr < hi:
                 return self.units[idx]

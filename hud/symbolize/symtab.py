@@ -74,6 +74,7 @@ class SymbolTable:
         self._files = files
         self._sized = sized
         self._aliases = aliases
+        self._spans: dict[int, tuple[int, Optional[int], tuple[str, ...]]] = {}
 
     def _read(self, elf: ElfFile, sec: object, base: int) -> list:
         entsize = 24 if elf.is64 else 16
@@ -156,6 +157,11 @@ class SymbolTable:
         i = bisect.bisect_right(self._starts, addr) - 1
         if i < 0 or addr >= self._ends[i]:
             return None
-        start = self._starts[i]
-        names = (self._name(i), *(self._str(r) for r in self._aliases.get(start, ())))
-        return start, (self._ends[i] if self._sized[i] else None), names
+        got = self._spans.get(i)
+        if got is None:
+            # Once per symbol: a batch asks for every address, ~10 per function.
+            start = self._starts[i]
+            names = (self._name(i), *(self._str(r) for r in self._aliases.get(start, ())))
+            got = self._spans[i] = (start, (self._ends[i] if self._sized[i] else None),
+                                    names)
+        return got
