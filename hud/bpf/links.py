@@ -18,6 +18,7 @@ import os
 from typing import Optional, Protocol, Union
 
 from hud.linux import bpf, perf_event, procfs, tracefs
+from hud.linux.closing import Closing, close_fd
 from kernel import uapi
 
 
@@ -32,7 +33,7 @@ def _fd(prog: ProgRef) -> int:
     return prog if isinstance(prog, int) else prog.fd
 
 
-class Link:
+class Link(Closing):
     """A BPF link fd, optionally with the perf event fd it is bound to (a context manager)."""
 
     def __init__(self, fd: int, kind: str, perf_fd: int = -1, cpu: int = -1) -> None:
@@ -56,24 +57,8 @@ class Link:
 
     def close(self) -> None:
         """Detach: close the link, then the perf event it was bound to."""
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
-        if self.perf_fd >= 0:
-            fd, self.perf_fd = self.perf_fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> Link:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        close_fd(self)
+        close_fd(self, "perf_fd")
 
     def __repr__(self) -> str:
         return f"Link({self.kind}, fd={self.fd})"

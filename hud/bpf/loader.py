@@ -8,7 +8,6 @@ SIGKILL.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional, Union
 
@@ -16,13 +15,14 @@ from hud.bpf import links as _links
 from hud.bpf.maps import Map
 from hud.errors import Unsupported, UsageError
 from hud.linux import bpf, btf
+from hud.linux.closing import Closing, close_fd
 from kernel import isa
 from kernel.abi import MapSpec
 from kernel.asm import Image
 from kernel.isa import Insn
 
 
-class Program:
+class Program(Closing):
     """A loaded BPF program (a context manager). A rejected program raises
     hud.errors.ProgramRejected whose `log` is the verifier's text."""
 
@@ -76,21 +76,7 @@ class Program:
         return self.fd
 
     def close(self) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        close_fd(self)
 
 
 class Loader:

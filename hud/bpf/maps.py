@@ -1,18 +1,18 @@
 """BPF maps as Python objects: create from a MapSpec, read and write by bytes, close once."""
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from typing import Optional
 
 from hud.errors import UsageError
 from hud.linux import bpf, procfs
+from hud.linux.closing import Closing, close_fd
 from kernel import uapi
 from kernel.abi import MapSpec
 
 
-class Map:
+class Map(Closing):
     """One BPF map fd (a context manager). Keys and values are bytes.
 
     For per-CPU maps `lookup` returns the whole userspace buffer (one 8-byte-aligned slot
@@ -117,21 +117,7 @@ class Map:
 
     def close(self) -> None:
         """Close the fd; the kernel frees the map when no program or fd holds it."""
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        close_fd(self)
 
     def __repr__(self) -> str:
         return f"Map({self.name!r}, type={self.map_type}, fd={self.fd})"

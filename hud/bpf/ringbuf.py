@@ -20,12 +20,13 @@ from typing import Optional, Union
 from hud.bpf.maps import Map
 from hud.errors import UsageError
 from hud.linux import libc
+from hud.linux.closing import Closing
 from kernel import uapi
 
 _LEN_MASK = ~(uapi.BPF_RINGBUF_BUSY_BIT | uapi.BPF_RINGBUF_DISCARD_BIT) & 0xFFFFFFFF
 
 
-class RingBuf:
+class RingBuf(Closing):
     """Reads records out of one ringbuf map; `read()` yields each committed record's bytes."""
 
     def __init__(self, ring: Union[Map, int], size: Optional[int] = None) -> None:
@@ -114,15 +115,3 @@ class RingBuf:
             libc.munmap(self._prod, self._prod_len)
             libc.munmap(self._cons, self._cons_len)
             self._cons = self._prod = None
-
-    def __enter__(self) -> RingBuf:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from hud.errors import BadInput
+from hud.linux.closing import Closing, close_fd
 
 # e_type
 ET_EXEC = 2
@@ -87,7 +88,7 @@ class Section:
         return bool(self.flags & SHF_COMPRESSED)
 
 
-class ElfFile:
+class ElfFile(Closing):
     """A read-only view of one ELF file; all reads bounds-checked.
 
     Open with `ElfFile.open(path)` (raises BadInput on garbage, OSError-derived HudError
@@ -135,21 +136,7 @@ class ElfFile:
 
     def close(self) -> None:
         """Release the file descriptor (idempotent)."""
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> ElfFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        close_fd(self, "_fd")
 
     # -- raw reads ----------------------------------------------------------------
 
