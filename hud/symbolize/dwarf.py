@@ -106,11 +106,10 @@ class DwarfInfo:
             file, line, col = unit.name or None, None, None
         if i < 0:
             return None, file, line, col, (), reason
-        key = (unit.index << 32) | i
-        got = self._levels.get(key)
+        got = self._levels.get((unit.index << 32) | i)
         if got is None:
             try:
-                got = self._levels[key] = self._chain_levels(unit, lines, scopes, i)
+                got = self._chain_levels(unit, lines, scopes, i)
             except DwarfError as e:
                 return None, file, line, col, (), f"bad inline tree: {e}"
         return got[0], file, line, col, got[1], reason
@@ -118,27 +117,41 @@ class DwarfInfo:
     def _chain_levels(self, unit: Unit, lines: Optional[LineTable], scopes: UnitScopes,
                       i: int) -> tuple[Optional[str], tuple]:
         """(name of scope i, levels of its callers up to the function): what every
-        address whose innermost scope is i shares, so it is built once per scope."""
+        address whose innermost scope is i shares. Built once per scope, from its
+        parent's: a scope's callers are its parent and the parent's callers."""
+        cache = self._levels
+        base = unit.index << 32
+        parents = scopes.parent
+        # Up to the first scope already known (or the function).
+        todo = []
+        k = i
+        while True:
+            todo.append(k)
+            parent = parents[k]
+            if parent < 0 or (base | parent) in cache:
+                break
+            k = parent
         name = self.names.name
         rename = self.rename
         comp_dir = unit.comp_dir
-        parents, die_of = scopes.parent, scopes.die_of
+        die_of = scopes.die_of
         call_file, call_line, call_col = scopes.call_file, scopes.call_line, scopes.call_col
-
-        def named(k: int) -> Optional[str]:
-            got = name(die_of[k])
-            return (rename(got) if rename is not None else got) if got else None
-
-        outer = []
-        k = i
-        parent = parents[k]
-        while parent >= 0:
-            # The caller's position is this instance's call site.
-            file = lines.path(call_file[k], comp_dir) if lines is not None else None
-            outer.append((named(parent), file, call_line[k] or None, call_col[k] or None))
-            k = parent
+        got: tuple = ()
+        for k in reversed(todo):
+            named = name(die_of[k])
+            if named and rename is not None:
+                named = rename(named)
             parent = parents[k]
-        return named(i), tuple(outer)
+            if parent < 0:
+                got = (named or None, ())
+            else:
+                # The caller's position is this instance's call site.
+                pname, pouter = cache[base | parent]
+                file = lines.path(call_file[k], comp_dir) if lines is not None else None
+                got = (named or None, ((pname, file, call_line[k] or None,
+                                        call_col[k] or None), *pouter))
+            cache[base | k] = got
+        return got
 
     def prepare(self, addrs: Sequence[int]) -> None:
         """Get ready for a batch: units that many of `addrs` fall in are indexed whole

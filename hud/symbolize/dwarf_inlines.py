@@ -115,7 +115,7 @@ def walk_inlines(sc, func: int, pos: int, end: int, nested: Optional[list] = Non
     nested in this one are indexed on the way (as (lo, hi, index) entries), as a pass
     over the whole unit must."""
     data = sc.table.info
-    walk, fast, unit = sc.walk, sc.fast, sc.unit
+    walk, fast, varat, inl, unit = sc.walk, sc.fast, sc.varat, sc.inl, sc.unit
     first, parent_add, where_add = sc.first, sc.parent.append, sc.where.append
     code_add, first_add, sib_add = sc.code.append, sc.first.append, sc.sib.append
     depth = 0
@@ -137,8 +137,38 @@ def walk_inlines(sc, func: int, pos: int, end: int, nested: Optional[list] = Non
             continue
         f = fast[code]
         if f >= 0:
+            if f & 6:         # one variable attribute (see dwarf_walk.walk_table)
+                q = pos + varat[code]
+                if f & 4:
+                    n = data[q]
+                    if n < 0x80:
+                        pos += n
+                    else:
+                        n, after_n = uleb(data, q)
+                        pos += n + after_n - q - 1
+                else:
+                    while data[q] >= 0x80:
+                        q += 1
+                        pos += 1
+            pos += f >> 3
+            if f & 1:
+                depth += 1
+            continue
+        f = inl[code]
+        if f >= 0 and cur >= 0:
+            # An inline instance of fixed size: a new scope, pushed onto its parent's
+            # list of children (kept as links).
+            mine = len(first)
+            parent_add(cur)
+            where_add(pos)
+            code_add(code)
+            first_add(-1)
+            sib_add(first[cur])
+            first[cur] = mine
             pos += f >> 1
             if f & 1:
+                saved.append((depth, cur))
+                cur = mine
                 depth += 1
             continue
         kind, children, skip, vkind, before, after, _getter, ab = walk[code]

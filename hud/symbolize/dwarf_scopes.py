@@ -42,17 +42,20 @@ class UnitScopes:
     and does the pass only if that fails.
     """
 
-    __slots__ = ("_by_die", "_hint_budget", "_hint_bytes", "_hinted", "_pending", "_scanned",
-                 "call_col", "call_file", "call_line", "code", "die_of", "fast", "first",
-                 "full", "func_starts", "funcs", "lowpc_codes", "parent", "ranges_of",
-                 "sib", "starts_of", "table", "unit", "walk", "where")
+    __slots__ = ("_by_die", "_hint_budget", "_hint_bytes", "_hinted", "_pending",
+                 "_scanned", "call_col", "call_file", "call_line", "code", "die_of", "fast",
+                 "first", "full", "func_starts", "funcs", "inl", "lowpc_codes", "parent",
+                 "ranges_of", "sib", "starts_of", "table", "unit", "varat", "walk", "where")
 
     def __init__(self, table: UnitTable, unit: Unit, walk: list,
-                 lowpc_codes: dict[int, list[int]], fast: list) -> None:
+                 lowpc_codes: dict[int, list[int]], fast: list, varat: list,
+                 inl: list) -> None:
         self.table = table
         self.unit = unit
         self.walk = walk
         self.fast = fast
+        self.varat = varat
+        self.inl = inl
         self.lowpc_codes = lowpc_codes
         self.full = False
         self.parent: list[int] = []
@@ -243,10 +246,10 @@ def scan(table: UnitTable, unit: Unit) -> UnitScopes:
     """The unit's scopes, indexed lazily (see UnitScopes). Raises DwarfError when the
     unit's abbreviations are malformed."""
     try:
-        walk, lowpc, fast = walk_table(table, unit)
+        walk, lowpc, fast, varat, inl = walk_table(table, unit)
     except DATA_ERRORS as e:
         raise DwarfError(f"bad abbreviations of unit at {unit.offset:#x}: {e}") from None
-    return UnitScopes(table, unit, walk, lowpc, fast)
+    return UnitScopes(table, unit, walk, lowpc, fast, varat, inl)
 
 
 # -- the pass over the unit --------------------------------------------------------
@@ -254,7 +257,7 @@ def scan(table: UnitTable, unit: Unit) -> UnitScopes:
 def _scan_functions(sc: UnitScopes) -> None:
     """Index every function of the unit in one linear pass, recording the inline tree of
     each on the way (its children are walked once, by walk_inlines, not twice)."""
-    table, unit, walk, fast = sc.table, sc.unit, sc.walk, sc.fast
+    table, unit, walk, fast, varat = sc.table, sc.unit, sc.walk, sc.fast, sc.varat
     data = table.info
     funcs: list[tuple[int, int, int]] = []
     scanned, pending = sc._scanned, sc._pending
@@ -270,11 +273,24 @@ def _scan_functions(sc: UnitScopes) -> None:
             continue
         f = fast[code]
         if f >= 0:
-            pos += f >> 1
+            # The hot path: hundreds of thousands of type and variable DIEs.
+            if f & 6:
+                q = pos + varat[code]
+                if f & 4:     # a block: its length, then its bytes
+                    n = data[q]
+                    if n < 0x80:
+                        pos += n
+                    else:
+                        n, after_n = uleb(data, q)
+                        pos += n + after_n - q - 1
+                else:         # a LEB128 longer than one byte
+                    while data[q] >= 0x80:
+                        q += 1
+                        pos += 1
+            pos += f >> 3
             continue
         kind, children, skip, vkind, before, after, _getter, ab = walk[code]
         if kind != K_SUBPROGRAM:
-            # The hot path: hundreds of thousands of type and variable DIEs.
             if skip >= 0:
                 pos += skip
             elif vkind == V_BLOCK:

@@ -58,23 +58,32 @@ V_LEB, V_BLOCK, V_STRING, V_PLAN = 1, 2, 3, 9
 
 
 
-def walk_table(table: UnitTable, unit: Unit) -> tuple[list, dict[int, list[int]], list]:
+def walk_table(table: UnitTable, unit: Unit) -> tuple[list, dict[int, list[int]], list,
+                                                     list, list]:
     """Per abbreviation code: (kind, children, skip, vkind, before, after, getter, abbrev);
     and, for subprograms whose DW_AT_low_pc is an address at a fixed offset k into their
-    attributes, {k: [codes]} (how to recognise a function's DIE from its low_pc bytes).
+    attributes, {k: [codes]} (how to recognise a function's DIE from its low_pc bytes);
+    and the fast tables `fast`, `varat` and `inl` (below).
 
     `skip` is the fixed size of the DIE's attributes or -1; then `vkind` says how to skip
     its one variable attribute (between `before` and `after` fixed bytes), or V_PLAN.
     `getter` reads a scope DIE whose attributes are all fixed-size in one unpack.
+
+    The walks handle most DIEs with one lookup in `fast`: for a DIE they do not read,
+    fast[code] = size << 3 | var << 1 | has_children, -1 for the rest. var 0: the size is
+    fixed; 1: one LEB128 attribute at varat[code] (size counts it as one byte: a member's
+    DW_AT_alignment, ~1/5 of a Rust unit's DIEs); 2: one block (exprloc) whose one-byte
+    length is counted, its bytes not. inl[code] = size << 1 | has_children for inline
+    instances of fixed size (what LLVM and GCC emit), -1 otherwise.
     """
     abbrevs = table.abbrevs_of(unit)
     top = max(abbrevs, default=0)
     if top >= _MAX_CODE:
         raise DwarfError(f"abbreviation code {top} is implausibly large")
     walk: list = [None] * (top + 1)
-    # fast[code] = 2 * fixed size + has_children for plain DIEs, -1 for the rest: the
-    # walks handle most DIEs with this one lookup.
     fast: list = [-1] * (top + 1)
+    varat: list = [0] * (top + 1)
+    inl: list = [-1] * (top + 1)
     lowpc: dict[int, list[int]] = {}
     for code, ab in abbrevs.items():
         kind = K_OTHER
@@ -93,13 +102,21 @@ def walk_table(table: UnitTable, unit: Unit) -> tuple[list, dict[int, list[int]]
                     vkind = V_STRING
         getter = _fast_getter(ab) if kind != K_OTHER else None
         walk[code] = (kind, ab.children, ab.skip, vkind, before, after, getter, ab)
-        if kind == K_OTHER and ab.skip >= 0:
-            fast[code] = 2 * ab.skip + (1 if ab.children else 0)
+        children = 1 if ab.children else 0
+        if kind == K_OTHER:
+            if ab.skip >= 0:
+                fast[code] = (ab.skip << 3) | children
+            elif vkind in (V_LEB, V_BLOCK):
+                fast[code] = ((before + 1 + after) << 3) | (2 if vkind == V_LEB else 4) \
+                    | children
+                varat[code] = before
+        elif kind == K_INLINED and ab.skip >= 0:
+            inl[code] = (ab.skip << 1) | children
         if kind == K_SUBPROGRAM:
             k = _lowpc_offset(ab, unit)
             if k >= 0:
                 lowpc.setdefault(k, []).append(code)
-    return walk, lowpc, fast
+    return walk, lowpc, fast, varat, inl
 
 
 def _lowpc_offset(ab: Abbrev, unit: Unit) -> int:
