@@ -23,7 +23,14 @@ def _guess_format(path: str) -> str:
     return "chrome"
 
 
-@click.command("profile", context_settings={"max_content_width": 80})
+class _ProfileCommand(click.Command):
+    """Usage reads `hud [PROCESS] [OPTIONS]`: "profile" is implied, never typed."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("hud", "[PROCESS] [OPTIONS]")
+
+
+@click.command("profile", cls=_ProfileCommand, context_settings={"max_content_width": 80})
 @click.argument("process", required=False)
 @click.option("--pid", type=int, help="PID of the target (instead of PROCESS).")
 @click.option("--target", "target_path", type=click.Path(dir_okay=False),
