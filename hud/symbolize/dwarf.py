@@ -19,6 +19,7 @@ from hud.symbolize.dwarf_names import NameResolver
 from hud.symbolize.dwarf_scopes import UnitScopes, scan
 from hud.symbolize.dwarf_units import DwarfSections, Unit, UnitTable
 from hud.symbolize.dwarf_walk import ROLE_REQUIRED, ROLE_TAGS, ROLES
+from hud.symbolize.symtab import SymbolTable
 
 # From this many addresses in one unit, indexing it whole beats finding each function by
 # its symbol (a byte search over the unit per function, ~1/30 of a full pass each).
@@ -153,10 +154,12 @@ class DwarfInfo:
             cache[base | k] = got
         return got
 
-    def prepare(self, addrs: Sequence[int]) -> None:
-        """Get ready for a batch: units that many of `addrs` fall in are indexed whole
-        right away (cheaper than finding their functions one by one), and their line
-        programs decoded whole when the batch reaches most of their functions."""
+    def prepare(self, addrs: Sequence[int], symtab: Optional[SymbolTable] = None) -> None:
+        """Get ready for a batch. With the symbol table, each unit's functions are found
+        in one forward search for their low_pc bytes (UnitScopes.find_functions);
+        without it, units that many of `addrs` fall in are indexed whole. Line programs
+        of units that many addresses fall in are skimmed, or decoded whole when the
+        batch reaches a third of their functions."""
         by_unit: dict[int, list[int]] = {}
         for a in addrs:
             unit = self.units.find_unit(a)
@@ -167,16 +170,28 @@ class DwarfInfo:
                 else:
                     got.append(a)
         for index, mine in by_unit.items():
-            if len(mine) < _BATCH_FULL:
+            many = len(mine) >= _BATCH_FULL
+            if symtab is None and not many:
                 continue
             unit = self.units.units[index]
             state = self._state.get(index) or self._prepare(unit)
             lines, scopes = state
             try:
-                if scopes is not None and not scopes.full:
+                most = False
+                if symtab is not None:
+                    hints = {symtab.span_of(a) for a in mine}
+                    hints.discard(None)
+                    if scopes is not None:
+                        scopes.find_functions(sorted(hints, key=lambda h: h[0]),
+                                              self._names_match)
+                    total = sum(symtab.count_between(lo, hi)
+                                for lo, hi in self.units.code_ranges(index))
+                    most = 10 * len(hints) >= 3 * total > 0
+                elif scopes is not None:
                     scopes.index_all()
-                if lines is not None:
-                    if scopes is not None and _reaches_most(scopes, mine):
+                    most = _reaches_most(scopes, mine)
+                if lines is not None and many:
+                    if most:
                         lines.decode_all()
                     else:
                         lines.index_all()

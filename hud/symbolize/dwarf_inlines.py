@@ -237,9 +237,24 @@ def kid_ranges(sc, parent: int) -> list[int]:
             pos = where[k]
             code = codes[k]
             die_off = pos - 1 if code < 0x80 else die_start(data, pos)
+            getter = walk[code][6]
             try:
-                _end, spans, cfile, cline, ccol, origin = read_scope(table, unit, walk[code],
-                                                                     data, pos)
+                if getter is not None:
+                    # All fixed-size (what LLVM and GCC emit): one unpack, read here
+                    # rather than through read_scope; low_pc an address and high_pc a
+                    # length is the commonest shape, DW_AT_ranges the next.
+                    st, pick, low_form, high_form, ranges_form, _of = getter
+                    low, high, rng, cfile, cline, ccol, origin = pick(
+                        (*st.unpack_from(data, pos), None, 0))
+                    if rng is None and low_form == FORM_ADDR and high_form in CONSTANT_FORMS:
+                        spans = [(low, low + high)] if low and high > 0 else []
+                    else:
+                        spans = pc_spans(table, unit, low, high, rng, low_form, high_form,
+                                         ranges_form)
+                else:
+                    _end, spans, cfile, cline, ccol, origin = read_scope(table, unit,
+                                                                         walk[code], data,
+                                                                         pos)
             except DATA_ERRORS as e:
                 raise DwarfError(f"bad DIE at {die_off:#x}: {e}") from None
             # Nothing on this DIE names the function: its origin does.
@@ -257,10 +272,13 @@ def kid_ranges(sc, parent: int) -> list[int]:
                     parents[g] = parent
                     g = sib[g]
             k = sib[k]
-    found.sort()
-    flat: list[int] = []
-    for entry in found:
-        flat.extend(entry)
+    if len(found) == 1:
+        flat = list(found[0])     # one child with one range: most scopes
+    else:
+        found.sort()
+        flat = []
+        for entry in found:
+            flat.extend(entry)
     sc.ranges_of[parent] = flat
     if len(found) > LINEAR_MAX:
         sc.starts_of[parent] = [f[0] for f in found]

@@ -10,6 +10,7 @@ about 15 us per DIE; this loop well under 1 us).
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from typing import Callable, Optional
 
 from hud.symbolize.dwarf_forms import DwarfError, uleb
@@ -103,13 +104,12 @@ class UnitScopes:
         Raises DwarfError when the DIEs are malformed.
         """
         i = -1
-        if (not self.full and hint is not None and verify is not None
-                and self._hint_bytes < self._hint_budget):
+        if not self.full and hint is not None and verify is not None:
             got = self._hinted.get(hint[0])
-            if got is None:
+            if got is None and self._hint_bytes < self._hint_budget:
                 got = self._hinted[hint[0]] = self._by_hint(hint[0], hint[1],
                                                             lambda d: verify(d, hint[2]))
-            idx, spans = got
+            idx, spans = got if got is not None else (-1, ())
             if idx >= 0:
                 for lo, hi in spans:
                     if lo <= addr < hi:
@@ -171,11 +171,32 @@ class UnitScopes:
             raise DwarfError(f"bad DIE in unit at {self.unit.offset:#x}: {e}") from None
         self.full = True
 
-    def _by_hint(self, start: int, end: Optional[int],
-                 verify: Callable[[int], bool]) -> tuple[int, list[tuple[int, int]]]:
+    def find_functions(self, hints: Sequence[tuple],
+                       verify: Callable[[int, tuple], bool]) -> None:
+        """Find the DIEs of a batch's functions, given their symbols' (start, end or None,
+        names) sorted by start, as `innermost` would one by one, but searching on from
+        where the last one was found: compilers write a unit's functions in about the
+        order the linker lays them out (1,685 of the fixture's 1,957 in order), so the
+        searches read each unit about once, in C, instead of walking its DIEs (two
+        thirds of them types) in Python. Functions not found are left to the pass."""
+        if self.full:
+            return
+        at = -1
+        for hint in hints:
+            if self._hint_bytes >= self._hint_budget:
+                return
+            if hint[0] in self._hinted:
+                continue
+            got = self._hinted[hint[0]] = self._by_hint(
+                hint[0], hint[1], lambda d, names=hint[2]: verify(d, names), at)
+            if got[0] >= 0:
+                at = self.die_of[got[0]]
+
+    def _by_hint(self, start: int, end: Optional[int], verify: Callable[[int], bool],
+                 at: int = -1) -> tuple[int, list[tuple[int, int]]]:
         """(index, ranges) of the function whose DW_AT_low_pc is `start`, whose range is
         the symbol's [start, end) when its size is known and which carries the symbol's
-        name, or (-1, []).
+        name, or (-1, []). The search starts at `at` (wrapping around) when given.
 
         The low_pc bytes also sit inside other DIEs, and a byte before them may happen to
         equal a subprogram's abbreviation code, with the tail of the attributes lining up
@@ -183,35 +204,46 @@ class UnitScopes:
         exactly the symbol, and has its name."""
         unit, data = self.unit, self.table.info
         needle = start.to_bytes(unit.addr_size, "little")
-        pos = data.find(needle, unit.die_offset, unit.end)
-        for _ in range(16):   # the value may also occur in other DIEs; verify each
-            if pos < 0:
-                self._hint_bytes += unit.end - unit.die_offset
-                break
-            self._hint_bytes = max(self._hint_bytes, 0) + (pos - unit.die_offset)
-            for k, codes in self.lowpc_codes.items():
-                attrs = pos - k
-                for code in codes:
-                    die_off = attrs - (1 if code < 0x80 else 2)
-                    if die_off < unit.root_end or data[die_off] == 0:
-                        continue
-                    try:
-                        got, after = uleb(data, die_off)
-                        if got != code or after != attrs:
+        # Forward from `at`, then backward from it (the nearest earlier occurrence
+        # first: a function a little before the last one found costs little).
+        regions = [(unit.die_offset, unit.end, False)]
+        if at > unit.die_offset:
+            regions = [(at, unit.end, False), (unit.die_offset, at + len(needle) - 1, True)]
+        for r_lo, r_hi, back in regions:
+            pos = data.rfind(needle, r_lo, r_hi) if back else data.find(needle, r_lo, r_hi)
+            for _ in range(16):   # the value may also occur in other DIEs; verify each
+                if pos < 0:
+                    self._hint_bytes += r_hi - r_lo
+                    break
+                self._hint_bytes += (r_hi - pos) if back else (pos - r_lo)
+                for k, codes in self.lowpc_codes.items():
+                    attrs = pos - k
+                    for code in codes:
+                        die_off = attrs - (1 if code < 0x80 else 2)
+                        if die_off < unit.root_end or data[die_off] == 0:
                             continue
-                        after_die, spans, _f, _l, _c, _o = read_scope(
-                            self.table, unit, self.walk[code], data, attrs)
-                    except (*DATA_ERRORS, DwarfError):
-                        continue
-                    if not any(lo == start and (end is None or hi == end)
-                               for lo, hi in spans):
-                        continue
-                    if not verify(die_off):
-                        continue
-                    idx = self.function(die_off, spans,
-                                        after_die if self.walk[code][1] else -1)
-                    return idx, spans
-            pos = data.find(needle, pos + 1, unit.end)
+                        try:
+                            got, after = uleb(data, die_off)
+                            if got != code or after != attrs:
+                                continue
+                            after_die, spans, _f, _l, _c, _o = read_scope(
+                                self.table, unit, self.walk[code], data, attrs)
+                        except (*DATA_ERRORS, DwarfError):
+                            continue
+                        if not any(lo == start and (end is None or hi == end)
+                                   for lo, hi in spans):
+                            continue
+                        if not verify(die_off):
+                            continue
+                        idx = self.function(die_off, spans,
+                                            after_die if self.walk[code][1] else -1)
+                        return idx, spans
+                if back:
+                    r_hi = pos + len(needle) - 1
+                    pos = data.rfind(needle, r_lo, r_hi)
+                else:
+                    r_lo = pos + 1
+                    pos = data.find(needle, r_lo, r_hi)
         return -1, []
 
     def function(self, die_off: int, spans: list[tuple[int, int]], children: int) -> int:

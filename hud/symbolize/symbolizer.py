@@ -157,7 +157,7 @@ class ObjectSymbols:
         dwarf = self.dwarf
         if dwarf is not None:
             try:
-                dwarf.prepare(vaddrs)
+                dwarf.prepare(vaddrs, self.symtab)
             except DATA_ERRORS:
                 pass   # each address will say what is wrong when it is resolved
 
