@@ -1,0 +1,74 @@
+"""StackCapture -> frames: CFI unwinding of the copied user stack, then symbolization."""
+from __future__ import annotations
+
+from typing import Optional
+
+from hud.linux import procfs
+from hud.model import Frame, Stack, StackCapture
+from hud.symbolize import Symbolizer
+from hud.unwind.snapshot import blocked_capture, unwind_blocked
+from hud.unwind.unwinder import Unwinder
+
+_RESOLVE_CACHE = 4096
+
+
+class StackResolver:
+    """StackCapture -> frames: CFI unwinding of the copied stack, then symbolization.
+
+    A thread leaving the CPU at the same place again costs a few byte compares (the
+    unwinder's memo), and each distinct walk is symbolized once (cached by its ips).
+    """
+
+    def __init__(self, pid: int, debug_dirs: tuple = (), debug_files: tuple = ()) -> None:
+        self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files)
+        self.process = self.symbolizer.for_process(pid)
+        # CFI of code whose .eh_frame was stripped may live in the separate debug file
+        # the symbolizer already found (.debug_frame): share it with the unwinder.
+        self.unwinder = Unwinder(self.process.maps, debug_file_for=self._debug_file_for)
+        self._by_ips: dict = {}     # one Stack object per distinct walk: classified once
+        self.counts = {"resolved": 0, "incomplete": 0}
+        self.methods: dict = {}
+
+    def __call__(self, pid: int, capture: StackCapture) -> Stack:
+        ips: tuple = ()
+        if capture.regs is not None and capture.stack:
+            res = self.unwinder.unwind_memo(capture)
+            ips = res.ips
+            self.methods[res.method] = self.methods.get(res.method, 0) + 1
+            if not res.complete:
+                self.counts["incomplete"] += 1
+        if not ips:
+            ips = capture.fp_ips
+        stack = self._by_ips.get(ips)
+        if stack is None:
+            frames: list[Frame] = []
+            for chain in self.process.symbolize(list(ips)):
+                frames.extend(chain)
+            stack = tuple(frames)
+            if len(self._by_ips) >= _RESOLVE_CACHE:
+                self._by_ips.pop(next(iter(self._by_ips)))
+            self._by_ips[ips] = stack
+        self.counts["resolved"] += 1
+        return stack
+
+    def _debug_file_for(self, module: object) -> Optional[str]:
+        obj, _ = self.process._object(module)
+        debug = getattr(obj, "debug", None)
+        return getattr(debug, "name", None) if debug is not None else None
+
+    def blocked_stack(self, pid: int, tid: int) -> Optional[tuple[Stack, bool]]:
+        """(frames, complete) of a thread blocked in a syscall, read at attach time
+        without stopping it; None when it is running or unreadable."""
+        capture = blocked_capture(pid, tid, procfs.read_maps(pid))
+        if capture is None:
+            return None
+        maps = self.process.maps
+        _, res = unwind_blocked(self.unwinder, capture, lambda a: maps.find(a) is not None)
+        frames: list[Frame] = []
+        for chain in self.process.symbolize(list(res.ips)):
+            frames.extend(chain)
+        return tuple(frames), res.complete
+
+    def close(self) -> None:
+        """Release the symbolizer's files."""
+        self.symbolizer.close()
