@@ -45,10 +45,12 @@ def demangle_rust_legacy(name: str) -> Optional[str]:
         return None
     body = name[3:]
     # Suffixes after the final E (".llvm.<digits>" from LLVM renames, ".0" on statics)
-    # are not part of the path; binutils drops them.
-    m = _HASH_END.search(body)
-    if m is not None:
-        body = body[:m.end()]
+    # are not part of the path; binutils drops them. (Only a name with a dot can have
+    # one: the regex search over every name was most of the cost of demangling it.)
+    if "." in body:
+        m = _HASH_END.search(body)
+        if m is not None:
+            body = body[:m.end()]
     if not body.endswith("E"):
         return None
     body = body[:-1]
@@ -93,6 +95,15 @@ def _legacy_ident(ident: str) -> str:
         ident = ident[1:]
     if "$" not in ident and "." not in ident:
         return ident
+    if _CLEAN_IDENT.fullmatch(ident):
+        # Only known escapes: replace them in C (the token loop below, a Python step per
+        # token, was most of the cost of a legacy path).
+        out_text = ident.replace("..", "::")
+        for esc, ch in _ESCAPE_TEXT:
+            out_text = out_text.replace(esc, ch)
+        if "$u" in out_text:
+            out_text = _HEX_ESCAPE.sub(_hex_char, out_text)
+        return out_text
     out = []
     for m in _TOKEN.finditer(ident):
         tok = m.group()
@@ -112,6 +123,18 @@ def _legacy_ident(ident: str) -> str:
         else:
             out.append(tok)
     return "".join(out)
+
+
+# An identifier made only of plain text, dots and escapes the demangler knows ($u..$
+# for printable ASCII): for these, replacing escapes equals the token walk.
+# One character or one escape per step (no nested repetition: linear on any input).
+_CLEAN_IDENT = re.compile(r"(?:[^$]|\$(?:SP|BP|RF|LT|GT|LP|RP|C|u[2-7][0-9a-f])\$)*")
+_ESCAPE_TEXT = tuple((f"${k}$", v) for k, v in _LEGACY_ESCAPES.items())
+_HEX_ESCAPE = re.compile(r"\$u([2-7][0-9a-f])\$")
+
+
+def _hex_char(m: re.Match) -> str:
+    return chr(int(m.group(1), 16))
 
 
 _HEX = re.compile(r"[0-9a-f]+")

@@ -155,11 +155,11 @@ class DwarfInfo:
         return got
 
     def prepare(self, addrs: Sequence[int], symtab: Optional[SymbolTable] = None) -> None:
-        """Get ready for a batch. With the symbol table, each unit's functions are found
-        in one forward search for their low_pc bytes (UnitScopes.find_functions);
-        without it, units that many of `addrs` fall in are indexed whole. Line programs
-        of units that many addresses fall in are skimmed, or decoded whole when the
-        batch reaches a third of their functions."""
+        """Get ready for a batch. With the symbol table, each unit's functions and their
+        line sequences are found by searching for their start address, on from where
+        the last one was (UnitScopes.find_functions, LineTable.find_sequences): only
+        what the batch needs is read. Without it, units that many of `addrs` fall in
+        are indexed whole, their line programs skimmed or decoded whole."""
         by_unit: dict[int, list[int]] = {}
         for a in addrs:
             unit = self.units.find_unit(a)
@@ -170,31 +170,30 @@ class DwarfInfo:
                 else:
                     got.append(a)
         for index, mine in by_unit.items():
-            many = len(mine) >= _BATCH_FULL
-            if symtab is None and not many:
+            if symtab is None and len(mine) < _BATCH_FULL:
                 continue
             unit = self.units.units[index]
             state = self._state.get(index) or self._prepare(unit)
             lines, scopes = state
             try:
-                most = False
                 if symtab is not None:
-                    hints = {symtab.span_of(a) for a in mine}
-                    hints.discard(None)
+                    spans = {symtab.span_of(a) for a in mine}
+                    spans.discard(None)
+                    hints = sorted(spans, key=lambda h: h[0])
                     if scopes is not None:
-                        scopes.find_functions(sorted(hints, key=lambda h: h[0]),
-                                              self._names_match)
-                    total = sum(symtab.count_between(lo, hi)
-                                for lo, hi in self.units.code_ranges(index))
-                    most = 10 * len(hints) >= 3 * total > 0
-                elif scopes is not None:
-                    scopes.index_all()
-                    most = _reaches_most(scopes, mine)
-                if lines is not None and many:
-                    if most:
-                        lines.decode_all()
-                    else:
-                        lines.index_all()
+                        scopes.find_functions(hints, self._names_match)
+                    if lines is not None:
+                        lines.find_sequences([h[0] for h in hints])
+                else:
+                    most = False
+                    if scopes is not None:
+                        scopes.index_all()
+                        most = _reaches_most(scopes, mine)
+                    if lines is not None:
+                        if most:
+                            lines.decode_all()
+                        else:
+                            lines.index_all()
             except DwarfError as e:
                 self._errors[index] = str(e)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import posixpath
 import struct
+from collections.abc import Sequence
 from typing import Callable, Optional
 
 from hud.symbolize.dwarf_forms import (
@@ -58,7 +59,8 @@ class LineTable:
     byte offset, and a sequence's rows are decoded the first time an address falls in it.
     """
 
-    __slots__ = ("_by_start", "_data", "_decoded", "_params", "_paths", "_program",
+    __slots__ = ("_by_offset", "_by_start", "_data", "_decoded", "_found_at", "_params",
+                 "_paths", "_program",
                  "_skimmed", "addr_size", "dirs", "file_names", "seq_offset",
                  "seq_start", "version")
 
@@ -71,6 +73,8 @@ class LineTable:
         self.seq_offset: list[int] = []
         self._decoded: dict[int, tuple] = {}
         self._by_start: dict[int, Optional[tuple]] = {}
+        self._by_offset: dict[int, tuple] = {}    # sequences decoded through hints
+        self._found_at = -1
         self._paths: dict[int, Optional[str]] = {}
         self._data = b""
         self._params: tuple = ()
@@ -114,28 +118,61 @@ class LineTable:
                 return files[k], lines[k], cols[k]
         return None
 
-    def _sequence_at(self, start: int) -> Optional[tuple]:
+    def find_sequences(self, starts: Sequence[int]) -> None:
+        """Decode the sequences of a batch's functions (their symbols' starts, sorted),
+        searching for each one's DW_LNE_set_address on from where the last was found
+        (a unit's sequences are in about the order of their addresses): only the
+        sequences asked for are read, none of the linker-discarded ones (half of a Rust
+        program). Gives up when the functions do not have a sequence each (code built
+        without function sections): lookups then skim the program."""
+        if self._skimmed:
+            return
+        found = misses = 0
+        at = -1
+        for start in starts:
+            if start in self._by_start:
+                continue
+            if self._sequence_at(start, at) is None:
+                misses += 1
+                if misses > 8 and misses > found:
+                    return
+            else:
+                found += 1
+                at = self._found_at
+
+    def _sequence_at(self, start: int, at: int = -1) -> Optional[tuple]:
         """The sequence whose DW_LNE_set_address is `start`, decoded from its true first
         byte (just after the previous end_sequence, or the program start, with only
-        state-setting opcodes in between); None if there is no such sequence."""
+        state-setting opcodes in between); None if there is no such sequence. The
+        search starts at `at` (wrapping around) when given."""
         seq = None
         data, n = self._data, self.addr_size
         needle = bytes((0, n + 1, 2)) + start.to_bytes(n, "little")
         end = self._params[0]
-        pos = data.find(needle, self._program, end)
-        tries = 0
-        while pos >= 0 and tries < 4:
-            first = self._sequence_start(pos)
-            if first >= 0:
-                try:
-                    seq = run_sequence(data, first, *self._params)[0]
-                except (IndexError, struct.error, OverflowError, DwarfError):
-                    seq = None
-                break
-            pos = data.find(needle, pos + 1, end)
-            tries += 1
-        self._by_start[start] = seq
-        return seq
+        regions = [(self._program, end)]
+        if at > self._program:
+            regions = [(at, end), (self._program, at + len(needle) - 1)]
+        for lo, hi in regions:
+            pos = data.find(needle, lo, hi)
+            tries = 0
+            while pos >= 0 and tries < 4:
+                first = self._sequence_start(pos)
+                if first >= 0:
+                    seq = self._by_offset.get(first)
+                    if seq is None:
+                        try:
+                            seq = run_sequence(data, first, *self._params)[0]
+                        except (IndexError, struct.error, OverflowError, DwarfError):
+                            seq = None
+                    if seq is not None:
+                        self._by_offset[first] = seq
+                    self._found_at = pos
+                    self._by_start[start] = seq
+                    return seq
+                pos = data.find(needle, pos + 1, hi)
+                tries += 1
+        self._by_start[start] = None
+        return None
 
     def _sequence_start(self, pos: int) -> int:
         """Where the sequence holding the set_address at `pos` begins, or -1.
@@ -216,6 +253,10 @@ class LineTable:
         self.seq_offset = [q[1] for q in seqs]
 
     def _decode_seq(self, j: int) -> tuple:
+        seq = self._by_offset.get(self.seq_offset[j])   # decoded through a hint
+        if seq is not None:
+            self._decoded[j] = seq
+            return seq
         try:
             seq = run_sequence(self._data, self.seq_offset[j], *self._params)[0]
         except (IndexError, struct.error, OverflowError) as e:

@@ -125,7 +125,6 @@ class UnitTable:
         self._starts: list[int] = []
         self._index: list[tuple[int, int, int]] = []
         self._covered: set = set()
-        self._by_unit: Optional[dict[int, list[tuple[int, int]]]] = None
         self._completed = False
         self._build_aranges_index()
 
@@ -452,7 +451,6 @@ class UnitTable:
         self._set_index(entries)
 
     def _set_index(self, entries: list[tuple[int, int, int]]) -> None:
-        self._by_unit = None
         entries.sort()
         self._index = entries
         self._starts = [e[0] for e in entries]
@@ -470,15 +468,6 @@ class UnitTable:
                     extra.append((lo, hi, u.index))
         if extra:
             self._set_index(self._index + extra)
-
-    def code_ranges(self, index: int) -> list[tuple[int, int]]:
-        """The address ranges the index gives unit `index` (aranges or its root DIE)."""
-        if self._by_unit is None:
-            by_unit: dict[int, list[tuple[int, int]]] = {}
-            for lo, hi, idx in self._index:
-                by_unit.setdefault(idx, []).append((lo, hi))
-            self._by_unit = by_unit
-        return self._by_unit.get(index, [])
 
     def find_unit(self, addr: int) -> Optional[Unit]:
         """The unit whose code holds `addr`, or None."""

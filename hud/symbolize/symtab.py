@@ -144,10 +144,6 @@ class SymbolTable:
         end = tab.find(b"\0", off)
         return tab[off:end if end >= 0 else len(tab)].decode("utf-8", "replace")
 
-    def count_between(self, lo: int, hi: int) -> int:
-        """How many function symbols start in [lo, hi)."""
-        return bisect.bisect_left(self._starts, hi) - bisect.bisect_left(self._starts, lo)
-
     def start_of(self, addr: int) -> Optional[int]:
         """Start address of the function symbol holding `addr`."""
         i = bisect.bisect_right(self._starts, addr) - 1
