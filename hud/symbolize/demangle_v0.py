@@ -25,6 +25,8 @@ _B62 = {c: i for i, c in enumerate("0123456789abcdefghijklmnopqrstuvwxyz"
 _DECIMAL = re.compile(r"[0-9]+")
 # "s<base62>_" disambiguator, "u" punycode flag, decimal length, optional "_" separator.
 _DIS_IDENT = re.compile(r"(?:s([0-9a-zA-Z]{0,11})_)?(u?)(0|[1-9][0-9]{0,8})_?")
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_LETTERS = _UPPER | frozenset("abcdefghijklmnopqrstuvwxyz")
 _UNSIGNED = "htmyoj"
 _SIGNED = "aslxni"
 
@@ -201,18 +203,18 @@ class _Printer:
             raise _Invalid
         s = self.s
         pos = self.pos
-        tag = s[pos] if pos < len(s) else ""
+        tag = s[pos]   # past the end: IndexError, which makes the symbol invalid too
         self.pos = pos + 1
         # Tags by frequency in real symbols; plain text goes to the output directly (the
         # output-size cap is checked where text can multiply: backrefs, binders).
         if tag == "N":
-            ns = s[pos + 1] if pos + 1 < len(s) else ""
-            if not ns.isalpha():
+            ns = s[pos + 1]
+            if ns not in _LETTERS:
                 raise _Invalid
             self.pos = pos + 2
             self.path(in_value)
             dis, name = self.dis_ident()
-            if ns.isupper():
+            if ns in _UPPER:
                 label = "closure" if ns == "C" else "shim" if ns == "S" else ns
                 self.out.append(f"::{{{label}:{name}#{_dis_value(dis)}}}" if name
                                 else f"::{{{label}#{_dis_value(dis)}}}")

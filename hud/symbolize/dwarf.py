@@ -161,7 +161,7 @@ class DwarfInfo:
         what the batch needs is read. Without it, units that many of `addrs` fall in
         are indexed whole, their line programs skimmed or decoded whole."""
         by_unit: dict[int, list[int]] = {}
-        for a in addrs:
+        for a in sorted(addrs):
             unit = self.units.find_unit(a)
             if unit is not None:
                 got = by_unit.get(unit.index)

@@ -100,9 +100,10 @@ class LineTable:
                 if seq is False:
                     seq = self._sequence_at(hint)
                 if seq is not None:
-                    got = _row(seq, addr)
-                    if got is not None:
-                        return got
+                    end, addrs, lines, files, cols = seq
+                    if addrs and addrs[0] <= addr < end:
+                        k = bisect.bisect_right(addrs, addr) - 1
+                        return files[k], lines[k], cols[k]
             self._skim()
         i = bisect.bisect_right(self.seq_start, addr) - 1
         # Sequences do not overlap in sane tables; one step back covers the odd case.
@@ -377,15 +378,6 @@ def _decode(data: bytes, offset: int, addr_size: int, comp_dir: str,
     table._program = program
     table.addr_size = addr_size
     return table
-
-
-def _row(seq: tuple, addr: int) -> Optional[tuple[int, int, int]]:
-    end, addrs, lines, files, cols = seq
-    if addrs and addrs[0] <= addr < end:
-        k = bisect.bisect_right(addrs, addr) - 1
-        if k >= 0:
-            return files[k], lines[k], cols[k]
-    return None
 
 
 def _v5_entries(data: bytes, pos: int, limit: int, table: LineTable, addr_size: int,

@@ -125,6 +125,7 @@ class UnitTable:
         self._starts: list[int] = []
         self._index: list[tuple[int, int, int]] = []
         self._covered: set = set()
+        self._last: tuple = (0, 0, None)   # (lo, hi, unit) of the last lookup
         self._completed = False
         self._build_aranges_index()
 
@@ -451,6 +452,7 @@ class UnitTable:
         self._set_index(entries)
 
     def _set_index(self, entries: list[tuple[int, int, int]]) -> None:
+        self._last = (0, 0, None)
         entries.sort()
         self._index = entries
         self._starts = [e[0] for e in entries]
@@ -478,11 +480,16 @@ class UnitTable:
         return u
 
     def _find(self, addr: int) -> Optional[Unit]:
+        last = self._last   # the range of the previous hit: batches come sorted
+        if last[0] <= addr < last[1]:
+            return last[2]
         i = bisect.bisect_right(self._starts, addr) - 1
         if i < 0:
             return None
         lo, hi, idx = self._index[i]
         if addr < hi:
+            if i + 1 >= len(self._starts) or self._starts[i + 1] >= hi:
+                self._last = (lo, hi, self.units[idx])   # no other range starts inside
             return self.units[idx]
         # Ranges may overlap (duplicated or nested entries): look back a little.
         for j in range(i - 1, i - 16 if i >= 16 else -1, -1):

@@ -328,16 +328,16 @@ class Symbolizer:
         """
         with _gc_paused():
             obj, why = self.object_for_path(path)
-            if obj is not None:
-                obj.prepare([a - 1 if return_addresses and a > 0 else a for a in addrs])
-            out = []
-            for a in addrs:
-                if obj is None:
-                    out.append((Frame(address=a, module=path, reason=why),))
-                else:
-                    out.append(obj.frames(a - 1 if return_addresses and a > 0 else a, a,
-                                          path))
-        return out
+            if obj is None:
+                return [(Frame(address=a, module=path, reason=why),) for a in addrs]
+            vaddrs = [a - 1 if return_addresses and a > 0 else a for a in addrs]
+            obj.prepare(vaddrs)
+            if len(addrs) >= 64:
+                # Resolve in address order first: consecutive lookups then fall in the
+                # same unit, function and line sequence, which the lookups remember.
+                for v, a in sorted(zip(vaddrs, addrs)):
+                    obj.frames(v, a, path)
+            return [obj.frames(v, a, path) for v, a in zip(vaddrs, addrs)]
 
     def for_process(self, pid: int) -> ProcessSymbolizer:
         """A symbolizer of runtime addresses of process `pid`, sharing these caches."""
@@ -363,6 +363,10 @@ class ProcessSymbolizer:
         with _gc_paused():
             if len(ips) >= 64:
                 self._prepare(ips, first_is_exact)
+                # In address order first (see Symbolizer.symbolize_file).
+                for ip, exact in sorted({(ip, k == 0 and first_is_exact)
+                                         for k, ip in enumerate(ips)}):
+                    self.symbolize_one(ip, exact)
             return [self.symbolize_one(ip, k == 0 and first_is_exact)
                     for k, ip in enumerate(ips)]
 

@@ -75,6 +75,7 @@ class SymbolTable:
         self._sized = sized
         self._aliases = aliases
         self._spans: dict[int, tuple[int, Optional[int], tuple[str, ...]]] = {}
+        self._last: tuple = (0, 0, None)   # (start, end, span) of the last span_of hit
 
     def _read(self, elf: ElfFile, sec: object, base: int) -> list:
         entsize = 24 if elf.is64 else 16
@@ -154,6 +155,9 @@ class SymbolTable:
     def span_of(self, addr: int) -> Optional[tuple[int, Optional[int], tuple[str, ...]]]:
         """(start, end, names) of the function symbol holding `addr`: end None if the
         symbol has no size; names are every function symbol at that start."""
+        last = self._last   # the symbol of the previous call: batches come sorted
+        if last[0] <= addr < last[1]:
+            return last[2]
         i = bisect.bisect_right(self._starts, addr) - 1
         if i < 0 or addr >= self._ends[i]:
             return None
@@ -164,4 +168,6 @@ class SymbolTable:
             names = (self._name(i), *(self._str(r) for r in self._aliases.get(start, ())))
             got = self._spans[i] = (start, (self._ends[i] if self._sized[i] else None),
                                     names)
+        if i + 1 >= len(self._starts) or self._starts[i + 1] >= self._ends[i]:
+            self._last = (self._starts[i], self._ends[i], got)   # nothing starts inside
         return got
