@@ -158,6 +158,20 @@ class PerfRing:
             pass
 
 
+def close_rings(rings: dict, fds: list) -> None:
+    """Unmap every ring, then close every event fd, emptying both (idempotent). The rings
+    map fds from `fds` without owning them, so the unmaps come first."""
+    for ring in rings.values():
+        ring.close()
+    rings.clear()
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()
+
+
 class PerfEventArray:
     """The userspace side of a BPF_MAP_TYPE_PERF_EVENT_ARRAY used with bpf_perf_event_output.
 

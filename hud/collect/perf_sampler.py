@@ -7,12 +7,11 @@ PERF_EVENT_IOC_SET_OUTPUT. Records are decoded by `parse_sample`, a pure functio
 """
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
-from hud.bpf.perfbuf import PerfRing
+from hud.bpf.perfbuf import PerfRing, close_rings
 from hud.errors import HudError, TargetNotFound, UsageError
 from hud.linux import procfs
 from hud.linux.libc import ARCH
@@ -201,15 +200,7 @@ class PerfSampler:
 
     def close(self) -> None:
         """Unmap the rings and close every event fd (idempotent)."""
-        for ring in self._rings.values():
-            ring.close()
-        self._rings.clear()
-        for fd in self._fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds.clear()
+        close_rings(self._rings, self._fds)
 
     def __enter__(self) -> PerfSampler:
         return self

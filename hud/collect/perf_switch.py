@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
-from hud.bpf.perfbuf import PerfRing
+from hud.bpf.perfbuf import PerfRing, close_rings
 from hud.collect.ebpf_records import state_masks
 from hud.collect.perf_records import CAPTURE_SAMPLE_TYPE, PREEMPT_SAMPLE_TYPE, SwitchFields
 from hud.collect.perf_sampler import MAX_STACK_USER, REGS_MASK
@@ -218,14 +218,6 @@ class SwitchEvents:
 
     def close(self) -> None:
         """Unmap the rings and close every event fd (idempotent)."""
-        for ring in self.rings.values():
-            ring.close()
-        self.rings.clear()
-        for fd in self._fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds.clear()
+        close_rings(self.rings, self._fds)
         self.kinds.clear()
         self.direct.clear()

@@ -9,13 +9,11 @@ from collections import Counter
 from typing import Optional
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Vertical
 
 from hud.model import Finding
 from hud.session import Snapshot
 from hud.tui import fmt, theme
-from hud.tui.quiet import QuietStatic
+from hud.tui.panel import TablePanel
 from hud.tui.table import Column, ItemTable
 
 
@@ -26,10 +24,6 @@ def finding_key(f: Finding) -> str:
 def worker_time_ns(snap: Snapshot) -> int:
     """All worker time the shares account for: the denominator of a finding's share."""
     return sum(s.total_ns for s in snap.shares)
-
-
-def matches(function: str, filter_text: str) -> bool:
-    return not filter_text or filter_text.lower() in function.lower()
 
 
 def empty_message(snap: Optional[Snapshot], filter_text: str, what: str = "blocking") -> Text:
@@ -96,46 +90,24 @@ class FindingsTable(ItemTable):
         return fmt.fit_path(f.function, width)
 
 
-class FindingsPanel(Vertical):
+class FindingsPanel(TablePanel):
     """The findings table, or a sentence saying why there is nothing to show."""
 
-    DEFAULT_CSS = """
-    FindingsPanel { height: 1fr; border: round $primary 50%; border-title-color: $text; }
-    FindingsPanel:focus-within { border: round $primary; }
-    FindingsPanel > .empty { padding: 1 2; height: auto; }
-    """
+    TITLE = "findings"
 
     def __init__(self) -> None:
-        super().__init__(id="findings")
-        self.border_title = "findings"
-        self.table = FindingsTable()
-        self.note = QuietStatic(classes="empty")
-        self._title = ""
+        super().__init__(FindingsTable(), "findings")
 
-    def compose(self) -> ComposeResult:
-        yield self.table
-        yield self.note
+    def items(self, snap: Optional[Snapshot]) -> tuple:
+        return tuple(snap.findings) if snap is not None else ()
 
-    def show(self, snap: Optional[Snapshot], filter_text: str) -> None:
-        findings = snap.findings if snap is not None else ()
-        shown = [f for f in findings if matches(f.function, filter_text)]
+    def key(self, item: Finding) -> str:
+        return finding_key(item)
+
+    def empty_text(self, snap: Optional[Snapshot], filter_text: str) -> Text:
+        return empty_message(snap, filter_text)
+
+    def prepare(self, snap: Optional[Snapshot], shown: list) -> None:
         self.table.worker_ns = worker_time_ns(snap) if snap is not None else 0
         rows_of = Counter((f.kind, f.function) for f in shown)
         self.table.ambiguous = {k for k, n in rows_of.items() if n > 1}
-        self.table.set_rows([(finding_key(f), f) for f in shown])
-        empty = not shown
-        self.table.display = not empty
-        self.note.display = empty
-        if empty:
-            self.note.show_text(empty_message(snap, filter_text))
-        title = "findings"
-        if snap is not None and snap.status.window_s:
-            title += f" · last {fmt.seconds(snap.status.window_s)}"
-        if filter_text and findings:
-            title += f" · {len(shown)} of {len(findings)}"
-        if title != self._title:     # a new title costs a redraw: only when it changes
-            self._title = title
-            self.border_title = title
-
-    def selected(self) -> Optional[Finding]:
-        return self.table.selected() if self.table.display else None

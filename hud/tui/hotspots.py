@@ -8,14 +8,11 @@ from __future__ import annotations
 from typing import Optional
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Vertical
 
 from hud.analysis import Hotspot
 from hud.session import Snapshot
 from hud.tui import fmt, theme
-from hud.tui.findings import matches
-from hud.tui.quiet import QuietStatic
+from hud.tui.panel import TablePanel
 from hud.tui.table import Column, ItemTable
 
 
@@ -50,49 +47,25 @@ class HotspotsTable(ItemTable):
         }
 
 
-class HotspotsPanel(Vertical):
+class HotspotsPanel(TablePanel):
     """The hotspots table, or why it is empty."""
 
-    DEFAULT_CSS = """
-    HotspotsPanel { height: 1fr; border: round $primary 50%; border-title-color: $text; }
-    HotspotsPanel:focus-within { border: round $primary; }
-    HotspotsPanel > .empty { padding: 1 2; height: auto; }
-    """
+    TITLE = "on-CPU hotspots"
 
     def __init__(self) -> None:
-        super().__init__(id="hotspots")
-        self.border_title = "on-CPU hotspots"
-        self.table = HotspotsTable()
-        self.note = QuietStatic(classes="empty")
-        self._title = ""
+        super().__init__(HotspotsTable(), "hotspots")
 
-    def compose(self) -> ComposeResult:
-        yield self.table
-        yield self.note
+    def items(self, snap: Optional[Snapshot]) -> tuple:
+        return tuple(snap.hotspots) if snap is not None else ()
 
-    def show(self, snap: Optional[Snapshot], filter_text: str) -> None:
-        hotspots = snap.hotspots if snap is not None else ()
-        shown = [h for h in hotspots if matches(h.function, filter_text)]
-        self.table.set_rows([(hotspot_key(h), h) for h in shown])
-        empty = not shown
-        self.table.display = not empty
-        self.note.display = empty
-        if empty:
-            if snap is None:
-                text = Text("starting…", style=theme.DIM)
-            elif filter_text:
-                text = Text(f"nothing matches “{filter_text}”", style=theme.DIM)
-            elif snap.status.window_s:
-                text = Text("no worker on-CPU samples in the window yet", style=theme.DIM)
-            else:
-                text = Text("no worker on-CPU samples yet", style=theme.DIM)
-            self.note.show_text(text)
-        title = "on-CPU hotspots"
-        if snap is not None and snap.status.window_s:
-            title += f" · last {fmt.seconds(snap.status.window_s)}"
-        if title != self._title:     # a new title costs a redraw: only when it changes
-            self._title = title
-            self.border_title = title
+    def key(self, item: Hotspot) -> str:
+        return hotspot_key(item)
 
-    def selected(self) -> Optional[Hotspot]:
-        return self.table.selected() if self.table.display else None
+    def empty_text(self, snap: Optional[Snapshot], filter_text: str) -> Text:
+        if snap is None:
+            return Text("starting…", style=theme.DIM)
+        if filter_text:
+            return Text(f"nothing matches “{filter_text}”", style=theme.DIM)
+        if snap.status.window_s:
+            return Text("no worker on-CPU samples in the window yet", style=theme.DIM)
+        return Text("no worker on-CPU samples yet", style=theme.DIM)
