@@ -165,6 +165,21 @@ def skip_leb(data: bytes, pos: int) -> int:
     raise DwarfError("LEB128 longer than 10 bytes")
 
 
+def initial_length(data: bytes, pos: int) -> tuple[int, int, int]:
+    """A unit header's initial length: (length, position after it, offset size 4 or 8).
+
+    0xFFFFFFFF escapes to a 64-bit length (DWARF64); 0xFFFFFFF0-0xFFFFFFFE are reserved.
+    """
+    if pos + 4 > len(data):
+        raise DwarfError("truncated unit length")
+    length = struct.unpack_from("<I", data, pos)[0]
+    if length < 0xFFFFFFF0:
+        return length, pos + 4, 4
+    if length != 0xFFFFFFFF or pos + 12 > len(data):
+        raise DwarfError(f"bad unit length {length:#x}")
+    return struct.unpack_from("<Q", data, pos + 4)[0], pos + 12, 8
+
+
 def cstring(data: bytes, pos: int) -> tuple[bytes, int]:
     """The NUL-terminated bytes at `pos` (without the NUL)."""
     end = data.find(b"\0", pos)

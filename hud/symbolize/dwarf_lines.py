@@ -28,6 +28,7 @@ from hud.symbolize.dwarf_forms import (
     STRX_FORMS,
     DwarfError,
     cstring,
+    initial_length,
     read_form,
     uleb,
 )
@@ -304,14 +305,7 @@ def _decode(data: bytes, offset: int, addr_size: int, comp_dir: str,
             strings: Callable[[int, object], str]) -> LineTable:
     if not 0 <= offset < len(data):
         raise DwarfError(f"line program offset {offset:#x} out of range")
-    pos = offset
-    length = struct.unpack_from("<I", data, pos)[0]
-    pos += 4
-    offset_size = 4
-    if length == 0xFFFFFFFF:
-        length = struct.unpack_from("<Q", data, pos)[0]
-        pos += 8
-        offset_size = 8
+    length, pos, offset_size = initial_length(data, offset)
     end = pos + length
     if end > len(data):
         raise DwarfError("line program longer than .debug_line")

@@ -31,6 +31,7 @@ from hud.symbolize.dwarf_forms import (
     FORM_STRP,
     STRX_FORMS,
     DwarfError,
+    initial_length,
     read_form,
     str_at,
     uleb,
@@ -138,16 +139,9 @@ class UnitTable:
         n = len(data)
         while pos + 11 <= n:
             start = pos
-            length = struct.unpack_from("<I", data, pos)[0]
-            pos += 4
-            offset_size = 4
-            if length == 0xFFFFFFFF:
-                if pos + 8 > n:
-                    break
-                length = struct.unpack_from("<Q", data, pos)[0]
-                pos += 8
-                offset_size = 8
-            elif length >= 0xFFFFFFF0:
+            try:
+                length, pos, offset_size = initial_length(data, pos)
+            except DwarfError:
                 break
             end = pos + length
             if length < 7 or end > n:
@@ -415,13 +409,7 @@ class UnitTable:
         try:
             while pos + 16 <= n:
                 start = pos
-                length = struct.unpack_from("<I", data, pos)[0]
-                pos += 4
-                offset_size = 4
-                if length == 0xFFFFFFFF:
-                    length = struct.unpack_from("<Q", data, pos)[0]
-                    pos += 8
-                    offset_size = 8
+                length, pos, offset_size = initial_length(data, pos)
                 end = pos + length
                 if length < 8 or end > n:
                     break
@@ -447,7 +435,7 @@ class UnitTable:
                         entries.append((lo, lo + ln, unit))
                 self._covered.add(unit)
                 pos = end
-        except (IndexError, struct.error):
+        except (IndexError, struct.error, DwarfError):
             pass
         self._set_index(entries)
 
