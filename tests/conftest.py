@@ -13,6 +13,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 pytest_plugins = ["support.fixtures"]  # tokio_fixture, fixture_manifest (issue 3)
+# The CLI and Profiler keep resolved symbols in /var/cache/hud/symbols by default: tests
+# must not leave files there (tests of the cache pass their own directory).
+os.environ.setdefault("HUD_NO_CACHE", "1")
 
 _PRIVILEGED = ("root", "e2e")
 _privileged_ids: set = set()

@@ -18,6 +18,7 @@ from hud.errors import BadInput
 from hud.model import Frame
 from hud.symbolize.debugfile import find_debug_file
 from hud.symbolize.demangle import demangle
+from hud.symbolize.diskcache import MAX_ENTRIES, SymbolCache, content_key
 from hud.symbolize.dwarf import DwarfInfo
 from hud.symbolize.dwarf_units import DwarfSections
 from hud.symbolize.elf import ElfFile
@@ -45,11 +46,15 @@ class ObjectSymbols:
     """Symbols and DWARF of one object file (and its separate debug file), loaded lazily.
 
     `resolve(vaddr)` gives (function, file, line, column) per inline level, innermost
-    first, or (None, None, None, None) with a reason. Results are cached per address.
+    first, or (None, None, None, None) with a reason. Results are cached per address,
+    and with a `cache` (and a build-id) on disk: read at the first lookup, written by
+    `save_cache()`.
     """
 
     def __init__(self, elf: ElfFile, target_path: str = "", root: str = "",
-                 debug_dirs: Sequence[str] = (), debug_files: Sequence[str] = ()) -> None:
+                 debug_dirs: Sequence[str] = (), debug_files: Sequence[str] = (), *,
+                 cache: Optional[SymbolCache] = None, build_id: Optional[str] = None,
+                 ) -> None:
         self.elf = elf
         self.debug: Optional[ElfFile] = None
         self.debug_note = ""
@@ -65,6 +70,11 @@ class ObjectSymbols:
         self._cache: dict[int, tuple[Located, str]] = {}
         self._frames: dict[tuple, dict[int, tuple[Frame, ...]]] = {}
         self._nframes = 0
+        self._disk_cache = cache if build_id else None
+        self._build_id = build_id or ""
+        self._disk_key = ""
+        self._disk: Optional[dict[int, tuple]] = None    # None until the first lookup
+        self._fresh: dict[int, tuple] = {}                # resolved here, not on disk yet
 
     def close(self) -> None:
         """Release the file descriptors of the object and its debug file."""
@@ -117,10 +127,45 @@ class ObjectSymbols:
         """(function, file, line, column) of the innermost level at `vaddr`, the levels
         of its callers (shared with other addresses: never modified) and why the answer
         is incomplete, if it is."""
+        disk = self._disk
+        if disk is None:
+            disk = self._load_disk()
+        got = disk.get(vaddr)
+        if got is not None:
+            return got
         try:
-            return self._locate(vaddr)
+            got = self._locate(vaddr)
         except DATA_ERRORS as e:
+            # Not saved: a RecursionError depends on the caller's stack, not the file.
             return None, None, None, None, (), f"corrupt input: {e}"
+        if self._disk_cache is not None and len(self._fresh) < MAX_ENTRIES:
+            self._fresh[vaddr] = got
+        return got
+
+    def _load_disk(self) -> dict[int, tuple]:
+        self._disk = {}
+        cache = self._disk_cache
+        if cache is not None and not cache.disabled:
+            try:
+                # Hashes the object and debug file (~15 ms for 17 MB): the build-id alone
+                # does not say which of them, stripped or not, the answers came from.
+                self._disk_key = content_key((self.elf, self.debug))
+            except DATA_ERRORS:
+                self._disk_cache = None
+                return self._disk
+            self._disk = cache.load(self._build_id, self._disk_key)
+        return self._disk
+
+    def save_cache(self) -> bool:
+        """Write the addresses resolved since loading to the disk cache (merged with
+        what is there); True when a file was written."""
+        cache = self._disk_cache
+        if cache is None or not self._fresh or not self._disk_key:
+            return False
+        # Ours first: when the union is over the bound, the older entries give way.
+        entries = {**self._fresh, **(self._disk or {})}
+        self._fresh = {}
+        return cache.store(self._build_id, self._disk_key, entries)
 
     def _locate(self, vaddr: int) -> tuple:
         dwarf = self.dwarf
@@ -154,6 +199,12 @@ class ObjectSymbols:
         """Hint that these addresses come next (lets big batches index units whole)."""
         if len(vaddrs) < 64:
             return
+        disk = self._disk if self._disk is not None else self._load_disk()
+        if disk:
+            # Addresses found on disk need no DWARF: index units only for the rest.
+            vaddrs = [v for v in vaddrs if v not in disk]
+            if len(vaddrs) < 64:
+                return
         dwarf = self.dwarf
         if dwarf is not None:
             try:
@@ -252,19 +303,30 @@ class Symbolizer:
 
     `debug_dirs` are searched before /usr/lib/debug (build-id trees and debuglink
     names); `debug_files` are candidate debug files matched to binaries by build-id.
+    With `cache_dir` (see `hud.symbolize.diskcache.default_cache_dir`), resolved
+    addresses of objects with a build-id are kept on disk for the next process: read
+    on first use, written by `close()`. None (the default) keeps nothing on disk.
     """
 
     def __init__(self, debug_dirs: Sequence[str] = (),
-                 debug_files: Sequence[str] = ()) -> None:
+                 debug_files: Sequence[str] = (), cache_dir: Optional[str] = None) -> None:
         self.debug_dirs = tuple(debug_dirs)
         self.debug_files = tuple(debug_files)
+        self.cache: Optional[SymbolCache] = SymbolCache(cache_dir) if cache_dir else None
         self._objects: dict[object, ObjectSymbols] = {}
         self._failed: dict[object, str] = {}
 
     def close(self) -> None:
-        """Close every file this symbolizer opened."""
+        """Write the disk cache (if any) and close every file this symbolizer opened."""
+        done: set[int] = set()
         for obj in self._objects.values():
-            obj.close()
+            if id(obj) in done:
+                continue   # one object under its file key and its build-id
+            done.add(id(obj))
+            try:
+                obj.save_cache()
+            finally:
+                obj.close()
         self._objects.clear()
 
     def __enter__(self) -> Symbolizer:
@@ -313,7 +375,8 @@ class Symbolizer:
                 elf.close()
                 self._objects[fkey] = obj
                 return obj
-        obj = ObjectSymbols(elf, target_path, root, self.debug_dirs, self.debug_files)
+        obj = ObjectSymbols(elf, target_path, root, self.debug_dirs, self.debug_files,
+                            cache=self.cache, build_id=bid)
         self._objects[fkey] = obj
         if bid:
             self._objects[("build-id", bid)] = obj
