@@ -19,8 +19,11 @@ class StackResolver:
     unwinder's memo), and each distinct walk is symbolized once (cached by its ips).
     """
 
-    def __init__(self, pid: int, debug_dirs: tuple = (), debug_files: tuple = ()) -> None:
-        self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files)
+    def __init__(self, pid: int, debug_dirs: tuple = (), debug_files: tuple = (),
+                 cache_dir: Optional[str] = None) -> None:
+        # cache_dir: resolved addresses kept on disk per build-id (None: nothing kept).
+        self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files,
+                                     cache_dir=cache_dir)
         self.process = self.symbolizer.for_process(pid)
         # CFI of code whose .eh_frame was stripped may live in the separate debug file
         # the symbolizer already found (.debug_frame): share it with the unwinder.
@@ -70,5 +73,5 @@ class StackResolver:
         return tuple(frames), res.complete
 
     def close(self) -> None:
-        """Release the symbolizer's files."""
+        """Write the symbol cache (if any) and release the symbolizer's files."""
         self.symbolizer.close()

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from hud.analysis import Analyzer, Hotspot, WorkerShare
 from hud.analysis.window import RollingWindow
@@ -47,6 +47,7 @@ from hud.model import (
     ThreadSeen,
 )
 from hud.resolve import StackResolver
+from hud.symbolize.diskcache import default_cache_dir
 
 BACKENDS = ("auto", "ebpf", "perf")
 DEFAULT_THRESHOLD_MS = 5.0
@@ -126,6 +127,9 @@ class Profiler:
     `backend` is "auto" (eBPF, falling back to perf with a notice), "ebpf" or "perf";
     `replay` names a recording (hud-recording JSON lines) to analyze instead of a live
     process. `notice(text)` receives one-line notices (fallbacks, target exit).
+    `symbol_cache` keeps resolved addresses on disk per build-id for the next run: True
+    for the default directory (`hud.symbolize.diskcache.default_cache_dir`: honours
+    HUD_CACHE_DIR and HUD_NO_CACHE), a path for that directory, False for none.
     """
 
     def __init__(self, pid: Optional[int] = None, process: Optional[str] = None, *,
@@ -134,7 +138,8 @@ class Profiler:
                  backend: str = "auto", replay: Optional[str] = None,
                  record: Optional[str] = None, debug_dirs: tuple = (),
                  debug_files: tuple = (), stack_bytes: int = 32768,
-                 notice: Optional[Callable[[str], None]] = None) -> None:
+                 notice: Optional[Callable[[str], None]] = None,
+                 symbol_cache: Union[bool, str] = True) -> None:
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
         if threshold_ms <= 0:
@@ -149,6 +154,10 @@ class Profiler:
         self.record_path = record
         self.debug_dirs, self.debug_files = tuple(debug_dirs), tuple(debug_files)
         self.stack_bytes = stack_bytes
+        if symbol_cache is True:
+            self.symbol_cache_dir: Optional[str] = default_cache_dir()
+        else:
+            self.symbol_cache_dir = str(symbol_cache) if symbol_cache else None
         self._notice = notice or (lambda text: None)
         self.notices: list[str] = []
         self.backend_name = ""
@@ -214,7 +223,8 @@ class Profiler:
                                "the target exited")
         self.target = Target(self.target.pid, self.target.exe, self.target.comm,
                              tuple(threads))
-        self._resolver = StackResolver(self.target.pid, self.debug_dirs, self.debug_files)
+        self._resolver = StackResolver(self.target.pid, self.debug_dirs, self.debug_files,
+                                       cache_dir=self.symbol_cache_dir)
         self.analyzer = Analyzer(self._resolver, threshold_ms=self.threshold_ms,
                                  target=self.target, window_s=self.window_s)
         self._snapshot_roles(threads)
@@ -573,6 +583,11 @@ class Profiler:
                 stats["lost"] = max(int(stats.get("lost", 0)), blost)
             if self._resolver is not None:
                 stats["stacks"] = {**self._resolver.counts, "methods": self._resolver.methods}
+                cache = self._resolver.symbolizer.cache
+                if cache is not None:
+                    # Loads so far; the run's new addresses are written at close.
+                    stats["symbol_cache"] = {"dir": cache.directory, **cache.stats,
+                                             "off": cache.reason if cache.disabled else ""}
             stats["hud_cpu_pct"] = round(self.status().hud_cpu_pct, 2)
             stats["notices"] = list(self.notices)
             if self.discovery is not None:

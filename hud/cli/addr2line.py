@@ -55,17 +55,21 @@ def format_frames(frames: tuple, address: Optional[int] = None, basenames: bool 
               help="Separate debug file to use (matched by build-id); repeatable.")
 @click.option("--debug-dir", "debug_dirs", multiple=True, type=click.Path(),
               help="Directory searched for debug files before /usr/lib/debug; repeatable.")
+@click.option("--no-symbol-cache", is_flag=True, help="Keep no resolved symbols on disk "
+              "(default: /var/cache/hud/symbols as root; HUD_CACHE_DIR overrides).")
 # binutils' -f -i -C are always on here; accepted so muscle memory works.
 @click.option("-f", "--functions", "_f", is_flag=True, hidden=True)
 @click.option("-i", "--inlines", "_i", is_flag=True, hidden=True)
 @click.option("-C", "--demangle", "_c", is_flag=True, hidden=True)
 @click.argument("addresses", nargs=-1)
 def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basenames: bool,
-            return_addresses: bool, debug_files: tuple, debug_dirs: tuple, _f: bool,
+            return_addresses: bool, debug_files: tuple, debug_dirs: tuple,
+            no_symbol_cache: bool, _f: bool,
             _i: bool, _c: bool, addresses: tuple) -> None:
     """Resolve ADDRESSES (hex; read from stdin when none) in an ELF file or a process."""
     from hud.linux import procfs
     from hud.symbolize import Symbolizer
+    from hud.symbolize.diskcache import default_cache_dir
 
     if (exe is None) == (pid is None):
         raise UsageError("give exactly one of -e FILE or --pid PID")
@@ -73,7 +77,9 @@ def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basena
         addrs = [_parse(a) for a in addresses]
     else:
         addrs = [_parse(w) for line in sys.stdin for w in line.split()]
-    with Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files) as sym:
+    cache_dir = None if no_symbol_cache else default_cache_dir()
+    with Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files,
+                    cache_dir=cache_dir) as sym:
         if pid is not None:
             if not procfs.alive(pid):
                 raise TargetNotFound(f"no process {pid}")

@@ -60,13 +60,15 @@ class _ProfileCommand(click.Command):
               help="Directory of debug files (build-id tree or debuglink).")
 @click.option("--stack-bytes", type=click.IntRange(1024, 32768), default=32768,
               show_default=True, help="User stack bytes copied per capture.")
+@click.option("--no-symbol-cache", is_flag=True, help="Keep no resolved symbols on disk "
+              "(default: /var/cache/hud/symbols as root; HUD_CACHE_DIR overrides).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def command(process: Optional[str], pid: Optional[int], target_path: Optional[str],
             threshold: float, window: Optional[float], workers: Optional[str],
             duration: Optional[float], headless: bool, export_path: Optional[str],
             fmt: Optional[str], freq: Optional[int], backend: str, replay: Optional[str],
             record: Optional[str], debug_files: tuple, debug_dirs: tuple,
-            stack_bytes: int, quiet: bool) -> None:
+            stack_bytes: int, no_symbol_cache: bool, quiet: bool) -> None:
     """Show what blocks the Tokio runtime of PROCESS (a name) or --pid N."""
     from hud.session import Profiler
 
@@ -87,7 +89,8 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
     prof = Profiler(pid=pid, process=process, threshold_ms=threshold, window_s=window,
                     workers=workers, freq_hz=freq, backend=backend, replay=replay,
                     record=record, debug_dirs=debug_dirs, debug_files=debug_files,
-                    stack_bytes=stack_bytes, notice=notice)
+                    stack_bytes=stack_bytes, notice=notice,
+                    symbol_cache=not no_symbol_cache)
     stop = threading.Event()
     old = _install_stop_handlers(stop)
     try:
