@@ -7,7 +7,11 @@ and symbolizes the addresses, then exits (wall and CPU time of the whole process
 addr2line run); `first` is the time from opening the file to the first address's frames
 inside that process; a second process then measures `warm` (the same addresses again,
 after doing them once) and `warm-other` (a second, disjoint set after the first: caches of
-the file are hot, the addresses are not). Peak RSS comes from wait4.
+the file are hot, the addresses are not). With the on-disk symbol cache (in a private
+0700 directory under benchmarks/out/, through HUD_CACHE_DIR), `cache-write` is a cold
+process that starts with an empty cache and writes it at close, and `cache-read` the next
+new process on the same addresses, which finds them on disk; both must print the same
+frames as the cold run. Peak RSS comes from wait4.
 Rounds alternate hud and binutils and the table shows medians; the machine is shared, so
 only ratios from the same run mean anything. Not a test: nothing here asserts a speed.
 """
@@ -17,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,13 +34,13 @@ FIXTURES = ROOT / "tests" / "fixtures" / "build"
 
 # Runs inside the cold child: imports, opens, symbolizes, reports its own view as JSON.
 CHILD = r"""
-import json, resource, sys, time
+import hashlib, json, os, resource, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
 from hud.symbolize import Symbolizer
 t_import = time.perf_counter()
 addrs = [int(x, 16) for x in open(sys.argv[3]).read().split()]
-with Symbolizer() as sym:
+with Symbolizer(cache_dir=os.environ.get("HUD_CACHE_DIR")) as sym:
     t_open = time.perf_counter()
     first = sym.symbolize_file(sys.argv[2], addrs[:1])
     t_first = time.perf_counter()
@@ -49,10 +54,11 @@ with Symbolizer() as sym:
         sym.symbolize_file(sys.argv[2], other)
         t_other = time.perf_counter()
 frames = sum(len(f) for f in out)
+digest = hashlib.sha256(repr(out).encode()).hexdigest()
 print(json.dumps({"import": t_import - t0, "first": t_first - t_open,
                   "all": t_all - t_open, "warm": t_warm - t_all, "other": t_other - t_warm,
                   "frames": frames, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "resolved": sum(1 for f in out if f[-1].function)}))
+                  "resolved": sum(1 for f in out if f[-1].function), "digest": digest}))
 """
 
 
@@ -94,12 +100,16 @@ def pick(funcs: list[tuple[int, int]], n: int, seed: int, avoid: frozenset = fro
     return sorted(picked)
 
 
-def run_timed(cmd: list, stdin_path: str = "") -> tuple[float, float, int, str]:
+def run_timed(cmd: list, stdin_path: str = "", cache_dir: str = "",
+              ) -> tuple[float, float, int, str]:
     """(wall s, cpu s, peak RSS KiB, stdout) of one child process."""
     stdin = open(stdin_path) if stdin_path else subprocess.DEVNULL
     out = tempfile.TemporaryFile()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUD_")}
+    if cache_dir:
+        env["HUD_CACHE_DIR"] = cache_dir
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL, env=env)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -113,9 +123,26 @@ def run_timed(cmd: list, stdin_path: str = "") -> tuple[float, float, int, str]:
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, text
 
 
+def private_cache_parent() -> str:
+    """A fresh 0700 directory the symbol cache accepts: not under /tmp or /var/tmp
+    (sticky, world-writable: refused by design) but under benchmarks/out/, whose parents
+    only root (or we) can write. Checked with the cache's own rules."""
+    sys.path.insert(0, str(ROOT))
+    from hud.symbolize.diskcache import Refused, SymbolCache
+    out = ROOT / "benchmarks" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    parent = tempfile.mkdtemp(prefix="symcache-", dir=out)
+    try:
+        os.close(SymbolCache(parent)._open_dir(create=False))
+    except (OSError, Refused) as e:
+        sys.exit(f"the symbol cache refuses {parent}: {e}")
+    return parent
+
+
 def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
     funcs = function_symbols(binary)
     rows = []
+    parent = private_cache_parent()
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             addrs = pick(funcs, n, seed=n)
@@ -124,11 +151,20 @@ def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
             o_file = os.path.join(tmp, f"o{n}")
             Path(a_file).write_text("\n".join(hex(a) for a in addrs) + "\n")
             Path(o_file).write_text("\n".join(hex(a) for a in other) + "\n")
-            hud, ref, warm = [], [], []
-            for _ in range(rounds):
-                wall, cpu, rss, text = run_timed(
-                    [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file])
+            hud, ref, warm, write, read = [], [], [], [], []
+            child = [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file]
+            for r in range(rounds):
+                wall, cpu, rss, text = run_timed(child)
                 hud.append((wall, cpu, rss, json.loads(text)))
+                cache_dir = os.path.join(parent, f"{n}-{r}")   # empty: created by the child
+                wall, cpu, rss, text = run_timed(child, cache_dir=cache_dir)
+                write.append((wall, cpu, rss, json.loads(text)))
+                wall, cpu, rss, text = run_timed(child, cache_dir=cache_dir)
+                read.append((wall, cpu, rss, json.loads(text)))
+                shutil.rmtree(cache_dir)
+                digests = {h[3]["digest"] for h in (hud[-1], write[-1], read[-1])}
+                if len(digests) != 1:
+                    raise RuntimeError("the disk cache changed the frames")
                 _, _, rss, text = run_timed(
                     [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file,
                      o_file])
@@ -149,7 +185,12 @@ def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
                 "frames": hud[0][3]["frames"], "resolved": hud[0][3]["resolved"],
                 "a2l": med(r[0] for r in ref), "a2l_cpu": med(r[1] for r in ref),
                 "a2l_rss_mb": max(r[2] for r in ref) / 1024,
+                "write": med(w[0] for w in write), "write_cpu": med(w[1] for w in write),
+                "read": med(x[0] for x in read), "read_cpu": med(x[1] for x in read),
+                "read_first": med(x[3]["first"] for x in read),
+                "read_rss_mb": max(x[2] for x in read) / 1024,
             })
+    shutil.rmtree(parent)
     return rows
 
 
@@ -159,8 +200,10 @@ def table(binary: Path, rows: list[dict], rounds: int) -> str:
            f" ({size_mb:.1f} MB), medians of {rounds} alternating rounds.", "",
            "| addresses | addr2line wall (cpu) | hud cold wall (cpu) | ratio | goal "
            "| hud first address | hud warm (same) | ratio | goal | hud warm (other set) "
-           "| peak RSS hud / addr2line |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| peak RSS hud / addr2line "
+           "| hud cold, writing the disk cache | hud cold, disk cache populated | ratio "
+           "| its first address | its peak RSS |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(
             f"| {r['n']:,} | {r['a2l']:.2f} s ({r['a2l_cpu']:.2f}) "
@@ -170,7 +213,10 @@ def table(binary: Path, rows: list[dict], rounds: int) -> str:
             f"| {r['hud_warm'] / r['a2l']:.3f}x | <= 0.25x "
             f"| {r['hud_other']:.2f} s "
             f"| {r['hud_rss_mb']:.0f} ({r['hud_rss_warm_mb']:.0f} after both sets) / "
-            f"{r['a2l_rss_mb']:.0f} MB |")
+            f"{r['a2l_rss_mb']:.0f} MB "
+            f"| {r['write']:.2f} s ({r['write_cpu']:.2f}) "
+            f"| {r['read']:.2f} s ({r['read_cpu']:.2f}) | {r['read'] / r['a2l']:.2f}x "
+            f"| {r['read_first'] * 1000:.0f} ms | {r['read_rss_mb']:.0f} MB |")
     out.append("")
     out.append("hud cold includes interpreter start and imports "
                f"({rows[0]['hud_import'] * 1000:.0f} ms); "
