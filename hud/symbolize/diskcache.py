@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.resources
 import json
 import os
 import re
 import secrets
 import stat
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Protocol
@@ -34,9 +34,11 @@ _SHT_NOBITS = 8
 _SHF_EXECINSTR = 0x4
 _HEX = re.compile(r"[0-9a-f]{2,128}\Z")
 _KEY = re.compile(r"[0-9a-f]{64}\Z")
-# Python < 3.11 converts a long digit string in quadratic time: refuse such numbers
-# before parsing (a name with 21+ digits after a comma only makes the file a miss).
+# Without 3.11's limit on int digits, converting a long digit string takes quadratic
+# time: then such numbers are refused before parsing (a name with 21+ digits after a
+# comma only makes the file a miss).
 _LONG_NUMBER = re.compile(rb"[\[,:]\s*-?[0-9]{21}")
+_SLOW_INTS = sys.version_info < (3, 11) or sys.get_int_max_str_digits() == 0
 # O_NOFOLLOW on every component: a symlink anywhere is refused, never followed.
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted under our name must not hang open(); fstat then refuses it.
@@ -89,6 +91,8 @@ def code_digest() -> str:
     h = hashlib.sha256(f"{FORMAT}\0{__version__}\0".encode())
     try:
         # importlib.resources, not __file__: inside the zipapp there is no path on disk.
+        # Imported here: 17 ms that only a process using the cache should pay.
+        import importlib.resources
         pkg = importlib.resources.files("hud.symbolize")
         for entry in sorted(pkg.iterdir(), key=lambda e: e.name):
             if entry.name.endswith(".py"):
@@ -128,23 +132,23 @@ def content_key(files: Sequence[Optional[ElfLike]]) -> str:
 
 
 def encode(build_id: str, key: str, entries: Mapping[int, Levels]) -> bytes:
-    """The file for `entries`. Names and paths, caller levels and caller chains each go
-    to a table once (addresses of one inline context share them), which keeps the file
-    small and the loader's checks proportional to what is distinct."""
+    """The file for `entries`, in columns of integers (checked on load by a few C-speed
+    passes over each column, not per field). Names and paths, caller levels and caller
+    chains each go to a table once: addresses of one inline context share them."""
     strings: list[str] = []
-    string_ix: dict[str, int] = {}
-    levels: list[list] = []
+    string_ix: dict[Optional[str], int] = {None: 0}     # 0 is None; string i is i + 1
+    lv: dict[str, list] = {"name": [], "file": [], "line": [], "col": []}
     level_ix: dict[tuple, int] = {}
     chains: list[list[int]] = []
     chain_ix: dict[tuple, int] = {}
+    col: dict[str, list] = {"vaddr": [], "name": [], "file": [], "line": [], "col": [],
+                            "why": [], "chain": []}
 
-    def ref(s: Optional[str]) -> Optional[int]:
-        if s is None:
-            return None
+    def ref(s: Optional[str]) -> int:
         i = string_ix.get(s)
         if i is None:
-            i = string_ix[s] = len(strings)
             strings.append(s)
+            i = string_ix[s] = len(strings)
         return i
 
     def chain_ref(callers: tuple) -> int:
@@ -154,27 +158,34 @@ def encode(build_id: str, key: str, entries: Mapping[int, Levels]) -> bytes:
             for level in callers:
                 j = level_ix.get(level)
                 if j is None:
-                    j = level_ix[level] = len(levels)
+                    j = level_ix[level] = len(lv["name"])
                     n, f, ln, c = level
-                    levels.append([ref(n), ref(f), ln, c])
+                    lv["name"].append(ref(n))
+                    lv["file"].append(ref(f))
+                    lv["line"].append(-1 if ln is None else ln)
+                    lv["col"].append(-1 if c is None else c)
                 ids.append(j)
             i = chain_ix[callers] = len(chains)
             chains.append(ids)
         return i
 
-    rows = []
-    for vaddr, (name, file, line, col, callers, why) in entries.items():
-        if len(rows) >= MAX_ENTRIES:
+    for vaddr, (name, file, line, column, callers, why) in entries.items():
+        if len(col["vaddr"]) >= MAX_ENTRIES:
             break
         callers = tuple(callers)
-        if not (_uint(vaddr, _MAX_U64) and _opt_uint(line) and _opt_uint(col)
+        if not (_uint(vaddr, _MAX_U64) and _opt_uint(line) and _opt_uint(column)
                 and len(callers) <= MAX_LEVELS
                 and all(_opt_uint(c[2]) and _opt_uint(c[3]) for c in callers)):
             continue   # what the loader would refuse is not written
-        rows.append([vaddr, ref(name), ref(file), line, col, ref(why or None),
-                     chain_ref(callers)])
+        col["vaddr"].append(vaddr)
+        col["name"].append(ref(name))
+        col["file"].append(ref(file))
+        col["line"].append(-1 if line is None else line)
+        col["col"].append(-1 if column is None else column)
+        col["why"].append(ref(why or None))
+        col["chain"].append(chain_ref(callers))
     doc = {"format": FORMAT, "build_id": build_id, "key": key, "strings": strings,
-           "levels": levels, "chains": chains, "entries": rows}
+           "levels": lv, "chains": chains, "entries": col}
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
                       allow_nan=False).encode("utf-8")
 
@@ -182,7 +193,7 @@ def encode(build_id: str, key: str, entries: Mapping[int, Levels]) -> bytes:
 def decode(data: bytes, build_id: str, key: str) -> Optional[dict[int, Levels]]:
     """The entries of a cache file, or None when anything in it is not what `encode`
     writes for this build-id and key (the file is then ignored as a whole)."""
-    if _LONG_NUMBER.search(data):
+    if _SLOW_INTS and _LONG_NUMBER.search(data):
         return None
     try:
         doc = json.loads(data.decode("utf-8"))
@@ -201,59 +212,61 @@ def _opt_uint(v: Any) -> bool:
     return v is None or (type(v) is int and 0 <= v < _MAX_U32)
 
 
-def _table(doc: dict, name: str) -> list:
-    got = doc.get(name)
-    if type(got) is not list or len(got) > MAX_ENTRIES * 4:
+def _ints(col: Any, low: int, high: int, length: int = -1) -> list[int]:
+    """`col` if it is a list of `length` ints in [low, high), else _Bad."""
+    if type(col) is not list or (length >= 0 and len(col) != length):
         raise _Bad
-    return got
+    # set(map(type)) is exact (a bool is not an int here) and runs at C speed.
+    if col and (set(map(type, col)) != {int} or min(col) < low or max(col) >= high):
+        raise _Bad
+    return col
+
+
+def _columns(group: Any, names: tuple[str, ...]) -> list[list]:
+    if type(group) is not dict:
+        raise _Bad
+    return [group.get(n) for n in names]
 
 
 def _entries(doc: Any, build_id: str, key: str) -> dict[int, Levels]:
     if (type(doc) is not dict or doc.get("format") != FORMAT
             or doc.get("build_id") != build_id or doc.get("key") != key):
         raise _Bad
-    strings, raw_levels = _table(doc, "strings"), _table(doc, "levels")
-    raw_chains, rows = _table(doc, "chains"), _table(doc, "entries")
-    if len(rows) > MAX_ENTRIES or any(type(s) is not str for s in strings):
+    strings, raw_chains = doc.get("strings"), doc.get("chains")
+    if type(strings) is not list or type(raw_chains) is not list \
+            or len(raw_chains) > MAX_ENTRIES or any(type(x) is not str for x in strings):
         raise _Bad
     # JSON escapes can smuggle lone surrogates, which would fail later when printed.
     "\0".join(strings).encode("utf-8")          # UnicodeEncodeError is a ValueError
-    n = len(strings)
+    table = [None, *strings]
+    text = table.__getitem__
+    nstr = len(table)
 
-    def text(i: Any) -> Optional[str]:
-        if i is None:
-            return None
-        if type(i) is not int or not 0 <= i < n:
-            raise _Bad
-        return strings[i]
+    def opt(col: list[int]) -> list[Optional[int]]:
+        return [None if x < 0 else x for x in col]
 
-    levels = []
-    for lv in raw_levels:
-        if type(lv) is not list or len(lv) != 4 or not (_opt_uint(lv[2])
-                                                        and _opt_uint(lv[3])):
-            raise _Bad
-        levels.append((text(lv[0]), text(lv[1]), lv[2], lv[3]))
-    nlevels = len(levels)
+    name, file, line, column = _columns(doc.get("levels"), ("name", "file", "line", "col"))
+    n = len(_ints(name, 0, nstr))
+    if n > MAX_ENTRIES * MAX_LEVELS:
+        raise _Bad
+    levels = list(zip(map(text, name), map(text, _ints(file, 0, nstr, n)),
+                      opt(_ints(line, -1, _MAX_U32, n)), opt(_ints(column, -1, _MAX_U32, n))))
+    # Callers are shared between addresses, as they were in memory (never modified).
     chains = []
     for ids in raw_chains:
         if type(ids) is not list or len(ids) > MAX_LEVELS:
             raise _Bad
-        for j in ids:
-            if type(j) is not int or not 0 <= j < nlevels:
-                raise _Bad
-        chains.append(tuple([levels[j] for j in ids]))
-    nchains = len(chains)
-    out: dict[int, Levels] = {}
-    for row in rows:
-        if type(row) is not list or len(row) != 7:
-            raise _Bad
-        vaddr, name, file, line, col, why, chain = row
-        if not (_uint(vaddr, _MAX_U64) and _opt_uint(line) and _opt_uint(col)
-                and type(chain) is int and 0 <= chain < nchains):
-            raise _Bad
-        # The callers tuple is shared between addresses, as in memory (never modified).
-        out[vaddr] = (text(name), text(file), line, col, chains[chain], text(why) or "")
-    return out
+        chains.append(tuple(map(levels.__getitem__, _ints(ids, 0, n))))
+    vaddr, name, file, line, column, why, chain = _columns(
+        doc.get("entries"), ("vaddr", "name", "file", "line", "col", "why", "chain"))
+    m = len(_ints(vaddr, 0, _MAX_U64))
+    if m > MAX_ENTRIES:
+        raise _Bad
+    rows = zip(map(text, _ints(name, 0, nstr, m)), map(text, _ints(file, 0, nstr, m)),
+               opt(_ints(line, -1, _MAX_U32, m)), opt(_ints(column, -1, _MAX_U32, m)),
+               map(chains.__getitem__, _ints(chain, 0, len(chains), m)),
+               [text(i) or "" for i in _ints(why, 0, nstr, m)])
+    return dict(zip(vaddr, rows))
 
 
 class SymbolCache:

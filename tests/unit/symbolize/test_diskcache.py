@@ -167,21 +167,32 @@ def _hostile() -> list[bytes]:
         d.update(change)
         return json.dumps(d).encode()
 
-    def row(i: int, value) -> bytes:
+    def cell(group: str, column: str, value, i: int = 0) -> bytes:
         d = _valid_doc()
-        d["entries"][0][i] = value
+        if i is None:
+            d[group][column] = value
+        else:
+            d[group][column][i] = value
         return json.dumps(d).encode()
 
     good = encode(BID, KEY, _levels(4))
     return [
         b"", good[:len(good) // 2], good + b"garbage", b"[]", b"null", b'"x"',
         doc(format="hud-symcache/0"), doc(build_id="00" * 20), doc(key="00" * 32),
-        doc(strings="abc"), doc(strings=[1, 2]), doc(entries={}), doc(levels=[[0]]),
-        doc(chains=[[10 ** 6]]), doc(chains=[[0] * 1000]), doc(levels=[[0, 0, -1, 0]]),
-        row(0, True), row(0, -1), row(0, 1 << 64), row(0, 1.5), row(0, "0x10"),
-        row(1, 10 ** 6), row(1, -1), row(3, 1 << 40), row(3, 2.0), row(5, [0]),
-        row(6, 99), row(6, None),
-        good.replace(b'"entries":[[', b'"entries":[[' + b"9" * 5000 + b","),
+        doc(strings="abc"), doc(strings=[1, 2]), doc(entries=[]), doc(levels=[[0]]),
+        doc(chains=[[10 ** 6]]), doc(chains=[[0] * 1000]), doc(chains=[[-1]]),
+        doc(chains={}), doc(chains=[0]),
+        cell("levels", "line", -2), cell("levels", "name", 99),
+        cell("levels", "file", [1], None),   # wrong length
+        cell("entries", "vaddr", True), cell("entries", "vaddr", -1),
+        cell("entries", "vaddr", 1 << 64), cell("entries", "vaddr", 1.5),
+        cell("entries", "vaddr", "0x10"), cell("entries", "vaddr", None),
+        cell("entries", "name", 10 ** 6), cell("entries", "name", -1),
+        cell("entries", "line", 1 << 40), cell("entries", "line", 2.0),
+        cell("entries", "col", False), cell("entries", "why", [0]),
+        cell("entries", "chain", 99), cell("entries", "chain", None),
+        cell("entries", "file", [0], None), cell("entries", "chain", "x", None),
+        good.replace(b'"vaddr":[', b'"vaddr":[' + b"9" * 5000 + b","),
         b"[" * 100000 + b"]" * 100000, b'{"format":' + b"[" * 50000,
         good.replace(b"/src/x.rs", b"/src/\xff\xfe.rs"),
         good.replace(b"/src/x.rs", b"/src/\\udc80.rs"),
@@ -220,7 +231,7 @@ def test_our_own_files_are_trusted_and_a_bad_one_falls_back(private, addrs):
     with Symbolizer(cache_dir=str(cache)) as sym:        # so here the content is trusted,
         got = sym.symbolize_file(str(NOFP), addrs)       # being ours (0600, our uid)
     assert got != want
-    d["entries"][0][6] = "x"                             # one wrong type: all ignored
+    d["entries"]["chain"][0] = "x"                       # one wrong type: all ignored
     f.write_bytes(json.dumps(d).encode())
     with Symbolizer(cache_dir=str(cache)) as sym:
         assert sym.symbolize_file(str(NOFP), addrs) == want
@@ -441,3 +452,18 @@ def test_cli_flag_and_environment(private, addrs):
     assert cold.stdout == off.stdout
     _only_file(private / "c")
     assert _cli(*args, env=env).stdout == off.stdout
+
+
+def test_profiler_and_cli_plumbing(monkeypatch, private):
+    from hud.session import Profiler
+    monkeypatch.delenv("HUD_NO_CACHE", raising=False)
+    monkeypatch.setenv("HUD_CACHE_DIR", str(private / "c"))
+    assert Profiler(pid=1).symbol_cache_dir == str(private / "c")
+    assert Profiler(pid=1, symbol_cache=False).symbol_cache_dir is None
+    assert Profiler(pid=1, symbol_cache="/x").symbol_cache_dir == "/x"
+    monkeypatch.setenv("HUD_NO_CACHE", "1")
+    assert Profiler(pid=1).symbol_cache_dir is None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUD_")}
+    helptext = subprocess.run([sys.executable, "-m", "hud", "app", "--help"], capture_output=True,
+                              text=True, cwd=ROOT, env=env).stdout
+    assert "--no-symbol-cache" in helptext
