@@ -118,6 +118,8 @@ class CpuSample:
 
     `switch_seq` counts the thread's voluntary switch-outs so far (-1 when the backend
     cannot tell): two samples with the same value were taken in one on-CPU stretch.
+    `oncpu_ns` is the thread's on-CPU time so far (-1 when unknown): between two samples of
+    one stretch it excludes the time the thread was preempted.
     """
 
     pid: int
@@ -127,6 +129,7 @@ class CpuSample:
     period_ns: int
     stack: StackCapture
     switch_seq: int = -1
+    oncpu_ns: int = -1
 
 
 @dataclass(frozen=True)

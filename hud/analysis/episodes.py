@@ -16,7 +16,9 @@ a park cannot be told from a blocker.
 
 On-CPU (`CpuSample`): consecutive samples of one worker with the same `switch_seq` and the
 same task (`StackInfo.task`) are one stretch, from the first sample's time to the last
-sample's time + one period (cut at the switch-out that ends it). A sample in a park or
+sample's time + one period (cut at the switch-out that ends it), as long as the thread's
+on-CPU time grew between them (`CpuSample.oncpu_ns`, when the backend knows it): a short
+poll preempted between two samples is not a long one. A sample in a park or
 between polls, a different task or switch_seq, any reported `OffCpuEvent` of the thread
 (a run-queue wait too: that time is the sched_delay's, not cpu time; a poll preempted
 that long continues as a new stretch) or the thread's exit ends it. When the backend cannot count switches (`switch_seq == -1`) samples continue a stretch
@@ -67,6 +69,8 @@ class _Stretch:
     first_ns: int
     last_ns: int
     period_ns: int
+    first_oncpu: int = -1
+    last_oncpu: int = -1
     samples: int = 1
     by_function: Counter = field(default_factory=Counter)
     stack_of: dict = field(default_factory=dict)
@@ -167,12 +171,14 @@ class EpisodeBuilder:
         if cur is not None and task is not None and task == cur.task \
                 and ev.time_ns >= cur.last_ns and self._continues(cur, ev, period):
             cur.last_ns = ev.time_ns
+            cur.last_oncpu = ev.oncpu_ns
             cur.samples += 1
             cur.note(stack, info)
             return out, stack, info, role
         out.extend(self._close(ev.tid, None))
         if task is not None:
-            st = _Stretch(ev.tid, ev.switch_seq, task, ev.time_ns, ev.time_ns, period)
+            st = _Stretch(ev.tid, ev.switch_seq, task, ev.time_ns, ev.time_ns, period,
+                          ev.oncpu_ns, ev.oncpu_ns)
             st.note(stack, info)
             self._open[ev.tid] = st
         return out, stack, info, role
@@ -201,6 +207,11 @@ class EpisodeBuilder:
         end = st.last_ns + st.period_ns
         if at_ns is not None and st.last_ns <= at_ns < end:
             end = at_ns   # the thread switched out before the last period ran out
+        if 0 <= st.first_oncpu <= st.last_oncpu:
+            # Time on CPU, not wall time: a short poll preempted between two samples
+            # (too briefly to be reported) spans the wait but did not use the CPU.
+            oncpu = st.last_oncpu - st.first_oncpu + (end - st.last_ns)
+            end = min(end, st.first_ns + oncpu)
         if end - st.first_ns < self.threshold_ns:
             self.counts["short_stretches"] += 1
             return []

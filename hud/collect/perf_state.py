@@ -232,13 +232,18 @@ class SwitchTracker:
         return [self._times(tid, t, time_ns), ThreadExit(tid, time_ns)]
 
     def sample(self, s: CpuSample) -> Optional[CpuSample]:
-        """A cpu-clock sample with the thread's voluntary switch count (-1 before its first
-        switch record); None for ignored threads."""
+        """A cpu-clock sample with the thread's voluntary switch count and on-CPU time so
+        far (-1 before its first switch record / switch-in); None for ignored threads."""
         if s.tid in self.ignored:
             self.counts["samples_ignored"] += 1
             return None
         t = self._t.get(s.tid)
-        return replace(s, switch_seq=t.seq if t is not None and t.known else -1)
+        if t is None or not t.known:
+            return replace(s, switch_seq=-1)
+        oncpu = -1
+        if t.on_since is not None and s.time_ns >= t.on_since:
+            oncpu = t.oncpu + (s.time_ns - t.on_since)
+        return replace(s, switch_seq=t.seq, oncpu_ns=oncpu)
 
     def lost(self, time_ns: int) -> None:
         """Switch records were lost before `time_ns` (on some CPU): pending switch-outs

@@ -165,7 +165,7 @@ class RecordingWriter:
             rec = {"t": "sample", "pid": item.pid, "tid": item.tid, "cpu": item.cpu,
                    "time_ns": item.time_ns, "period_ns": item.period_ns,
                    "stack": self._stack_id(item.pid, item.stack),
-                   "switch_seq": item.switch_seq}
+                   "switch_seq": item.switch_seq, "oncpu_ns": item.oncpu_ns}
         elif isinstance(item, ThreadTimes):
             rec = {"t": "times", "tid": item.tid, "time_ns": item.time_ns,
                    "oncpu_ns": item.oncpu_ns, "parked_ns": item.parked_ns,
@@ -416,7 +416,8 @@ def _event(d: dict, kind: str, stacks: dict) -> Item:
         return CpuSample(pid=_int(d, "pid", 0, 1 << 31), tid=_int(d, "tid", 0, 1 << 31),
                          cpu=_int(d, "cpu", 0, 1 << 20, 0), time_ns=_int(d, "time_ns"),
                          period_ns=_int(d, "period_ns", 0, 1 << 40), stack=stack(),
-                         switch_seq=_int(d, "switch_seq", -1, U64, -1))
+                         switch_seq=_int(d, "switch_seq", -1, U64, -1),
+                         oncpu_ns=_int(d, "oncpu_ns", -1, U64, -1))
     if kind == "times":
         return ThreadTimes(tid=_int(d, "tid", 0, 1 << 31), time_ns=_int(d, "time_ns"),
                            oncpu_ns=_int(d, "oncpu_ns", default=0),

@@ -85,7 +85,7 @@ OFFCPU_HDR = Layout("hud_offcpu", [
 SAMPLE_HDR = Layout("hud_sample", [
     ("type", "I"), ("tid", "I"), ("pid", "I"), ("cpu", "I"), ("time_ns", "Q"),
     ("period_ns", "Q"), ("switch_seq", "q"), ("_res", "I"), ("flags", "I"),
-    ("_comm", "16x")], 64)
+    ("oncpu_ns", "q"), ("_pad", "8x")], 64)
 
 CAPTURE = Layout("hud_capture", [
     ("ip", "Q"), ("sp", "Q"), ("fp", "Q"), ("lr", "Q"), ("fp_bytes", "i"),

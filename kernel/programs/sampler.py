@@ -3,7 +3,9 @@
 The events are system-wide (pid -1), so threads created after attach are sampled too;
 the program keeps only the target tgid and roles in `sample_roles`. Each kept sample
 sends a SAMPLE record: time, period, the thread's `switch_seq` (voluntary switch-outs so
-far, from hud_threads; -1 before its first switch-out), whether it interrupted kernel
+far, from hud_threads; -1 before its first switch-out) and `oncpu_ns` (its on-CPU time so
+far: hud_threads' oncpu_ns plus the time since its switch-in; -1 before its first
+switch-in), whether it interrupted kernel
 code, and the same capture as an off-CPU record (user regs from bpf_task_pt_regs, which
 stay the user ones when the ctx regs are kernel regs; frame-pointer ips; page-wise stack
 copy). It is built in hud_scratch[cpu]: a timer program is not re-entered on its CPU.
@@ -11,7 +13,7 @@ copy). It is built in hud_scratch[cpu]: a timer program is not re-entered on its
 from __future__ import annotations
 
 from kernel import uapi
-from kernel.asm import Assembler, Image, r0, r1, r2, r6, r7, r8, r9, r10
+from kernel.asm import Assembler, Image, r0, r1, r2, r3, r6, r7, r8, r9, r10
 from kernel.programs.common import (
     CONFIG,
     F_KERNEL_MODE,
@@ -63,7 +65,16 @@ def build(p: Params) -> Image:
     a.ldx("u32", r1, r10, FP_ZERO).stx("u32", r8, S["cpu"], r1)
     a.call("ktime_get_ns").stx("u64", r8, S["time_ns"], r0)
     a.ldx("u64", r1, r6, regs.period_off).stx("u64", r8, S["period_ns"], r1)
+    # On-CPU time so far lets userspace tell a long poll from a short one preempted
+    # (below the threshold, so unreported) between two samples: switch_seq counts only
+    # voluntary switch-outs.
+    a.st("u64", r8, S["oncpu_ns"], -1)
     lookup(a, "hud_threads", FP_KEY).mov(r1, -1).jmp("==", r0, 0, "have_seq")
+    a.ldx("u64", r2, r0, THREAD.offset("in_ns")).jmp("==", r2, 0, "no_oncpu")
+    a.ldx("u64", r3, r8, S["time_ns"]).jmp("<", r3, r2, "no_oncpu")
+    a.alu64("-=", r3, r2).ldx("u64", r2, r0, THREAD.offset("oncpu_ns")).alu64("+=", r3, r2)
+    a.stx("u64", r8, S["oncpu_ns"], r3)
+    a.label("no_oncpu")
     a.ldx("u64", r1, r0, THREAD.offset("switch_seq"))
     a.label("have_seq").stx("u64", r8, S["switch_seq"], r1)
     a.ldx("u64", r1, r6, regs.mode_off).alu64("&=", r1, regs.mode_mask).mov(r2, 0)

@@ -215,6 +215,19 @@ def test_switch_seq_is_constant_within_a_cpu_loop_and_changes_across_sleeps(targ
         assert b.switch_seq >= a.switch_seq
     assert same_loop >= 150 and across >= 10
     assert changed >= 0.9 * across
+    # oncpu_ns is the thread's on-CPU time so far: it grows by the time between two
+    # samples of one spin (less when it was preempted meanwhile), never more, and by
+    # less than the time across a 20 ms sleep.
+    assert all(s.oncpu_ns >= 0 for s in samples)
+    spin = sleep = 0
+    for a, b in zip(samples, samples[1:]):
+        gap, ran = b.time_ns - a.time_ns, b.oncpu_ns - a.oncpu_ns
+        assert 0 <= ran <= gap, (a, b)
+        if b.switch_seq == a.switch_seq:
+            spin += ran >= 0.9 * gap
+        else:
+            sleep += ran <= gap - 15_000_000
+    assert spin >= 0.8 * same_loop and sleep >= 0.9 * changed, (spin, same_loop, sleep)
 
 
 def test_marked_park_stops_records_and_moves_time_to_parked(target):

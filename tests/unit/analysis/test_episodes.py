@@ -191,6 +191,31 @@ def test_short_preemptions_are_invisible_and_keep_the_stretch():
     assert (ep.start_ns, ep.end_ns) == (0, int(10.8 * MS))
 
 
+def test_a_short_poll_preempted_between_two_samples_is_not_cpu():
+    # The worker ran the poll for 0.2 ms, was preempted for 4.6 ms (too briefly to be
+    # reported) and came back in the same poll: 4.8 ms of wall time, 1.2 ms of CPU.
+    t = StackTable()
+    b = builder(t)
+    evs = [sample(t, W, 0, shapes.cpu_hog(120), seq=3, oncpu_ms=50.0),
+           sample(t, W, 4.8, shapes.cpu_hog(121), seq=3, oncpu_ms=50.2),
+           sample(t, W, 5.8, shapes.cpu_hog(122), seq=3, oncpu_ms=51.2)]
+    assert kinds(b, evs) + b.flush() == []
+    assert b.counts["short_stretches"] == 1
+
+
+def test_a_long_poll_is_as_long_as_its_cpu_time():
+    # 10 samples 1 ms apart with a 2 ms preemption in the middle: 9 ms on CPU + a period.
+    t = StackTable()
+    b = builder(t)
+    evs = [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms)
+           for ms in (0, 1, 2, 3, 4)]
+    evs += [sample(t, W, ms + 2, shapes.cpu_hog(120), seq=3, oncpu_ms=ms)
+            for ms in (5, 6, 7, 8, 9)]
+    (ep,) = kinds(b, evs) + b.flush()
+    assert ep.kind == KIND_CPU
+    assert (ep.start_ns, ep.end_ns) == (0, 10 * MS)
+
+
 def test_a_different_task_or_a_sample_between_polls_splits():
     t = StackTable()
     b = builder(t)
