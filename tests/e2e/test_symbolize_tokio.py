@@ -30,14 +30,16 @@ def _stacks(pid: int) -> dict[int, list[int]]:
 
 
 def test_live_tokio_stacks(tokio_fixture):
-    fx = tokio_fixture("blockers-nofp", ["sleep"])
+    # Asleep 3/4 of the time: 30 snapshots all missing it would take luck (0.25**30),
+    # where the default 50/200 ms missed it in all 10 snapshots of a CI run.
+    fx = tokio_fixture("blockers-nofp", ["sleep:150/200"])
     sleep = fx.manifest.scenarios["sleep"]
     time.sleep(0.5)
     seen_blocker = False
     checked = 0
     with Symbolizer() as sym:
         proc = sym.for_process(fx.pid)
-        for _ in range(10):
+        for _ in range(30):
             stacks = _stacks(fx.pid)
             assert len(stacks) >= 3
             for tid, ips in stacks.items():
