@@ -48,7 +48,7 @@ TARGET = textwrap.dedent("""
             pass
     def exiter(ms):
         hello("exiter")
-        for _ in range(100):                      # lives long enough to be seen
+        for _ in range(300):                      # lives long enough to be seen
             time.sleep(ms / 1000)
     for spec in sys.argv[1:]:
         name, *args = spec.split(":")
@@ -270,10 +270,12 @@ def test_ignored_thread_has_times_but_no_records(target):
 
 
 def test_thread_exit_is_reported_and_forgotten(target):
-    t = target("sleeper:50", "exiter:10")        # exits after 100 x 10 ms
+    # The exiter exits after 300 x 10 ms: long after attach, even on a loaded host
+    # (with 1 s, a slow attach could miss it: one local run failed here).
+    t = target("sleeper:50", "exiter:10")
     gone = t.tids["exiter"]
     with EbpfCollector(t.pid, sample=False) as col:
-        events = _collect(col, 5.0, lambda ev: bool(_of(ev, ThreadExit, gone)))
+        events = _collect(col, 10.0, lambda ev: bool(_of(ev, ThreadExit, gone)))
         events += _collect(col, 0.3)                # the sleeper's first switch-out seen
         tracked = {x.tid for x in col.thread_times()}
     (ex,) = _of(events, ThreadExit, gone)
