@@ -315,6 +315,26 @@ def check_capstone(arch: str = ARCH) -> Check:
                  data={"reason": why})
 
 
+def check_symbol_cache(directory: Optional[str] = None, off: bool = False) -> Check:
+    """Where resolved symbols are kept between runs, and whether hud may use it."""
+    from hud.symbolize.diskcache import SymbolCache, default_cache_dir
+    directory = None if off else (directory or default_cache_dir())
+    if directory is None:
+        return Check("sym_cache", OK, "off (HUD_NO_CACHE or no home directory): every "
+                     "run symbolizes from scratch", data={"dir": None})
+    state, why, files = SymbolCache(directory).probe()
+    data = {"dir": directory, "state": state, "files": files}
+    if state == "ok":
+        return Check("sym_cache", OK, f"{directory}: {files} file(s)", data=data)
+    if state == "absent":
+        return Check("sym_cache", OK, f"{directory}: made (0700) at the first run",
+                     data=data)
+    data["reason"] = why
+    return Check("sym_cache", WARN, f"not used: {why}",
+                 "fix the directory's owner and mode, set HUD_CACHE_DIR, or run with "
+                 "--no-symbol-cache", data=data)
+
+
 # -- the decision --------------------------------------------------------------------------
 
 def _blockers(backend: str, by_name: dict) -> list[Check]:
@@ -375,6 +395,7 @@ def host_checks() -> tuple[list[Check], Optional[str], HostFacts]:
     checks.append(check_perf(facts, tp_id))
     checks.append(check_max_stack())
     checks.append(check_capstone())
+    checks.append(check_symbol_cache())
     backend_check, backend = check_backend(checks)
     checks.append(backend_check)
     for c in checks:

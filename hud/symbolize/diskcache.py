@@ -78,6 +78,23 @@ class SymbolCache:
         self.stats = {"files_loaded": 0, "entries_loaded": 0, "files_written": 0,
                       "entries_written": 0, "files_ignored": 0, "errors": 0}
 
+    def probe(self) -> tuple[str, str, int]:
+        """Read-only health check for `hud doctor`: ("ok", "", files), ("absent", "", 0)
+        when the directory is yet to be made, or ("refused", why, 0). Creates nothing."""
+        try:
+            dfd = self._open_dir(create=False)
+        except FileNotFoundError:
+            return "absent", "", 0
+        except (OSError, Refused) as e:
+            return "refused", str(e), 0
+        try:
+            files = sum(1 for n in os.listdir(dfd) if n.endswith(".json"))
+        except OSError as e:
+            return "refused", str(e), 0
+        finally:
+            os.close(dfd)
+        return "ok", "", files
+
     def load(self, build_id: str, key: str) -> dict[int, Levels]:
         """The cached entries of one object, {} when there are none or they are unusable."""
         if self.disabled or not (HEX.match(build_id) and KEY.match(key)):

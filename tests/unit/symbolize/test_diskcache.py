@@ -476,3 +476,22 @@ def test_profiler_and_cli_plumbing(monkeypatch, private):
     helptext = subprocess.run([sys.executable, "-m", "hud", "app", "--help"], capture_output=True,
                               text=True, cwd=ROOT, env=env).stdout
     assert "--no-symbol-cache" in helptext
+
+
+def test_probe_and_doctor_report_the_cache_without_creating_it(private):
+    from hud.doctor.host import check_symbol_cache
+    from hud.doctor.model import OK, WARN
+    d = private / "c"
+    assert SymbolCache(str(d)).probe() == ("absent", "", 0)
+    c = check_symbol_cache(str(d))
+    assert c.status == OK and "first run" in c.summary and not d.exists()
+    assert SymbolCache(str(d)).store(BID, KEY, _levels())
+    assert SymbolCache(str(d)).probe() == ("ok", "", 1)
+    assert check_symbol_cache(str(d)).data["files"] == 1
+    os.chmod(d, 0o755)            # readable by others: refused, reported, left as it is
+    state, why, _ = SymbolCache(str(d)).probe()
+    c = check_symbol_cache(str(d))
+    assert state == "refused" and "mode 700" in why
+    assert c.status == WARN and "mode 700" in c.summary and "--no-symbol-cache" in c.hint
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755
+    assert check_symbol_cache(off=True).data["dir"] is None
