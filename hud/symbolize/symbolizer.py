@@ -39,16 +39,14 @@ DATA_ERRORS = (BadInput, IndexError, KeyError, ValueError, OverflowError, struct
 _NO_NAME = "DWARF gives this level no name"
 _MAX_CACHED = 1 << 18
 
-Located = tuple[tuple[Optional[str], Optional[str], Optional[int], Optional[int]], ...]
-
 
 class ObjectSymbols:
     """Symbols and DWARF of one object file (and its separate debug file), loaded lazily.
 
-    `resolve(vaddr)` gives (function, file, line, column) per inline level, innermost
-    first, or (None, None, None, None) with a reason. Results are cached per address,
-    and with a `cache` (and a build-id) on disk: read at the first lookup, written by
-    `save_cache()`.
+    `frames(vaddr, address, module)` gives a Frame per inline level, innermost first (a
+    level without a name carries the reason). Frames are cached per address, and with a
+    `cache` (and a build-id) the resolved levels on disk: read at the first lookup,
+    written by `save_cache()`.
     """
 
     def __init__(self, elf: ElfFile, target_path: str = "", root: str = "",
@@ -67,7 +65,6 @@ class ObjectSymbols:
         self._dwarf: Optional[DwarfInfo] = None
         self._dwarf_why = ""
         self._dwarf_loaded = False
-        self._cache: dict[int, tuple[Located, str]] = {}
         self._frames: dict[tuple, dict[int, tuple[Frame, ...]]] = {}
         self._nframes = 0
         self._disk_cache = cache if build_id else None
@@ -111,17 +108,6 @@ class ObjectSymbols:
                 except DATA_ERRORS as e:
                     self._dwarf_why = f"unreadable DWARF: {e}"
         return self._dwarf
-
-    def resolve(self, vaddr: int) -> tuple[Located, str]:
-        """The inline chain at ELF virtual address `vaddr` and, if incomplete, why."""
-        got = self._cache.get(vaddr)
-        if got is None:
-            name, file, line, col, callers, why = self._levels(vaddr)
-            got = (((name, file, line, col), *callers), why)
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.clear()
-            self._cache[vaddr] = got
-        return got
 
     def _levels(self, vaddr: int) -> tuple:
         """(function, file, line, column) of the innermost level at `vaddr`, the levels
