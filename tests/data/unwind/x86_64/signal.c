@@ -5,7 +5,8 @@
 #include <sys/time.h>
 volatile unsigned long sink;
 __attribute__((noinline)) void in_handler(int n) { for (int i = 0; i < n; i++) sink += i; }
-static void handler(int sig) { in_handler(3000000 + sig); }
+/* Long enough to fill most of the 20 ms timer period: snapshots must catch it often. */
+static void handler(int sig) { in_handler(8000000 + sig); }
 __attribute__((noinline)) void spin(void) { for (int i = 0; i < 100000; i++) sink ^= i; }
 __attribute__((noinline)) int chain(int d) { char b[40 + d * 8]; memset(b, d, sizeof b); if (d) return chain(d - 1) + b[1]; spin(); return b[2]; }
 int main(void) {
