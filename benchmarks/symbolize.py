@@ -34,10 +34,11 @@ FIXTURES = ROOT / "tests" / "fixtures" / "build"
 
 # Runs inside the cold child: imports, opens, symbolizes, reports its own view as JSON.
 CHILD = r"""
-import hashlib, json, os, resource, sys, time
+import json, os, resource, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
 from hud.symbolize import Symbolizer
+from hud.symbolize.text import format_frames
 t_import = time.perf_counter()
 addrs = [int(x, 16) for x in open(sys.argv[3]).read().split()]
 with Symbolizer(cache_dir=os.environ.get("HUD_CACHE_DIR")) as sym:
@@ -53,13 +54,41 @@ with Symbolizer(cache_dir=os.environ.get("HUD_CACHE_DIR")) as sym:
         other = [int(x, 16) for x in open(sys.argv[4]).read().split()]
         sym.symbolize_file(sys.argv[2], other)
         t_other = time.perf_counter()
+# The answers, as `hud addr2line -a` (and binutils `addr2line -a -f -i -C`) print them.
+sys.stdout.write("\n".join(format_frames(f, a) for a, f in zip(addrs, out)) + "\n")
 frames = sum(len(f) for f in out)
-digest = hashlib.sha256(repr(out).encode()).hexdigest()
-print(json.dumps({"import": t_import - t0, "first": t_first - t_open,
+print(STATS + json.dumps({"import": t_import - t0, "first": t_first - t_open,
                   "all": t_all - t_open, "warm": t_warm - t_all, "other": t_other - t_warm,
                   "frames": frames, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "resolved": sum(1 for f in out if f[-1].function), "digest": digest}))
-"""
+                  "resolved": sum(1 for f in out if f[-1].function)}))
+""".replace("STATS", repr("#stats "))
+
+
+def split_stats(text: str) -> tuple[dict, str]:
+    """A child's (stats, answers): its last line holds the stats."""
+    body, _, last = text.rstrip("\n").rpartition("\n")
+    if not last.startswith("#stats "):
+        raise RuntimeError("the hud child printed no stats")
+    return json.loads(last[len("#stats "):]), body + "\n"
+
+
+def blocks(text: str) -> dict[int, tuple[str, ...]]:
+    """`addr2line -a` output split per address: address -> its lines."""
+    out: dict[int, list[str]] = {}
+    cur: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("0x") and len(line) == 18:
+            cur = out.setdefault(int(line, 16), [])
+        else:
+            cur.append(line)
+    return {a: tuple(v) for a, v in out.items()}
+
+
+def agreement(hud_text: str, ref_text: str) -> tuple[int, int]:
+    """(addresses whose whole answer, every inline level's function and file:line, is
+    the same in both, addresses): the same oracle as the differential test."""
+    mine, ref = blocks(hud_text), blocks(ref_text)
+    return sum(1 for a, v in ref.items() if mine.get(a) == v), len(ref)
 
 
 def largest_fixture() -> Path:
@@ -155,23 +184,26 @@ def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
             child = [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file]
             for r in range(rounds):
                 wall, cpu, rss, text = run_timed(child)
-                hud.append((wall, cpu, rss, json.loads(text)))
+                stats, cold_text = split_stats(text)
+                hud.append((wall, cpu, rss, stats))
                 cache_dir = os.path.join(parent, f"{n}-{r}")   # empty: created by the child
                 wall, cpu, rss, text = run_timed(child, cache_dir=cache_dir)
-                write.append((wall, cpu, rss, json.loads(text)))
+                stats, write_text = split_stats(text)
+                write.append((wall, cpu, rss, stats))
                 wall, cpu, rss, text = run_timed(child, cache_dir=cache_dir)
-                read.append((wall, cpu, rss, json.loads(text)))
+                stats, read_text = split_stats(text)
+                read.append((wall, cpu, rss, stats))
                 shutil.rmtree(cache_dir)
-                digests = {h[3]["digest"] for h in (hud[-1], write[-1], read[-1])}
-                if len(digests) != 1:
+                if not cold_text == write_text == read_text:
                     raise RuntimeError("the disk cache changed the frames")
                 _, _, rss, text = run_timed(
                     [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file,
                      o_file])
-                warm.append((rss, json.loads(text)))
-                wall, cpu, rss, _ = run_timed(
-                    ["addr2line", "-f", "-i", "-C", "-e", str(binary)], a_file)
+                warm.append((rss, split_stats(text)[0]))
+                wall, cpu, rss, ref_text = run_timed(
+                    ["addr2line", "-a", "-f", "-i", "-C", "-e", str(binary)], a_file)
                 ref.append((wall, cpu, rss))
+                agree = agreement(cold_text, ref_text)
             med = statistics.median
             rows.append({
                 "n": len(addrs),
@@ -183,6 +215,7 @@ def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
                 "hud_warm": med(w[1]["warm"] for w in warm),
                 "hud_other": med(w[1]["other"] for w in warm),
                 "frames": hud[0][3]["frames"], "resolved": hud[0][3]["resolved"],
+                "agree": agree,
                 "a2l": med(r[0] for r in ref), "a2l_cpu": med(r[1] for r in ref),
                 "a2l_rss_mb": max(r[2] for r in ref) / 1024,
                 "write": med(w[0] for w in write), "write_cpu": med(w[1] for w in write),
@@ -222,6 +255,11 @@ def table(binary: Path, rows: list[dict], rounds: int) -> str:
                f"({rows[0]['hud_import'] * 1000:.0f} ms); "
                f"{rows[-1]['frames']:,} frames for {rows[-1]['n']:,} addresses, "
                f"{rows[-1]['resolved']:,} with a function name.")
+    for r in rows:
+        same, total = r["agree"]
+        out.append(f"{r['n']:,} addresses: hud and addr2line print the same function and "
+                   f"file:line on every level for {same:,} of {total:,} "
+                   f"({100 * same / max(total, 1):.1f}%).")
     return "\n".join(out)
 
 

@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from hud.errors import BadInput, TargetNotFound, UsageError
+from hud.symbolize.text import format_frames
 
 
 def _parse(text: str) -> int:
@@ -22,24 +23,6 @@ def _parse(text: str) -> int:
     if value < 0 or value >= 1 << 64:
         raise UsageError(f"address out of range: {text!r}")
     return value
-
-
-def format_frames(frames: tuple, address: Optional[int] = None, basenames: bool = False,
-                  ) -> str:
-    """Text for one address in binutils' `-f -i -C` layout (with `-a` when `address`)."""
-    lines = []
-    if address is not None:
-        lines.append(f"0x{address:016x}")
-    if len(frames) == 1 and frames[0].function is None and frames[0].file is None:
-        lines += ["??", "??:0"]
-        return "\n".join(lines)
-    for f in frames:
-        lines.append(f.function or "??")
-        file = f.file or "??"
-        if basenames and f.file:
-            file = file.rsplit("/", 1)[-1]
-        lines.append(f"{file}:{f.line if f.line else '?'}")
-    return "\n".join(lines)
 
 
 @click.command("addr2line")
