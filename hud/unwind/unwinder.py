@@ -7,7 +7,7 @@ frame both agree on, as far as it runs through modules that keep frame pointers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from hud.model import StackCapture
@@ -41,6 +41,10 @@ class UnwindResult:
     ips: tuple[int, ...]
     reason: str    # why the walk stopped: "end" is a complete stack
     method: str    # "cfi" | "fp" | "cfi+fp" | "none"
+    # The stack pointer in each frame the walk itself recovered (sps[0] is the captured
+    # sp; sps[k] is frame k-1's CFA), so frame k's own stack bytes are [sps[k], sps[k+1]).
+    # Frames spliced from the kernel's FP chain have none.
+    sps: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def complete(self) -> bool:
@@ -159,17 +163,19 @@ class Unwinder:
         if mode == "fp":
             ips, reason = fp_walk(arch, regs.ip, regs.sp, regs.fp, mem, max_frames)
             return UnwindResult(ips, reason, METHOD_FP)
+        sps = [regs.sp]
         ips, reason, used_fp = self._walk(arch, regs.ip, arch.initial(regs), mem, max_frames,
-                                          mode == "auto" and self.use_fp)
+                                          mode == "auto" and self.use_fp, sps)
         method = METHOD_MIXED if used_fp else METHOD_CFI
         if reason != END and mode == "auto" and self.use_fp and capture.fp_ips:
             spliced = self._splice(ips, capture.fp_ips, max_frames)
             if spliced is not None:
-                return UnwindResult(spliced, reason, METHOD_MIXED)
-        return UnwindResult(tuple(ips), reason, method)
+                return UnwindResult(spliced, reason, METHOD_MIXED, tuple(sps))
+        return UnwindResult(tuple(ips), reason, method, tuple(sps))
 
     def _walk(self, arch: Arch, pc: int, state: dict[int, int], mem: StackMemory,
-              max_frames: int, allow_fp: bool) -> tuple[list[int], str, bool]:
+              max_frames: int, allow_fp: bool, sps: Optional[list] = None,
+              ) -> tuple[list[int], str, bool]:
         ips = [pc]
         exact = True          # the innermost pc (and one after a signal frame) is exact
         same_sp = 0
@@ -218,6 +224,8 @@ class Unwinder:
             else:
                 same_sp = 0
             ips.append(ra)
+            if sps is not None:
+                sps.append(new_sp)
             state = new
             pc = ra
             exact = signal

@@ -34,8 +34,9 @@ def _stop(pid: int) -> None:
 def test_snapshots_match_gdb_and_eu_stack(tokio_fixture, tmp_path, variant):
     fx = tokio_fixture(variant, ["cpu", "sleep", "mutex"])
     time.sleep(0.3)
-    total = agree_gdb = agree_eu = complete = 0
+    total = agree_gdb = agree_eu = complete = sps_checked = 0
     mismatches = []
+    bad_sps = []
     for _ in range(6):
         _stop(fx.pid)
         try:
@@ -54,11 +55,17 @@ def test_snapshots_match_gdb_and_eu_stack(tokio_fixture, tmp_path, variant):
             complete += res.reason == "end"
             if ours != snap["pcs"]:
                 mismatches.append((snap["tid"], res.reason, len(ours), len(snap["pcs"])))
+            else:
+                # Each frame's stack pointer (what task identities read frames by) too.
+                sps_checked += 1
+                if list(res.sps) != snap["sps"][:len(res.sps)] or len(res.sps) != len(ours):
+                    bad_sps.append((snap["tid"], res.sps[:6], snap["sps"][:6]))
         time.sleep(0.1)
     assert total >= 20
     assert agree_gdb >= 0.95 * total, mismatches[:5]
     assert agree_eu >= 0.95 * total
     assert complete >= 0.95 * total
+    assert sps_checked >= 0.95 * total and bad_sps == [], bad_sps[:3]
 
 
 class _Addr2line:

@@ -71,12 +71,18 @@ for th in inf.threads():
         except gdb.MemoryError:
             size = ((sp + size - 1) & ~4095) - sp
     pcs = []
+    sps = []   # each real frame's stack pointer as gdb unwinds it (the younger frame's CFA)
     g = f
     while g is not None and len(pcs) < 300:
         if g.type() not in (gdb.INLINE_FRAME, gdb.TAILCALL_FRAME):
             pcs.append(int(g.pc()))
+            try:
+                sps.append(int(g.read_register("rsp")) & 0xFFFFFFFFFFFFFFFF)
+            except gdb.error:
+                sps.append(-1)
         g = g.older()
-    out.append({"tid": th.ptid[1], "regs": regs, "stack": mem.hex(), "pcs": pcs})
+    out.append({"tid": th.ptid[1], "regs": regs, "stack": mem.hex(), "pcs": pcs,
+                "sps": sps})
 json.dump(out, open(os.environ["SNAP_OUT"], "w"))
 '''
 
