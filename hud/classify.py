@@ -361,6 +361,9 @@ class StackInfo:
     worker gave its core away). `pool_idle`: a pool thread waiting for work. `blocker`:
     the blocking function (see `blocking_frame`). `task`: which task poll is running, for
     cpu stretches (None between polls, in a park, or when the stack says nothing).
+    `task_frame`: the index of the frame `task` names; `harness_frame`: the outermost
+    frame of Tokio's task harness (`Harness::poll`, `Core::poll`, ...) around it, whose
+    stack holds the polled task's Waker (-1 when unknown; see hud.task_identity).
     """
 
     park: bool = False
@@ -370,6 +373,8 @@ class StackInfo:
     block_in_place: bool = False
     blocker: Optional[Frame] = None
     task: Optional[str] = None
+    task_frame: int = -1
+    harness_frame: int = -1
 
 
 def first_user_frame(stack: Stack) -> Optional[Frame]:
@@ -398,14 +403,23 @@ def blocking_frame(stack: Stack) -> Optional[Frame]:
     return stack[0] if stack else None
 
 
-def _task_of(stack: Stack, boundary: int) -> Optional[str]:
+def _task_of(stack: Stack, boundary: int) -> int:
     """The task's future: walking inward from the scheduler boundary, the first frame
-    that is user or third-party code (its function, so every sample of a poll agrees)."""
+    that is user or third-party code (its function, so every sample of a poll agrees);
+    its index, or -1."""
     for i in range(boundary - 1, -1, -1):
         f = stack[i]
         if f.cls in (CLASS_USER, CLASS_THIRD_PARTY) and f.function is not None:
-            return display_function(f.function)
-    return None
+            return i
+    return -1
+
+
+def _is_harness(fp: FuncPath) -> bool:
+    """Tokio's per-task poll code (`Harness::poll`, `poll_inner`, `poll_future`,
+    `Core::poll`): where the polled task's Waker lives. `RawTask::poll` and
+    `LocalNotified::run` are not: they are inlined into the scheduler's own frame."""
+    segs = fp.segments
+    return "task" in segs and ("harness" in segs or fp.owner() in ("Harness", "Core"))
 
 
 def stack_info(stack: Stack) -> StackInfo:
@@ -413,6 +427,7 @@ def stack_info(stack: Stack) -> StackInfo:
     park_at = -1
     user_inside = False
     worker_at = pool_at = task_poll_at = entry_at = -1
+    harness_at = -1
     bip = False
     for i, f in enumerate(stack):
         fp = _tokio_path(f)
@@ -431,6 +446,8 @@ def stack_info(stack: Stack) -> StackInfo:
             entry_at = i
         if task_poll_at < 0 and _is_task_poll(fp):
             task_poll_at = i
+        if worker_at < 0 and _is_harness(fp):
+            harness_at = i      # the outermost one inside the worker loop
         if "block_in_place" in fp.segments:
             bip = True
     entry = entry_at if entry_at >= 0 else len(stack)
@@ -441,15 +458,20 @@ def stack_info(stack: Stack) -> StackInfo:
     pool_idle = pool and pool_at >= 0 and not bip and not any(
         f.cls == CLASS_USER for f in stack[:pool_at])
     task = None
+    task_at = -1
     if worker and not park:
         boundary = task_poll_at if 0 <= task_poll_at < worker_at else worker_at
-        task = _task_of(stack, boundary)
+        task_at = _task_of(stack, boundary)
+        task = display_function(stack[task_at].function) if task_at >= 0 else None
     elif not park and worker_at < 0 and pool_at < 0:
         # A truncated stack: the outermost user frame is the best task identity left.
         users = [f for f in stack if f.cls == CLASS_USER]
         task = display_function(users[-1].function) if users else None
+    if not (0 <= task_at < harness_at):
+        harness_at = -1
     return StackInfo(park=park, worker=worker, pool=pool, pool_idle=pool_idle,
-                     block_in_place=bip, blocker=blocking_frame(stack), task=task)
+                     block_in_place=bip, blocker=blocking_frame(stack), task=task,
+                     task_frame=task_at, harness_frame=harness_at)
 
 
 # --- cached classifier --------------------------------------------------------------------
