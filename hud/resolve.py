@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+from hud import task_identity
+from hud.classify import StackInfo
 from hud.linux import procfs
 from hud.model import Frame, Stack, StackCapture
 from hud.symbolize import Symbolizer
 from hud.unwind.snapshot import blocked_capture, unwind_blocked
-from hud.unwind.unwinder import Unwinder
+from hud.unwind.unwinder import Unwinder, UnwindResult
 
 _RESOLVE_CACHE = 4096
 
@@ -31,11 +33,13 @@ class StackResolver:
         self._by_ips: dict = {}     # one Stack object per distinct walk: classified once
         self.counts = {"resolved": 0, "incomplete": 0}
         self.methods: dict = {}
+        self._last: tuple = (None, None)       # (capture, its UnwindResult)
 
     def __call__(self, pid: int, capture: StackCapture) -> Stack:
         ips: tuple = ()
         if capture.regs is not None and capture.stack:
             res = self.unwinder.unwind_memo(capture)
+            self._last = (capture, res)
             ips = res.ips
             self.methods[res.method] = self.methods.get(res.method, 0) + 1
             if not res.complete:
@@ -53,6 +57,18 @@ class StackResolver:
             self._by_ips[ips] = stack
         self.counts["resolved"] += 1
         return stack
+
+    def poll_identity(self, pid: int, capture: StackCapture, stack: Stack,
+                      info: StackInfo) -> Optional[int]:
+        """Which task poll a worker's sample is in (see hud.task_identity), or None when
+        its copied stack cannot tell."""
+        if info.harness_frame < 0 or capture.regs is None or not capture.stack:
+            return None
+        res: Optional[UnwindResult] = self._last[1] if self._last[0] is capture else None
+        if res is None:
+            res = self.unwinder.unwind_memo(capture)
+        return task_identity.poll_identity(stack, info, res.sps, capture.regs.sp,
+                                           capture.stack)
 
     def _debug_file_for(self, module: object) -> Optional[str]:
         obj, _ = self.process._object(module)

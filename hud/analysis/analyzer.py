@@ -85,7 +85,9 @@ class Analyzer:
         self.threshold_ns = int(threshold_ms * NS_PER_MS)
         self.target = target
         self.classifier = classifier or Classifier(target.exe if target else None)
-        self.builder = EpisodeBuilder(resolve, self.classifier, self.threshold_ns)
+        # A resolver that can tell which task a sample polls (StackResolver) offers it.
+        self.builder = EpisodeBuilder(resolve, self.classifier, self.threshold_ns,
+                                      getattr(resolve, "poll_identity", None))
         self.window = RollingWindow(int(window_s * 1e9)) if window_s else None
         self.max_episodes = max_episodes
         self.episodes: list[Episode] = []
@@ -295,6 +297,11 @@ class Analyzer:
                "episodes": episodes, "episodes_dropped": c["episodes_dropped"],
                "below_threshold": b["below_threshold"], "ignored_offcpu": b["ignored_offcpu"],
                "short_cpu_stretches": b["short_stretches"],
+               # Worker samples in a task poll: which task they poll, told or not.
+               "task_polls": {"identified": b["polls_identified"],
+                              "unidentified": b["polls_unidentified"],
+                              "told_apart": b["polls_told_apart"],
+                              "errors": b["poll_identity_errors"]},
                "offcpu_without_stack": b["offcpu_without_stack"],
                "resolve_errors": b["resolve_errors"],
                "stack_cache": {"hits": self.classifier.hits,

@@ -25,8 +25,11 @@ that long continues as a new stretch) or the thread's exit ends it. When the bac
 only while they are at most 1.5 periods apart. Stretches of at least the threshold become
 `cpu` episodes whose stack is a sample of the most-sampled blocking function.
 
-Known limit: polls of two tasks running the same async fn back to back, with no sample
-landing between them, are indistinguishable from one long poll.
+Polls of two tasks running the same async fn back to back show the same functions; when
+the resolver can tell which task a sample polls (`poll_identity`, see hud.task_identity:
+the task's Waker on the harness's stack), two samples of different tasks end a stretch
+too. Where it cannot tell (no Waker found, a stack walked by frame pointers only), such
+polls still merge into one stretch.
 """
 from __future__ import annotations
 
@@ -53,6 +56,8 @@ from hud.model import (
 )
 
 Resolver = Callable[[int, StackCapture], Stack]
+# (pid, capture, its stack, its StackInfo) -> which task it polls (None: cannot tell).
+PollIdentity = Callable[[int, StackCapture, Stack, StackInfo], Optional[int]]
 
 
 def unresolved_stack(capture: StackCapture, reason: str) -> Stack:
@@ -72,6 +77,7 @@ class _Stretch:
     first_oncpu: int = -1
     last_oncpu: int = -1
     samples: int = 1
+    poll: Optional[int] = None     # the polled task, once a sample has told
     by_function: Counter = field(default_factory=Counter)
     stack_of: dict = field(default_factory=dict)
 
@@ -84,8 +90,10 @@ class _Stretch:
 class EpisodeBuilder:
     """Turns events into episodes for one target; see the module docstring for the rules."""
 
-    def __init__(self, resolve: Resolver, classifier: Classifier, threshold_ns: int) -> None:
+    def __init__(self, resolve: Resolver, classifier: Classifier, threshold_ns: int,
+                 poll_identity: Optional[PollIdentity] = None) -> None:
         self.resolve = resolve
+        self.poll_identity = poll_identity
         self.classifier = classifier
         self.threshold_ns = threshold_ns
         self.roles: dict = {}      # tid -> role from discovery
@@ -168,20 +176,37 @@ class EpisodeBuilder:
         cur = self._open.get(ev.tid)
         task = None if info.park else info.task
         period = max(1, ev.period_ns)
+        poll = self._poll_of(ev, stack, info) if task is not None else None
         if cur is not None and task is not None and task == cur.task \
                 and ev.time_ns >= cur.last_ns and self._continues(cur, ev, period):
-            cur.last_ns = ev.time_ns
-            cur.last_oncpu = ev.oncpu_ns
-            cur.samples += 1
-            cur.note(stack, info)
-            return out, stack, info, role
+            if poll is None or cur.poll is None or poll == cur.poll:
+                cur.last_ns = ev.time_ns
+                cur.last_oncpu = ev.oncpu_ns
+                cur.samples += 1
+                if cur.poll is None:
+                    cur.poll = poll
+                cur.note(stack, info)
+                return out, stack, info, role
+            # The same async fn, but another task: the last poll ended, a new one began.
+            self.counts["polls_told_apart"] += 1
         out.extend(self._close(ev.tid, None))
         if task is not None:
             st = _Stretch(ev.tid, ev.switch_seq, task, ev.time_ns, ev.time_ns, period,
-                          ev.oncpu_ns, ev.oncpu_ns)
+                          ev.oncpu_ns, ev.oncpu_ns, poll=poll)
             st.note(stack, info)
             self._open[ev.tid] = st
         return out, stack, info, role
+
+    def _poll_of(self, ev: CpuSample, stack: Stack, info: StackInfo) -> Optional[int]:
+        if self.poll_identity is None or info.harness_frame < 0:
+            return None
+        try:
+            poll = self.poll_identity(ev.pid, ev.stack, stack, info)
+        except Exception:  # a bug here must cost the distinction, not the run
+            self.counts["poll_identity_errors"] += 1
+            return None
+        self.counts["polls_identified" if poll is not None else "polls_unidentified"] += 1
+        return poll
 
     @staticmethod
     def _continues(cur: _Stretch, ev: CpuSample, period: int) -> bool:

@@ -16,7 +16,7 @@ RANKS = {
     "hud.bpf": 3,
     "hud.symbolize": 4,
     "hud.unwind": 5,
-    "hud.classify": 6, "hud.discovery": 6, "hud.resolve": 6,
+    "hud.classify": 6, "hud.discovery": 6, "hud.resolve": 6, "hud.task_identity": 6,
     "hud.collect": 7,
     "hud.analysis": 8,
     "hud.export": 9,
