@@ -42,6 +42,7 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "mutex": ("blocking", "LOCK.lock()"),
         "dns": ("blocking", ".to_socket_addrs()"),
         "spawn_blocking": ("none", "std::thread::sleep("),
+        "bursts": ("none", "wrapping_mul("),
         "healthy": ("none", ""),
     },
     "demo": {
