@@ -364,6 +364,8 @@ class StackInfo:
     `task_frame`: the index of the frame `task` names; `harness_frame`: the outermost
     frame of Tokio's task harness (`Harness::poll`, `Core::poll`, ...) around it, whose
     stack holds the polled task's Waker (-1 when unknown; see hud.task_identity).
+    `poll_frames`: the machine frames (0 = the innermost ip; inlined frames share their
+    caller's) of those two, computed once per distinct stack.
     """
 
     park: bool = False
@@ -375,6 +377,7 @@ class StackInfo:
     task: Optional[str] = None
     task_frame: int = -1
     harness_frame: int = -1
+    poll_frames: tuple[int, int] = (-1, -1)
 
 
 def first_user_frame(stack: Stack) -> Optional[Frame]:
@@ -467,11 +470,16 @@ def stack_info(stack: Stack) -> StackInfo:
         # A truncated stack: the outermost user frame is the best task identity left.
         users = [f for f in stack if f.cls == CLASS_USER]
         task = display_function(users[-1].function) if users else None
-    if not (0 <= task_at < harness_at):
+    poll_frames = (-1, -1)
+    if 0 <= task_at < harness_at:
+        task_m = sum(1 for f in stack[:task_at] if not f.inlined)
+        poll_frames = (task_m, task_m + sum(1 for f in stack[task_at:harness_at]
+                                            if not f.inlined))
+    else:
         harness_at = -1
     return StackInfo(park=park, worker=worker, pool=pool, pool_idle=pool_idle,
                      block_in_place=bip, blocker=blocking_frame(stack), task=task,
-                     task_frame=task_at, harness_frame=harness_at)
+                     task_frame=task_at, harness_frame=harness_at, poll_frames=poll_frames)
 
 
 # --- cached classifier --------------------------------------------------------------------

@@ -62,7 +62,7 @@ class StackResolver:
                       info: StackInfo) -> Optional[int]:
         """Which task poll a worker's sample is in (see hud.task_identity), or None when
         its copied stack cannot tell."""
-        if info.harness_frame < 0 or capture.regs is None or not capture.stack:
+        if info.poll_frames[0] < 0 or capture.regs is None or not capture.stack:
             return None
         res: Optional[UnwindResult] = self._last[1] if self._last[0] is capture else None
         if res is None:

@@ -40,15 +40,13 @@ def poll_identity(stack: Stack, info: StackInfo, sps: tuple[int, ...], sp: int,
     """An identity of the task poll a sample is in, or None when it cannot be told.
 
     `stack` is the symbolized stack (innermost first) of a capture whose user stack copy
-    `data` starts at `sp`; `sps` are the unwinder's per-machine-frame stack pointers
+    `data` starts at `sp`; `info` its StackInfo (`poll_frames`: the task's and the
+    harness's machine frames); `sps` the unwinder's per-machine-frame stack pointers
     (`UnwindResult.sps`). Equal within one poll; different for polls of different tasks
     whenever the harness frame holds the task's Waker.
     """
-    if info.task_frame < 0 or info.harness_frame <= info.task_frame:
-        return None
-    task_m = machine_frame(stack, info.task_frame)
-    harness_m = machine_frame(stack, info.harness_frame)
-    if task_m >= harness_m or harness_m + 1 >= len(sps):
+    task_m, harness_m = info.poll_frames
+    if task_m < 0 or task_m >= harness_m or harness_m + 1 >= len(sps):
         return None    # the harness frame runs the task's code itself, or has no CFA
     start, end = sps[harness_m] - sp, sps[harness_m + 1] - sp
     if not (0 <= start < end <= len(data)) or end - start > MAX_FRAME:

@@ -198,7 +198,7 @@ class EpisodeBuilder:
         return out, stack, info, role
 
     def _poll_of(self, ev: CpuSample, stack: Stack, info: StackInfo) -> Optional[int]:
-        if self.poll_identity is None or info.harness_frame < 0:
+        if self.poll_identity is None or info.poll_frames[0] < 0:
             return None
         try:
             poll = self.poll_identity(ev.pid, ev.stack, stack, info)

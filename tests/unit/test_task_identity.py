@@ -2,6 +2,7 @@
 episode builder uses it to tell back-to-back polls of one async fn apart."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -26,6 +27,23 @@ def test_task_and_outermost_harness_frames_are_marked(version):
     assert stack[info.harness_frame].function == "tokio::runtime::task::harness::Harness<T,S>::poll"
     # Outermost inside the worker: nothing further out is harness code of this task.
     assert info.task_frame < info.harness_frame
+    assert info.poll_frames == (machine_frame(stack, info.task_frame),
+                                machine_frame(stack, info.harness_frame))
+
+
+def test_a_future_inlined_into_the_harness_gives_no_poll_frames_to_read_apart():
+    # Mark every frame from the task's out to Harness::poll as inlined into the next:
+    # one machine frame, which runs the task's code itself.
+    raw = list(shapes.cpu_hog())
+    names = [f.function for f in raw]
+    task = names.index("my_app::handlers::hog::{{closure}}")
+    harness = names.index("tokio::runtime::task::harness::Harness<T,S>::poll")
+    for i in range(task, harness):
+        raw[i] = dataclasses.replace(raw[i], inlined=True)
+    _, info = Classifier(shapes.APP).classify(tuple(raw))
+    task_m, harness_m = info.poll_frames
+    assert task_m == harness_m
+    assert poll_identity(tuple(raw), info, tuple(range(0, 4096, 64)), 0, bytes(4096)) is None
 
 
 @pytest.mark.parametrize("make", [shapes.park_epoll_124, shapes.pool_busy, shapes.pool_idle,
@@ -47,7 +65,16 @@ STACK = (_fr("app::work", 0x10), _fr("app::task::{{closure}}", 0x20),
          _fr("tokio::runtime::task::core::Core<T,S>::poll", 0x30, inlined=True),
          _fr("tokio::runtime::task::harness::Harness<T,S>::poll", 0x30),
          _fr("tokio::runtime::scheduler::multi_thread::worker::Context::run_task", 0x40))
-INFO = StackInfo(worker=True, task="app::task", task_frame=1, harness_frame=3)
+
+
+def _info(stack, task_frame: int = 1, harness_frame: int = 3) -> StackInfo:
+    return StackInfo(worker=True, task="app::task", task_frame=task_frame,
+                     harness_frame=harness_frame,
+                     poll_frames=(machine_frame(stack, task_frame),
+                                  machine_frame(stack, harness_frame)))
+
+
+INFO = _info(STACK)
 SPS = (SP, SP + 0x40, SP + 0x80, SP + 0x180, SP + 0x200)   # the harness: [0x80, 0x180)
 
 
@@ -88,12 +115,13 @@ def test_cannot_tell_is_none(case):
     if case == "inlined":
         # The future runs in the harness frame itself: its bytes change during the poll.
         stack = (STACK[0], _fr("app::task::{{closure}}", 0x30, inlined=True), *STACK[2:])
+        info = _info(stack)
     elif case == "no_cfa":
         sps = SPS[:3]
     elif case == "short_copy":
         data = data[:0x120]
     elif case == "no_harness":
-        info = StackInfo(worker=True, task="app::task", task_frame=1)
+        info = StackInfo(worker=True, task="app::task", task_frame=1)   # poll_frames unset
     elif case == "huge":
         sps = (*SPS[:3], SP + 0x80 + (1 << 16), SP + (1 << 17))
         data = os.urandom(1 << 17)
