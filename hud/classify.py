@@ -417,6 +417,12 @@ def _task_of(stack: Stack, boundary: int) -> int:
     return -1
 
 
+def machine_frame(stack: Stack, index: int) -> int:
+    """The machine frame (0 = innermost ip) of symbolized frame `index`: frames inlined
+    into the next one share its machine frame."""
+    return sum(1 for f in stack[:index] if not f.inlined)
+
+
 def _is_harness(fp: FuncPath) -> bool:
     """Tokio's per-task poll code (`Harness::poll`, `poll_inner`, `poll_future`,
     `Core::poll`): where the polled task's Waker lives. `RawTask::poll` and
@@ -472,9 +478,7 @@ def stack_info(stack: Stack) -> StackInfo:
         task = display_function(users[-1].function) if users else None
     poll_frames = (-1, -1)
     if 0 <= task_at < harness_at:
-        task_m = sum(1 for f in stack[:task_at] if not f.inlined)
-        poll_frames = (task_m, task_m + sum(1 for f in stack[task_at:harness_at]
-                                            if not f.inlined))
+        poll_frames = (machine_frame(stack, task_at), machine_frame(stack, harness_at))
     else:
         harness_at = -1
     return StackInfo(park=park, worker=worker, pool=pool, pool_idle=pool_idle,

@@ -29,12 +29,6 @@ from hud.model import Stack
 MAX_FRAME = 1 << 13
 
 
-def machine_frame(stack: Stack, index: int) -> int:
-    """The machine frame (0 = innermost ip) of symbolized frame `index`: frames inlined
-    into the next one share its machine frame."""
-    return sum(1 for f in stack[:index] if not f.inlined)
-
-
 def poll_identity(stack: Stack, info: StackInfo, sps: tuple[int, ...], sp: int,
                   data: bytes) -> Optional[int]:
     """An identity of the task poll a sample is in, or None when it cannot be told.

@@ -10,9 +10,9 @@ from unit.analysis import tokio_shapes as shapes
 from unit.analysis.helpers import MS, StackTable, sample
 
 from hud.analysis.episodes import EpisodeBuilder
-from hud.classify import Classifier, StackInfo
+from hud.classify import Classifier, StackInfo, machine_frame
 from hud.model import KIND_CPU, ROLE_WORKER, Frame
-from hud.task_identity import machine_frame, poll_identity
+from hud.task_identity import poll_identity
 
 W = 11
 SP = 0x7FFF_0000_1000
