@@ -297,6 +297,7 @@ class Analyzer:
                "episodes": episodes, "episodes_dropped": c["episodes_dropped"],
                "below_threshold": b["below_threshold"], "ignored_offcpu": b["ignored_offcpu"],
                "short_cpu_stretches": b["short_stretches"],
+               "unsampled_gaps": b["unsampled_gaps"],
                # Worker samples in a task poll: which task they poll, told or not.
                "task_polls": {"identified": b["polls_identified"],
                               "unidentified": b["polls_unidentified"],

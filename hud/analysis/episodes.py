@@ -25,6 +25,12 @@ that long continues as a new stretch) or the thread's exit ends it. When the bac
 only while they are at most 1.5 periods apart. Stretches of at least the threshold become
 `cpu` episodes whose stack is a sample of the most-sampled blocking function.
 
+Time on CPU that the sampling timer could not observe (on-CPU time grew by more than 1.5
+periods between two samples, though the timer fires every period, kernel mode included)
+is left out of a stretch: the guest's vCPU was stopped by the hypervisor, which the guest
+counts as running (counted: `unsampled_gaps`). Lost samples look the same and are left
+out too, which can only shorten a stretch.
+
 Polls of two tasks running the same async fn back to back show the same functions; when
 the resolver can tell which task a sample polls (`poll_identity`, see hud.task_identity:
 the task's Waker on the harness's stack), two samples of different tasks end a stretch
@@ -78,6 +84,7 @@ class _Stretch:
     last_oncpu: int = -1
     samples: int = 1
     poll: Optional[int] = None     # the polled task, once a sample has told
+    stalled_ns: int = 0            # on CPU, yet unsampled: the vCPU was not running
     by_function: Counter = field(default_factory=Counter)
     stack_of: dict = field(default_factory=dict)
 
@@ -180,6 +187,14 @@ class EpisodeBuilder:
         if cur is not None and task is not None and task == cur.task \
                 and ev.time_ns >= cur.last_ns and self._continues(cur, ev, period):
             if poll is None or cur.poll is None or poll == cur.poll:
+                if ev.oncpu_ns >= 0 and cur.last_oncpu >= 0 \
+                        and ev.oncpu_ns - cur.last_oncpu > period + period // 2:
+                    # The thread never left the CPU, yet the timer that samples it every
+                    # period (in kernel mode too) did not fire: the guest's vCPU was not
+                    # running (hypervisor steal), which the guest counts as on-CPU time.
+                    # Not the poll's time: a stalled 1 ms poll must not look like 7 ms.
+                    cur.stalled_ns += ev.oncpu_ns - cur.last_oncpu - period
+                    self.counts["unsampled_gaps"] += 1
                 cur.last_ns = ev.time_ns
                 cur.last_oncpu = ev.oncpu_ns
                 cur.samples += 1
@@ -235,7 +250,7 @@ class EpisodeBuilder:
         if 0 <= st.first_oncpu <= st.last_oncpu:
             # Time on CPU, not wall time: a short poll preempted between two samples
             # (too briefly to be reported) spans the wait but did not use the CPU.
-            oncpu = st.last_oncpu - st.first_oncpu + (end - st.last_ns)
+            oncpu = st.last_oncpu - st.first_oncpu - st.stalled_ns + (end - st.last_ns)
             end = min(end, st.first_ns + oncpu)
         if end - st.first_ns < self.threshold_ns:
             self.counts["short_stretches"] += 1

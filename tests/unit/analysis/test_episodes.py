@@ -216,6 +216,41 @@ def test_a_long_poll_is_as_long_as_its_cpu_time():
     assert (ep.start_ns, ep.end_ns) == (0, 10 * MS)
 
 
+def test_a_short_poll_stalled_by_the_hypervisor_is_not_cpu():
+    # A 1 ms poll sampled at 0 and, 4.6 ms later, at its end: on CPU all along by the
+    # guest's count, but the 2.49 ms timer never fired in between: the vCPU was stopped.
+    t = StackTable()
+    b = builder(t)
+    evs = [sample(t, W, 0, shapes.cpu_hog(120), seq=3, period_ms=2.49, oncpu_ms=10.0),
+           sample(t, W, 4.6, shapes.cpu_hog(121), seq=3, period_ms=2.49, oncpu_ms=14.6)]
+    assert kinds(b, evs) + b.flush() == []
+    assert b.counts["unsampled_gaps"] == 1 and b.counts["short_stretches"] == 1
+
+
+def test_a_long_poll_loses_only_the_unsampled_part_of_a_stall():
+    # 1 ms samples for 10 ms, a 5 ms gap the thread stayed on CPU for, 10 more samples:
+    # 24 ms of guest on-CPU time, of which 4 ms unsampled (the gap less one period).
+    t = StackTable()
+    b = builder(t)
+    evs = [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms) for ms in range(10)]
+    evs += [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms) for ms in range(14, 24)]
+    (ep,) = kinds(b, evs) + b.flush()
+    assert (ep.start_ns, ep.end_ns) == (0, 20 * MS)
+    assert b.counts["unsampled_gaps"] == 1
+
+
+def test_a_preemption_is_not_taken_for_a_stall():
+    # The same 5 ms gap, but the thread was off CPU (on-CPU time grew one period): the
+    # preemption is excluded by on-CPU time already, and nothing is counted as a stall.
+    t = StackTable()
+    b = builder(t)
+    evs = [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms) for ms in range(10)]
+    evs += [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms - 4) for ms in range(14, 24)]
+    (ep,) = kinds(b, evs) + b.flush()
+    assert (ep.start_ns, ep.end_ns) == (0, 20 * MS)
+    assert b.counts["unsampled_gaps"] == 0
+
+
 def test_a_different_task_or_a_sample_between_polls_splits():
     t = StackTable()
     b = builder(t)
