@@ -227,28 +227,20 @@ def test_a_short_poll_stalled_by_the_hypervisor_is_not_cpu():
     assert b.counts["unsampled_gaps"] == 1 and b.counts["short_stretches"] == 1
 
 
-def test_a_long_poll_loses_only_the_unsampled_part_of_a_stall():
-    # 1 ms samples for 10 ms, a 5 ms gap the thread stayed on CPU for, 10 more samples:
-    # 24 ms of guest on-CPU time, of which 4 ms unsampled (the gap less one period).
+@pytest.mark.parametrize("shift_ms, gaps", [(0, 1), (-4, 0)], ids=["stall", "preemption"])
+def test_a_long_poll_loses_only_the_unsampled_part_of_a_stall(shift_ms, gaps):
+    # 1 ms samples for 10 ms, a 5 ms gap, 10 more samples. Stall: the thread stayed on
+    # CPU (24 ms of guest on-CPU time, 4 ms of it unsampled: the gap less one period).
+    # Preemption: it was off CPU (on-CPU time grew one period), which on-CPU time already
+    # excludes, and nothing is counted as a stall. Either way the poll ran 20 ms.
     t = StackTable()
     b = builder(t)
     evs = [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms) for ms in range(10)]
-    evs += [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms) for ms in range(14, 24)]
+    evs += [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms + shift_ms)
+            for ms in range(14, 24)]
     (ep,) = kinds(b, evs) + b.flush()
     assert (ep.start_ns, ep.end_ns) == (0, 20 * MS)
-    assert b.counts["unsampled_gaps"] == 1
-
-
-def test_a_preemption_is_not_taken_for_a_stall():
-    # The same 5 ms gap, but the thread was off CPU (on-CPU time grew one period): the
-    # preemption is excluded by on-CPU time already, and nothing is counted as a stall.
-    t = StackTable()
-    b = builder(t)
-    evs = [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms) for ms in range(10)]
-    evs += [sample(t, W, ms, shapes.cpu_hog(120), seq=3, oncpu_ms=ms - 4) for ms in range(14, 24)]
-    (ep,) = kinds(b, evs) + b.flush()
-    assert (ep.start_ns, ep.end_ns) == (0, 20 * MS)
-    assert b.counts["unsampled_gaps"] == 0
+    assert b.counts["unsampled_gaps"] == gaps
 
 
 def test_a_different_task_or_a_sample_between_polls_splits():
