@@ -33,9 +33,10 @@ out too, which can only shorten a stretch.
 
 Polls of two tasks running the same async fn back to back show the same functions; when
 the resolver can tell which task a sample polls (`poll_identity`, see hud.task_identity:
-the task's Waker on the harness's stack), two samples of different tasks end a stretch
-too. Where it cannot tell (no Waker found, a stack walked by frame pointers only), such
-polls still merge into one stretch.
+the bytes of Tokio's harness frame, which hold the task's Waker), two samples of
+different tasks end a stretch too. Where it cannot tell (the future inlined into the
+harness frame, a frame the walk or the stack copy does not reach), such polls still
+merge into one stretch.
 """
 from __future__ import annotations
 
