@@ -40,6 +40,7 @@ from hud.model import (
     Episode,
     Finding,
     OffCpuEvent,
+    StackCapture,
     Target,
     TargetExit,
     Thread,
@@ -209,7 +210,8 @@ class Profiler:
         self.target = rec.target
         self.backend_name = f"replay ({rec.meta.get('backend', '?')})"
         self.analyzer = Analyzer(rec.resolve, threshold_ms=self.threshold_ms,
-                                 target=rec.target, window_s=self.window_s)
+                                 target=rec.target, window_s=self.window_s,
+                                 poll_identity=rec.poll_identity)
         self._replay_events = iter(rec.events)
         if rec.bad_lines:
             self._say(f"{rec.bad_lines} unreadable line(s) in the recording skipped")
@@ -232,7 +234,8 @@ class Profiler:
         if self.record_path:
             from hud.collect.replay import RecordingWriter
             self._recorder = RecordingWriter(self.record_path, self.target,
-                                             meta=self._meta(), resolve=self._resolver)
+                                             meta=self._meta(), resolve=self._resolver,
+                                             poll_of=self._poll_of)
 
     def _snapshot_roles(self, threads: list[Thread]) -> None:
         """Decide roles from each blocked thread's stack at attach time: idle workers may
@@ -562,6 +565,17 @@ class Profiler:
             return dict(self._collector.stats())
         except HudError:
             return {}
+
+    def _poll_of(self, pid: int, capture: StackCapture) -> Optional[int]:
+        """Which task poll a capture is in, as this run's analysis tells it: kept in the
+        recording, since a replay has no stack bytes to tell it from."""
+        if self.analyzer is None or self._resolver is None:
+            return None
+        try:
+            stack, info = self.analyzer.builder.stack_of(pid, capture)
+            return self._resolver.poll_identity(pid, capture, stack, info)
+        except Exception:  # the recording loses a distinction, never an event
+            return None
 
     def _meta(self) -> dict:
         return {"backend": self.backend_name, "threshold_ms": self.threshold_ms,

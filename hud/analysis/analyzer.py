@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from hud.analysis.episodes import EpisodeBuilder, Resolver
+from hud.analysis.episodes import EpisodeBuilder, PollIdentity, Resolver
 from hud.analysis.findings import FindingsTable
 from hud.analysis.hotspots import BY_USER, Hotspot, Hotspots, sample_keys
 from hud.analysis.shares import Shares, WorkerShare
@@ -81,13 +81,16 @@ class Analyzer:
     def __init__(self, resolve: Resolver, *, threshold_ms: float = 5.0,
                  target: Optional[Target] = None, window_s: Optional[float] = None,
                  classifier: Optional[Classifier] = None,
-                 max_episodes: int = 1_000_000) -> None:
+                 max_episodes: int = 1_000_000,
+                 poll_identity: Optional[PollIdentity] = None) -> None:
         self.threshold_ns = int(threshold_ms * NS_PER_MS)
         self.target = target
         self.classifier = classifier or Classifier(target.exe if target else None)
-        # A resolver that can tell which task a sample polls (StackResolver) offers it.
+        # Which task poll a sample is in: given (a recording's), or offered by a resolver
+        # that can tell from the stack copy (StackResolver).
         self.builder = EpisodeBuilder(resolve, self.classifier, self.threshold_ns,
-                                      getattr(resolve, "poll_identity", None))
+                                      poll_identity or getattr(resolve, "poll_identity",
+                                                               None))
         self.window = RollingWindow(int(window_s * 1e9)) if window_s else None
         self.max_episodes = max_episodes
         self.episodes: list[Episode] = []

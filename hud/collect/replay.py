@@ -9,7 +9,9 @@ Format (docs/REPORT.md, "Recordings"), UTF-8, one JSON object per line:
   its first use. ``frames`` are pre-resolved frames (address, function, file, line,
   column, inlined, module, reason), so a replay needs no binary, no unwinding and no
   symbolization; ``capture`` optionally keeps the raw capture (fp_ips, kernel_ips, regs,
-  stack_b64) for re-symbolizing later. At least one of the two is present;
+  stack_b64) for re-symbolizing later. At least one of the two is present; ``poll``
+  (optional) is which task poll a worker sample of this stack is in, as the live run
+  told it (hud.task_identity; only compared within one recording);
 - events, each naming its stack by id: ``offcpu``, ``sample``, ``times``, ``seen``,
   ``exit``, ``lost``, ``target_exit`` (the fields of the hud.model classes), and
   ``thread`` (tid, name, role, runtime): discovery's role updates, in stream order.
@@ -107,9 +109,14 @@ class RecordingWriter:
     """
 
     def __init__(self, path: str, target: Target, meta: Optional[dict] = None,
-                 resolve: Optional[Resolver] = None, keep_raw: bool = False) -> None:
+                 resolve: Optional[Resolver] = None, keep_raw: bool = False,
+                 poll_of: Optional[Callable[[int, StackCapture], Optional[int]]] = None,
+                 ) -> None:
         self.path = path
         self.resolve = resolve
+        # Which task poll a capture is in (the live run's hud.task_identity): a replay
+        # cannot compute it from frames, so it is kept with the stack.
+        self.poll_of = poll_of
         self.keep_raw = keep_raw or resolve is None
         self._ids: dict = {}
         self.count = 0
@@ -151,6 +158,10 @@ class RecordingWriter:
             rec["frames"] = [_frame_dict(f) for f in self.resolve(pid, capture)]
         if self.keep_raw:
             rec["capture"] = _capture_dict(capture)
+        if self.poll_of is not None:
+            poll = self.poll_of(pid, capture)
+            if poll is not None:
+                rec["poll"] = poll
         self._line(rec)
         return sid
 
@@ -217,9 +228,11 @@ class RecordingWriter:
 
 def write_recording(path: str, target: Target, events: Iterable[Item],
                     resolve: Optional[Resolver] = None, meta: Optional[dict] = None,
-                    keep_raw: bool = False) -> int:
+                    keep_raw: bool = False,
+                    poll_of: Optional[Callable[[int, StackCapture], Optional[int]]] = None,
+                    ) -> int:
     """Write a whole recording; returns the number of events written."""
-    with RecordingWriter(path, target, meta, resolve, keep_raw) as w:
+    with RecordingWriter(path, target, meta, resolve, keep_raw, poll_of) as w:
         for ev in events:
             w.write(ev)
         return w.count
@@ -333,6 +346,12 @@ class Recording:
     problems: list = field(default_factory=list)
     fallback: Optional[Resolver] = None
     _frames: dict = field(default_factory=dict)
+    _polls: dict = field(default_factory=dict)
+
+    def poll_identity(self, pid: int, capture: StackCapture, stack: Stack,
+                      info: object) -> Optional[int]:
+        """The task poll the live run told this capture is in (None: not recorded)."""
+        return self._polls.get(capture)
 
     def resolve(self, pid: int, capture: StackCapture) -> Stack:
         """The recorded frames of a capture; else the fallback resolver; else the
@@ -515,6 +534,9 @@ def _stack_record(d: dict, stacks: dict, rec: Recording) -> None:
         capture = StackCapture(fp_ips=ips, stack=f"hud-recording stack {sid}".encode())
     else:
         raise _Bad("stack has neither frames nor capture")
+    poll = d.get("poll")
+    if poll is not None:
+        rec._polls.setdefault(capture, _int(d, "poll", -(1 << 63), (1 << 63) - 1))
     if frames is not None:
         rec._frames.setdefault(capture, frames)
     stacks[sid] = capture

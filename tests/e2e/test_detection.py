@@ -115,6 +115,25 @@ def test_back_to_back_short_polls_of_one_async_fn_are_no_cpu_finding(variant, ba
     assert polls["told_apart"] > 0 and polls["errors"] == 0, polls
 
 
+def test_a_recording_replays_to_the_same_cpu_findings(tokio_fixture, tmp_path):
+    """A replay has frames, not stack bytes: the recording keeps which task poll each
+    worker sample was in, so the replay tells the bursts' polls apart as the live run
+    did, and finds the same cpu findings."""
+    fx = tokio_fixture("blockers-nofp", ["bursts", "cpu"])
+    path = tmp_path / "run.jsonl"
+    live = profile(fx.pid, record=str(path))
+    with Profiler(replay=str(path)) as prof:
+        replay = prof.run()
+
+    def cpu(report: dict) -> list:
+        return sorted((f["function"], f["count"], f["max_ms"])
+                      for f in report["findings"] if f["kind"] == "cpu")
+
+    assert cpu(replay) == cpu(live), (summary(live), summary(replay))
+    told = live["stats"]["task_polls"]["told_apart"]
+    assert told > 0 and replay["stats"]["task_polls"]["told_apart"] == told
+
+
 def test_custom_worker_thread_names_are_discovered(tokio_fixture):
     fx = tokio_fixture("blockers-named", ["sleep"])
     report = profile(fx.pid, seconds=5.0)

@@ -102,6 +102,38 @@ def test_frames_only_recordings_replay_to_the_same_findings(tmp_path):
     assert [e.kind for e in replay.episodes] == [e.kind for e in live.episodes]
 
 
+def test_poll_identities_are_kept_so_a_replay_tells_polls_apart_as_live(tmp_path):
+    # 20 samples of one async fn, a new task every 2 (hud.task_identity told them
+    # apart live): no cpu finding. Frames alone cannot tell, so the recording keeps it.
+    t = StackTable()
+    evs = [sample(t, 11, i, shapes.cpu_hog(line=100 + i), seq=3) for i in range(20)]
+    polls = {ev.stack: i // 2 for i, ev in enumerate(evs)}
+
+    def ident(pid, capture, stack, info):
+        return polls.get(capture)
+
+    live = Analyzer(t, threshold_ms=5, target=TARGET, poll_identity=ident)
+    live.feed_all(evs)
+    live.close()
+    assert live.findings() == []
+    path = tmp_path / "r.jsonl"
+    write_recording(str(path), TARGET, evs, resolve=t,
+                    poll_of=lambda pid, capture: polls.get(capture))
+    assert path.read_text().count('"poll":') == 20
+    rec = read_recording(str(path))
+    replay = Analyzer(rec.resolve, threshold_ms=5, target=rec.target,
+                      poll_identity=rec.poll_identity)
+    replay.feed_all(rec.events)
+    replay.close()
+    assert replay.findings() == live.findings()
+    assert replay.stats()["task_polls"]["told_apart"] == 9
+    # Without them the replay would merge the polls into one 20 ms finding.
+    blind = Analyzer(rec.resolve, threshold_ms=5, target=rec.target)
+    blind.feed_all(rec.events)
+    blind.close()
+    assert [f.kind for f in blind.findings()] == [KIND_CPU]
+
+
 def test_raw_only_stacks_use_the_fallback(tmp_path):
     cap = StackCapture(fp_ips=(0x10, 0x20))
     path = tmp_path / "r.jsonl"
