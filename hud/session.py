@@ -40,6 +40,7 @@ from hud.model import (
     Episode,
     Finding,
     OffCpuEvent,
+    Stack,
     StackCapture,
     Target,
     TargetExit,
@@ -566,13 +567,14 @@ class Profiler:
         except HudError:
             return {}
 
-    def _poll_of(self, pid: int, capture: StackCapture) -> Optional[int]:
-        """Which task poll a capture is in, as this run's analysis tells it: kept in the
-        recording, since a replay has no stack bytes to tell it from."""
+    def _poll_of(self, pid: int, capture: StackCapture, frames: Stack) -> Optional[int]:
+        """Which task poll a capture is in, from the frames the recorder just resolved
+        (classified here, cached per stack): kept in the recording, since a replay has
+        no stack bytes to tell it from."""
         if self.analyzer is None or self._resolver is None:
             return None
         try:
-            stack, info = self.analyzer.builder.stack_of(pid, capture)
+            stack, info = self.analyzer.classifier.classify(frames)
             return self._resolver.poll_identity(pid, capture, stack, info)
         except Exception:  # the recording loses a distinction, never an event
             return None

@@ -68,6 +68,8 @@ U64 = (1 << 64) - 1
 ROLES = (ROLE_WORKER, ROLE_BLOCKING, ROLE_OTHER)
 
 Resolver = Callable[[int, StackCapture], Stack]
+# (pid, capture, the frames just resolved for it) -> which task poll it is in, or None.
+PollOf = Callable[[int, StackCapture, Stack], Optional[int]]
 Item = Union[Event, Thread]
 
 
@@ -110,8 +112,7 @@ class RecordingWriter:
 
     def __init__(self, path: str, target: Target, meta: Optional[dict] = None,
                  resolve: Optional[Resolver] = None, keep_raw: bool = False,
-                 poll_of: Optional[Callable[[int, StackCapture], Optional[int]]] = None,
-                 ) -> None:
+                 poll_of: Optional[PollOf] = None) -> None:
         self.path = path
         self.resolve = resolve
         # Which task poll a capture is in (the live run's hud.task_identity): a replay
@@ -155,13 +156,14 @@ class RecordingWriter:
         sid = self._ids[capture] = len(self._ids) + 1
         rec: dict = {"t": "stack", "id": sid}
         if self.resolve is not None:
-            rec["frames"] = [_frame_dict(f) for f in self.resolve(pid, capture)]
+            frames = self.resolve(pid, capture)
+            rec["frames"] = [_frame_dict(f) for f in frames]
+            if self.poll_of is not None:
+                poll = self.poll_of(pid, capture, frames)
+                if poll is not None:
+                    rec["poll"] = poll
         if self.keep_raw:
             rec["capture"] = _capture_dict(capture)
-        if self.poll_of is not None:
-            poll = self.poll_of(pid, capture)
-            if poll is not None:
-                rec["poll"] = poll
         self._line(rec)
         return sid
 
@@ -229,8 +231,7 @@ class RecordingWriter:
 def write_recording(path: str, target: Target, events: Iterable[Item],
                     resolve: Optional[Resolver] = None, meta: Optional[dict] = None,
                     keep_raw: bool = False,
-                    poll_of: Optional[Callable[[int, StackCapture], Optional[int]]] = None,
-                    ) -> int:
+                    poll_of: Optional[PollOf] = None) -> int:
     """Write a whole recording; returns the number of events written."""
     with RecordingWriter(path, target, meta, resolve, keep_raw, poll_of) as w:
         for ev in events:

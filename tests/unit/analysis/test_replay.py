@@ -118,7 +118,7 @@ def test_poll_identities_are_kept_so_a_replay_tells_polls_apart_as_live(tmp_path
     assert live.findings() == []
     path = tmp_path / "r.jsonl"
     write_recording(str(path), TARGET, evs, resolve=t,
-                    poll_of=lambda pid, capture: polls.get(capture))
+                    poll_of=lambda pid, capture, frames: polls.get(capture))
     assert path.read_text().count('"poll":') == 20
     rec = read_recording(str(path))
     replay = Analyzer(rec.resolve, threshold_ms=5, target=rec.target,
