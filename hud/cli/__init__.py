@@ -1,13 +1,15 @@
 """Command line: `hud [PROCESS] [options]` profiles; `hud doctor`, `hud addr2line` help."""
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from typing import Optional
 
 import click
 
 from hud import __version__
-from hud.errors import HudError
+from hud.errors import HudError, ResourceExhausted
 
 # Subcommands live in their own modules; each exposes a click command named `command`.
 _SUBCOMMANDS = {
@@ -70,20 +72,50 @@ def cli() -> None:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; every HudError becomes one line, a hint and its exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    code = 0
     try:
-        cli.main(args=argv, prog_name="hud", standalone_mode=False)
+        # Not cli.main(): it turns a closed stdout into a silent exit 1 and lets every
+        # other write error (a full disk) out as a traceback.
+        with cli.make_context("hud", args) as ctx:
+            cli.invoke(ctx)
+    except click.exceptions.Exit as e:     # --help, --version
+        code = e.exit_code
     except HudError as e:
         _fail(e.message, e.hint, e.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt, EOFError):
         sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(0)
-    sys.exit(0)
+    except OSError as e:
+        _output_failed(e)
+    sys.exit(code)
+
+
+def _output_failed(e: OSError) -> None:
+    """An OSError that reached here is a write to stdout or stderr: the commands turn
+    their own files' errors into HudErrors."""
+    _detach_stdout()
+    if e.errno == errno.EPIPE:
+        sys.exit(0)    # the reader has what it wanted (`hud addr2line ... | head`)
+    what = f"{e.filename}: " if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        _fail(f"cannot write the output: {what}{e.strerror or e}",
+              "free disk space or write elsewhere", ResourceExhausted.exit_code)
+    _fail(f"cannot write the output: {what}{e.strerror or e}",
+          "check where the output goes", HudError.exit_code)
+
+
+def _detach_stdout() -> None:
+    # Text still buffered for the dead stdout would fail again, as a traceback, when
+    # the interpreter flushes it at exit.
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 def _fail(message: str, hint: str, code: int) -> None:
