@@ -18,6 +18,7 @@ _SUBCOMMANDS = {
 }
 _DEFAULT = "profile"
 _DEFAULT_MODULE = "hud.cli.profile"
+_exit_without_teardown = False
 
 
 class _HudGroup(click.Group):
@@ -90,6 +91,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(130)
     except OSError as e:
         _output_failed(e)
+    if _exit_without_teardown and code == 0:
+        _exit_now()
     sys.exit(code)
 
 
@@ -116,6 +119,24 @@ def _detach_stdout() -> None:
         os.close(fd)
     except (OSError, ValueError):
         pass
+
+
+def exit_without_teardown() -> None:
+    """Ask `main` to end the process without freeing the heap object by object once
+    the command has returned: for commands that leave only memory behind (files closed,
+    caches written). After 20,000 addresses `hud addr2line` holds ~10^6 objects whose
+    one-by-one release took 0.13 s of a 1.8 s run."""
+    global _exit_without_teardown
+    _exit_without_teardown = True
+
+
+def _exit_now() -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError as e:
+        _output_failed(e)
+    os._exit(0)
 
 
 def _fail(message: str, hint: str, code: int) -> None:

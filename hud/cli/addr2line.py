@@ -75,3 +75,5 @@ def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basena
             results = sym.symbolize_file(exe, addrs, return_addresses=return_addresses)
         for a, frames in zip(addrs, results):
             click.echo(format_frames(frames, a if show_addresses else None, basenames))
+    from hud.cli import exit_without_teardown
+    exit_without_teardown()
