@@ -78,6 +78,9 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
         raise UsageError("--duration must be positive", "e.g. --duration 10")
     if fmt and not export_path:
         raise UsageError("--format needs --export FILE", "e.g. --export trace.json")
+    if export_path:
+        from hud.export import check_writable
+        check_writable(export_path)   # now, not after a long run
     if target_path:
         debug_files = (*debug_files, target_path)
     interactive = not headless and sys.stdout.isatty() and sys.stdin.isatty()

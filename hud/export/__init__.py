@@ -9,6 +9,7 @@ from typing import Optional
 
 from hud.analysis import Analyzer
 from hud.errors import UsageError
+from hud.export._atomic import check_writable
 from hud.export.chrome_trace import build_trace, write_chrome_trace
 from hud.export.folded import fold, folded_items, write_folded
 from hud.export.report import report_from_analyzer, write_report
@@ -35,4 +36,4 @@ def export_run(path: str, fmt: str, analyzer: Analyzer, *, target: Target, backe
                          f"use one of: {', '.join(FORMATS)}")
 
 
-__all__ = ["FORMATS", "export_run"]
+__all__ = ["FORMATS", "check_writable", "export_run"]

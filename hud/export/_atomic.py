@@ -54,6 +54,21 @@ def atomic_text(path: str) -> Iterator[IO[str]]:
         raise
 
 
+def check_writable(path: str) -> None:
+    """Raise the HudError that writing `path` would raise for where it goes (a missing
+    or read-only directory, no permission), so a long run can refuse at its start
+    instead of failing at its end: a temp file is made and removed, as a write would."""
+    dest = os.path.abspath(path)
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        raise HudError(f"cannot write {path}: it is a directory", "give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".hud-", suffix=".tmp", dir=os.path.dirname(dest))
+    except OSError as exc:
+        raise _error(path, exc) from None
+    os.close(fd)
+    _unlink(tmp)
+
+
 def write_text(path: str, text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_text(path) as f:

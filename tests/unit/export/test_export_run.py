@@ -8,8 +8,8 @@ import pytest
 
 from hud.analysis import Analyzer
 from hud.collect.replay import read_recording
-from hud.errors import UsageError
-from hud.export import FORMATS, export_run
+from hud.errors import HudError, UsageError
+from hud.export import FORMATS, check_writable, export_run
 from hud.export.chrome_trace import validate_trace
 from hud.export.folded import parse_folded
 from hud.export.report import validate_report
@@ -50,3 +50,12 @@ def test_unknown_format(tmp_path, run):
     with pytest.raises(UsageError):
         export_run(str(tmp_path / "x"), "svg", a, target=target, backend="x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_writable_refuses_what_a_write_would_and_leaves_nothing(tmp_path):
+    check_writable(str(tmp_path / "fine.json"))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(HudError, match="No such file or directory"):
+        check_writable(str(tmp_path / "missing" / "t.json"))
+    with pytest.raises(HudError, match="it is a directory"):
+        check_writable(str(tmp_path))
