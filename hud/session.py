@@ -59,6 +59,26 @@ SNAPSHOT_MAX_THREADS = 512
 IGNORE_AFTER = 3         # stacks of a thread showing no runtime before the kernel skips it
 
 
+# Every CPU's cpu-clock event fires at the rate whatever runs there (0.8 us of BPF for
+# another task's sample, ~12 us for a target thread's, docs/PERFORMANCE.md): 100 kHz
+# livelocked this 2-vCPU VM (591 events in 36 s, the rest lost); 10 kHz costs a busy
+# worker's CPU ~12% at most.
+MAX_FREQ_HZ = 10_000
+
+
+def check_freq(freq_hz: int) -> int:
+    """`freq_hz` if it is a sampling rate hud accepts, else a UsageError."""
+    if not 1 <= freq_hz <= MAX_FREQ_HZ:
+        raise UsageError(f"--freq must be between 1 and {MAX_FREQ_HZ:,} Hz (got {freq_hz})",
+                         "leave it out: the default resolves the threshold (401 Hz at 5 ms)")
+    text = procfs.read_text("/proc/sys/kernel/perf_event_max_sample_rate")
+    if text and text.strip().isdigit() and freq_hz > int(text):
+        raise UsageError(f"--freq {freq_hz} is above this kernel's "
+                         f"perf_event_max_sample_rate ({int(text)})",
+                         f"use --freq {int(text)} or less")
+    return freq_hz
+
+
 def default_freq(threshold_ms: float) -> int:
     """A sampling rate that resolves the threshold: at least two samples per threshold,
     at least 99 Hz, odd so that it does not beat with timers."""
@@ -150,7 +170,8 @@ class Profiler:
         self.threshold_ms = float(threshold_ms)
         self.window_s = window_s
         self.workers_prefix = workers
-        self.freq_hz = freq_hz or default_freq(self.threshold_ms)
+        self.freq_hz = (check_freq(freq_hz) if freq_hz is not None
+                        else default_freq(self.threshold_ms))
         self.backend_choice = backend
         self.replay_path = replay
         self.record_path = record

@@ -46,8 +46,8 @@ class _ProfileCommand(click.Command):
               help="Write the run to FILE at exit.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="Export format (default: from the file name, else chrome).")
-@click.option("--freq", type=int, metavar="HZ", help="CPU sampling rate (default resolves "
-              "the threshold: 2 samples per threshold).")
+@click.option("--freq", type=int, metavar="HZ", help="CPU sampling rate, at most 10000 "
+              "(default resolves the threshold: 2 samples per threshold).")
 @click.option("--backend", type=click.Choice(("auto", "ebpf", "perf")), default="auto",
               show_default=True, help="Kernel interface; auto falls back to perf.")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False),

@@ -50,3 +50,23 @@ def test_everything_is_written_before_the_quick_exit():
     assert got.returncode == 0, got.stderr
     blocks = [line for line in got.stdout.splitlines() if line.startswith("0x")]
     assert blocks == [f"0x{int(a, 16):016x}" for a in addrs]
+
+
+def test_an_export_that_cannot_be_written_is_refused_before_profiling(tmp_path):
+    # pid 1 is never profiled: the check comes first, so this needs neither root nor a
+    # target, and a run of 600 s would show as a timeout if it came after.
+    for path, msg in ((tmp_path / "missing" / "t.json", "No such file or directory"),
+                      (tmp_path, "is a directory")):
+        got = _run(["--pid", "1", "--headless", "--duration", "600", "--export", str(path)],
+                   stdout=subprocess.PIPE)
+        assert got.returncode in (1, 2), got.stderr
+        assert msg in got.stderr and "Traceback" not in got.stderr, got.stderr
+    assert [p.name for p in tmp_path.iterdir()] == []     # the probe left nothing behind
+
+
+def test_a_sampling_rate_that_would_swamp_the_host_is_a_usage_error():
+    for freq in ("0", "-5", "100000"):
+        got = _run(["--pid", "1", "--headless", "--duration", "600", "--freq", freq],
+                   stdout=subprocess.PIPE)
+        assert got.returncode == 2, got.stderr
+        assert got.stderr.startswith("hud: --freq must be between 1 and 10,000 Hz"), got.stderr
