@@ -86,6 +86,13 @@ class KernelError(HudError):
     exit_code = 10
 
 
+class NoRuntime(HudError):
+    """The target showed no Tokio worker thread for the whole run: no finding means
+    nothing was measured, not a healthy runtime."""
+
+    exit_code = 11
+
+
 _PERMISSION = {_errno.EPERM, _errno.EACCES}
 _RESOURCE = {_errno.ENOMEM, _errno.EMFILE, _errno.ENFILE, _errno.E2BIG, _errno.ENOSPC}
 _UNSUPPORTED = {_errno.ENOENT, _errno.EOPNOTSUPP, _errno.ENOSYS, 524}  # 524: ENOTSUPP (kernel-internal)

@@ -252,6 +252,9 @@ class Profiler:
         self.analyzer = Analyzer(self._resolver, threshold_ms=self.threshold_ms,
                                  target=self.target, window_s=self.window_s)
         self._snapshot_roles(threads)
+        if not any(t.role == ROLE_WORKER for t in self.target.threads):
+            self._say(f"no thread of pid {self.target.pid} ({self.target.comm}) looks like a "
+                      f"Tokio worker yet; watching its {len(threads)} thread(s) for one")
         self._collector = self._open_backend()
         if self.record_path:
             from hud.collect.replay import RecordingWriter
@@ -537,6 +540,13 @@ class Profiler:
             a.window = win
 
     # -- results ------------------------------------------------------------------------------
+
+    def saw_runtime(self) -> bool:
+        """Has any thread shown itself to be a Tokio worker (by name or by its stacks)?
+        False after a run means its empty findings measured nothing."""
+        with self._lock:
+            a = self.analyzer
+            return a is not None and bool(a.episodes or a.workers())
 
     def findings(self, window: bool = False) -> list[Finding]:
         """Findings ranked by total time (the rolling window's with window=True)."""

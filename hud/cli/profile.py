@@ -9,7 +9,7 @@ from typing import Optional
 
 import click
 
-from hud.errors import UsageError
+from hud.errors import NoRuntime, UsageError
 
 FORMATS = ("chrome", "report", "folded")
 
@@ -106,6 +106,12 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
             prof.export(export_path, fmt or _guess_format(export_path))
             if not quiet:
                 click.echo(f"hud: wrote {export_path}", err=True)
+        if not interactive and not prof.saw_runtime():
+            t = prof.target
+            where = f"pid {t.pid} ({t.comm or t.exe})" if t is not None else "the target"
+            raise NoRuntime(f"no Tokio worker thread seen in {where}: nothing was measured",
+                            "is it the Tokio process? A runtime that names its threads "
+                            "itself: --workers PREFIX")
     finally:
         prof.close()
         _restore(old)

@@ -112,3 +112,23 @@ def test_unknown_process_name_is_one_clear_line(tmp_path):
     lines = stderr.strip().splitlines()
     assert lines[0].startswith("hud: no process named") and lines[1].startswith("hint:")
     assert "Traceback" not in stderr
+
+
+def test_a_process_without_a_tokio_runtime_is_no_clean_bill_of_health(tmp_path):
+    """Profiling the wrong process (a wrapper, a sidecar) must not read as "no findings":
+    exit code 11 and one line saying nothing was measured; the export is still written."""
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        out = tmp_path / "r.json"
+        code, _, stderr = finish(hud("--pid", str(target.pid), "--headless",
+                                          "--duration", "2", "--export", str(out),
+                                          "--format", "report"))
+    finally:
+        target.kill()
+        target.wait()
+    assert code == 11, stderr
+    assert f"no Tokio worker thread seen in pid {target.pid} (sleep)" in stderr, stderr
+    assert "looks like a Tokio worker yet" in stderr and "Traceback" not in stderr
+    report = json.loads(out.read_text())
+    assert validate_report(report) == [] and report["target"]["workers"] == []
+    assert report["findings"] == []
