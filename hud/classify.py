@@ -436,8 +436,7 @@ def stack_info(stack: Stack) -> StackInfo:
     park_at = -1
     user_inside = False
     worker_at = pool_at = task_poll_at = entry_at = -1
-    harness_at = -1
-    bip = False
+    harness_at = bip_at = -1
     for i, f in enumerate(stack):
         fp = _tokio_path(f)
         if fp is None:
@@ -457,9 +456,14 @@ def stack_info(stack: Stack) -> StackInfo:
             task_poll_at = i
         if worker_at < 0 and _is_harness(fp):
             harness_at = i      # the outermost one inside the worker loop
-        if "block_in_place" in fp.segments:
-            bip = True
+        if bip_at < 0 and "block_in_place" in fp.segments:
+            bip_at = i
     entry = entry_at if entry_at >= 0 else len(stack)
+    # Work inside block_in_place runs between the leaf and the worker loop that polled
+    # its task. The worker that block_in_place starts to take over the core runs its
+    # loop inside a closure of block_in_place (`spawn_blocking(move || run(worker))`):
+    # that frame is outside the loop, and the thread is a worker like any other.
+    bip = bip_at >= 0 and (worker_at < 0 or bip_at < worker_at)
     park = park_at >= 0 and not any(
         f.cls == CLASS_USER for f in stack[park_at + 1:entry])
     worker = worker_at >= 0

@@ -88,6 +88,27 @@ def test_healthy_and_spawn_blocking_give_no_finding(backend, tokio_fixture):
 
 
 @pytest.mark.parametrize("variant, backend", [
+    ("blockers-nofp", "ebpf"), ("blockers-nofp", "perf"), ("blockers-current", "ebpf")])
+def test_block_in_place_is_pool_work_and_the_workers_it_starts_still_count(
+        variant, backend, tokio_fixture):
+    """Work inside block_in_place is not the runtime's (the worker handed its core to a
+    new thread first). That new thread runs the worker loop inside a block_in_place
+    closure, and its blockers are the runtime's: before hud looked at where the
+    block_in_place frame sits, every sleep after the first block_in_place was filed as
+    pool work and the sleep scenario gave no finding at all. (On a current_thread
+    runtime the fixture runs the same work with spawn_blocking.)"""
+    fx = tokio_fixture(variant, ["block_in_place", "sleep"])
+    report = profile(fx.pid, backend=backend)
+    bip, sleep = fx.manifest.scenarios["block_in_place"], fx.manifest.scenarios["sleep"]
+    assert not any(f["function"] == bip.function for f in report["findings"]
+                   if f["kind"] in ("blocking", "cpu")), summary(report)
+    assert bip.function in [t["function"] for t in report["blocking_pool"]["top"]]
+    f = at(report, "blocking", sleep)
+    expected = SECONDS * 1000 / sleep.period_ms    # one sleep per period
+    assert f is not None and f["count"] >= 0.6 * expected, summary(report)
+
+
+@pytest.mark.parametrize("variant, backend", [
     ("blockers-nofp", "ebpf"), ("blockers-nofp", "perf"), ("blockers-fp", "ebpf"),
     ("blockers-stripped", "ebpf"), ("blockers-current", "ebpf")])
 def test_back_to_back_short_polls_of_one_async_fn_are_no_cpu_finding(variant, backend,

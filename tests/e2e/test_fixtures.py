@@ -42,6 +42,7 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "mutex": ("blocking", "LOCK.lock()"),
         "dns": ("blocking", ".to_socket_addrs()"),
         "spawn_blocking": ("none", "std::thread::sleep("),
+        "block_in_place": ("none", "std::thread::sleep("),
         "bursts": ("none", "wrapping_mul("),
         "healthy": ("none", ""),
     },
@@ -177,7 +178,8 @@ def test_manifest_lines_point_at_the_calls(variant):
         assert re.search(rf"\bfn {fn}\b", lines[s.fn_line - 1])
         assert s.fn_line < s.line <= s.fn_end_line
         assert lines[s.fn_end_line - 1].strip() == "}"
-        assert s.runs_on == ("blocking_pool" if name == "spawn_blocking" else "worker")
+        assert s.runs_on == {"spawn_blocking": "blocking_pool",
+                             "block_in_place": "block_in_place"}.get(name, "worker")
 
 
 # ---- binutils resolves the manifest's functions and lines ----------------------------------
@@ -276,7 +278,8 @@ def _stacks(pid: int) -> dict[int, str]:
     return stacks
 
 
-def _check_threads(fx: FixtureProcess, expect_pool: bool) -> None:
+def _check_threads(fx: FixtureProcess, expect_pool: bool, handed_off: bool = False
+                   ) -> None:
     v = fx.variant
     m = fx.manifest
     current = m.flavor == "current_thread"
@@ -301,9 +304,19 @@ def _check_threads(fx: FixtureProcess, expect_pool: bool) -> None:
         assert pool
         assert any("blocking::pool::Inner::run" in stacks[t] for t in pool)
     # Only workers run multi_thread::worker::run; pool threads share their name, not the loop.
+    # Except where block_in_place ran (handed_off): it gives the worker's core to a pool
+    # thread (whose loop runs inside block_in_place's closure, inlined where eu-stack
+    # does not show it), and the old worker thread goes back to the pool when its task's
+    # poll ends; then only the number of loops is known.
+    loops = 0
     for tid in set(fx.worker_tids) | set(pool):
         runs_worker = any(MULTI_WORKER_RUN.search(line) for line in stacks[tid].splitlines())
-        assert runs_worker == (tid in fx.worker_tids and not current), (v, tid, stacks[tid])
+        loops += runs_worker
+        if not (handed_off and not current):
+            assert runs_worker == (tid in fx.worker_tids and not current), \
+                (v, tid, stacks[tid])
+    # One more while a thread that gave its core away finishes its task's poll.
+    assert loops <= (0 if current else want_workers + 1), (v, stacks)
     if current:
         assert "current_thread" in stacks[fx.pid] and "block_on" in stacks[fx.pid]
 
@@ -314,7 +327,7 @@ def test_blockers_variant_runs(variant, tokio_fixture):
     m = fx.manifest
     assert fx.ready["flavor"] == m.flavor
     assert {s["name"] for s in fx.ready["scenarios"]} == set(m.scenarios)
-    _check_threads(fx, expect_pool=True)
+    _check_threads(fx, expect_pool=True, handed_off=True)   # "all" has block_in_place
     names = set(fx.threads().values())
     assert {"fx-mutex-holder", "fx-dns-server", "fx-stdin-watch"} <= names
     assert names <= set(m.raw["other_threads"]) | {m.program} | set(m.worker_names) | set(

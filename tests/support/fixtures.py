@@ -66,7 +66,7 @@ class Scenario:
     fn_end_line: int
     block_ms: Optional[int]        # default episode length; None: set by the kernel/storage
     period_ms: Optional[int]       # default start-to-start period
-    runs_on: str                   # "worker" | "blocking_pool"
+    runs_on: str                   # "worker" | "blocking_pool" | "block_in_place"
     about: str
     path: Optional[str] = None     # demo: the HTTP path
 

@@ -185,6 +185,20 @@ def test_block_in_place_counts_as_pool_work():
     assert info.block_in_place and info.pool and not info.park
 
 
+def test_the_worker_block_in_place_starts_is_a_worker():
+    # block_in_place hands the core to a thread that runs the worker loop inside one of
+    # block_in_place's closures; that thread's blockers block the runtime like any
+    # worker's (seen live: every later sleep of the blockers fixture filed as pool work).
+    blocker = info_of(shapes.replacement_worker(shapes.sleep_blocker()))
+    assert blocker.worker and not blocker.pool and not blocker.block_in_place
+    assert blocker.blocker.function == "my_app::handlers::load::{{closure}}"
+    park = info_of(shapes.replacement_worker(shapes.park_epoll_124()))
+    assert park.park and park.worker and not park.pool
+    # ... and work inside block_in_place on such a thread is still block_in_place work.
+    nested = info_of(shapes.replacement_worker(shapes.block_in_place_sleep()))
+    assert nested.block_in_place and nested.pool
+
+
 @pytest.mark.parametrize("version", ["1.24", "1.43"])
 def test_pool_idle_and_busy(version):
     idle = info_of(shapes.pool_idle(version))

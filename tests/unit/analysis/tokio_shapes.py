@@ -381,6 +381,18 @@ def block_in_place_sleep() -> tuple[Frame, ...]:
     ])
 
 
+def replacement_worker(stack: tuple[Frame, ...]) -> tuple[Frame, ...]:
+    """`stack` (a 1.24 worker's) on the thread block_in_place started to take over the
+    worker's core: its loop runs inside block_in_place's spawn_blocking closure."""
+    t = T124
+    launch = "tokio::runtime::scheduler::multi_thread::worker::Launch::launch::{{closure}}"
+    i = next(k for k, f in enumerate(stack) if f.function == launch)
+    spawned = fr("tokio::runtime::scheduler::multi_thread::worker::block_in_place::"
+                 "{{closure}}::{{closure}}", f"{t}/runtime/scheduler/multi_thread/worker.rs",
+                 360)
+    return (*stack[:i], spawned, *stack[i + 1:])
+
+
 def cpu_hog(line: int = 120, helper: Optional[str] = None, version: str = "1.24"
             ) -> tuple[Frame, ...]:
     """A CPU-bound loop in a task `my_app::handlers::hog` (sampled at `line`)."""
