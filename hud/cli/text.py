@@ -28,6 +28,17 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
+def _fit_items(text: str, width: int) -> str:
+    """A ", "-separated list (most important first) cut after the last item that fits,
+    with "…" for the rest, rather than in the middle of a name."""
+    if len(text) <= width:
+        return text
+    cut = text.rfind(", ", 0, width - 1)
+    if cut < 0:
+        return text[: width - 1] + "…"
+    return text[: cut + 1] + " …"
+
+
 def findings_table(findings: list[Finding], limit: int = 15, width: int = WIDTH) -> str:
     """Findings as an aligned table that fits `width` columns; function and location on
     their own lines so long Rust paths stay readable."""
@@ -43,7 +54,7 @@ def findings_table(findings: list[Finding], limit: int = 15, width: int = WIDTH)
         where = f"{_short_path(f.file)}:{f.line}" if f.line else _short_path(f.file)
         lines.append("    at " + _fit(where, width - 7))
         if f.detail:
-            lines.append("    " + f.detail[: width - 4])
+            lines.append("    " + _fit_items(f.detail, width - 4))
     if len(findings) > limit:
         lines.append(f"… and {len(findings) - limit} more (see --export)")
     return "\n".join(lines) + "\n"
