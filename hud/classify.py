@@ -237,6 +237,20 @@ def display_function(name: Optional[str]) -> str:
 
 # --- frame classification -----------------------------------------------------------------
 
+# What a Rust object's symbol table gives as its "file" (an STT_FILE symbol): the codegen
+# unit, "<crate>.<16 hex>-cgu.<n>". binutils prints it as the file of a symbol without
+# DWARF, and so does `hud addr2line`; on screen it is no source location.
+_CODEGEN_UNIT = re.compile(r"^[A-Za-z0-9_]+\.[0-9a-f]{16}-cgu\.\d+$")
+
+
+def source_known(file: Optional[str], line: Optional[int]) -> bool:
+    """Is (file, line) a place in the source? False for no file and for a codegen-unit
+    name without a line (a binary without DWARF line tables)."""
+    if not file:
+        return False
+    return bool(line) or not _CODEGEN_UNIT.match(file)
+
+
 def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 

@@ -119,7 +119,7 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
 
 def _run_headless(prof, duration: Optional[float], stop: threading.Event,
                   quiet: bool) -> None:
-    from hud.cli.text import findings_table, summary_line, terminal_width
+    from hud.cli.text import findings_table, summary_line, terminal_width, without_lines
     last = [0.0]
 
     def progress(status) -> None:
@@ -139,7 +139,13 @@ def _run_headless(prof, duration: Optional[float], stop: threading.Event,
     except KeyboardInterrupt:
         prof.finish()
     width = terminal_width() if sys.stdout.isatty() else 80
-    click.echo(findings_table(prof.findings(), width=width), nl=False)
+    findings = prof.findings()
+    click.echo(findings_table(findings, width=width), nl=False)
+    bare = without_lines(findings)
+    if bare and not quiet:
+        click.echo(f"hud: no file:line in {', '.join(bare)}: no DWARF line tables", err=True)
+        click.echo('hint: debug = "line-tables-only" in [profile.release], or --debug-file '
+                   "FILE", err=True)
 
 
 def _run_interactive(prof, duration: Optional[float], stop: threading.Event) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from hud.classify import source_known
 from hud.model import Finding
 
 WIDTH = 80
@@ -51,13 +52,37 @@ def findings_table(findings: list[Finding], limit: int = 15, width: int = WIDTH)
         lines.append(f"{f.kind:<12}{_ms(f.total_ms):>9}{f.count:>7}{_ms(f.max_ms):>9}"
                      f"{_ms(f.p99_ms):>9}  {_fit(workers, width - 48)}")
         lines.append("  " + _fit(f.function, width - 2))
-        where = f"{_short_path(f.file)}:{f.line}" if f.line else _short_path(f.file)
+        where = _where(f)
         lines.append("    at " + _fit(where, width - 7))
         if f.detail:
             lines.append("    " + _fit_items(f.detail, width - 4))
     if len(findings) > limit:
         lines.append(f"… and {len(findings) - limit} more (see --export)")
     return "\n".join(lines) + "\n"
+
+
+def _module_of(f: Finding) -> str:
+    for fr in f.stack:
+        if fr.file == f.file and fr.line == f.line and fr.module:
+            return fr.module.rstrip("/").rsplit("/", 1)[-1]
+    return "?"
+
+
+def _where(f: Finding) -> str:
+    if source_known(f.file, f.line):
+        return f"{_short_path(f.file)}:{f.line}" if f.line else _short_path(f.file)
+    return f"{_module_of(f)} (no line info)"
+
+
+def without_lines(findings: list[Finding]) -> list[str]:
+    """The binaries (file names) whose findings show no file:line: no DWARF line tables."""
+    out: list[str] = []
+    for f in findings:
+        if not source_known(f.file, f.line):
+            name = _module_of(f)
+            if name != "?" and name not in out:
+                out.append(name)
+    return out
 
 
 def summary_line(status) -> str:

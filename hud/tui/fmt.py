@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from hud.classify import source_known
 from hud.model import KIND_BLOCKING, KIND_CPU, KIND_SCHED_DELAY
 
 # Short kind labels: the table column is narrow at 80 columns.
@@ -80,6 +81,8 @@ def location(file: Optional[str], line: Optional[int], *, full: bool = False) ->
     """file:line, with the file shortened to its last component unless `full`."""
     if not file:
         return "?"
+    if not source_known(file, line):
+        return "no line info"      # a codegen unit's name from the symbol table
     shown = short_path(file) if full else file.rstrip("/").rsplit("/", 1)[-1]
     return f"{shown}:{line}" if line else shown
 

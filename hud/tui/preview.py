@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from rich.text import Text
 
+from hud.classify import source_known
 from hud.model import Frame
 from hud.tui import fmt, theme
 from hud.tui.quiet import QuietStatic
@@ -25,7 +26,8 @@ def preview_lines(stack: tuple[Frame, ...], marked: int, width: int, rows: int) 
     for i in range(first, min(len(stack), first + rows)):
         f = stack[i]
         style = theme.CLASS_STYLE.get(f.cls, "")
-        where = fmt.location(f.file, f.line, full=True) if f.file else fmt.module_name(f.module)
+        where = (fmt.location(f.file, f.line, full=True) if source_known(f.file, f.line)
+                 else fmt.module_name(f.module))
         if f.inlined:
             where += " · inlined"
         mark = "→" if i == marked else " "

@@ -39,3 +39,28 @@ def test_every_line_fits_and_the_holder_list_ends_between_holders():
 
 def test_no_finding_says_so():
     assert findings_table([]).startswith("no blocking, cpu or sched_delay finding")
+
+
+def test_a_codegen_unit_is_no_source_location():
+    # A binary without DWARF: the symbol table's STT_FILE (the codegen unit) is all
+    # binutils and `hud addr2line` give as the file; the table names the binary instead.
+    from hud.cli.text import without_lines
+    from hud.model import Frame
+    cgu = "blockers.6963577c908abf9e-cgu.12"
+    frame = Frame(address=0x1000, function="blockers::scenarios::sleep_blocker", file=cgu,
+                  line=None, module="/srv/bin/blockers")
+    bare = _finding(kind="blocking", function=frame.function, file=cgu, line=None,
+                    stack=(frame,), detail="")
+    text = findings_table([bare, _finding()])
+    assert "at blockers (no line info)" in text and cgu not in text
+    assert "at src/handlers.rs:161" in text
+    assert without_lines([bare, _finding()]) == ["blockers"]
+    assert without_lines([_finding()]) == []
+
+
+def test_source_known():
+    from hud.classify import source_known
+    assert not source_known("tokio.6e4bffd0bfee3601-cgu.11", None)
+    assert not source_known(None, None) and not source_known("", 3)
+    assert source_known("/src/main.rs", 3) and source_known("start.S", None)
+    assert source_known("tokio.6e4bffd0bfee3601-cgu.11", 7)    # a line makes it a place

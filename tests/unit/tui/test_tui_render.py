@@ -49,6 +49,8 @@ def test_paths_read_as_people_know_them():
     assert fmt.location("/usr/src/app/src/handlers.rs", 42) == "handlers.rs:42"
     assert fmt.location("/usr/src/app/src/handlers.rs", None) == "handlers.rs"
     assert fmt.location(None, 3) == "?"
+    # A binary without DWARF: its symbol table names only the codegen unit.
+    assert fmt.location("demo.6963577c908abf9e-cgu.12", None) == "no line info"
     assert fmt.module_name("/usr/lib/x86_64-linux-gnu/libc.so.6") == "libc.so.6"
 
 
