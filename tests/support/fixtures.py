@@ -388,17 +388,19 @@ class FixtureProcess:
 def start(variant: str = "blockers-fp", scenarios: Optional[Sequence[str]] = None, *,
           threads: Optional[int] = None, duration: Optional[float] = None,
           args: Sequence[str] = (), ready_timeout: float = 30.0,
-          env: Optional[dict[str, str]] = None) -> FixtureProcess:
+          env: Optional[dict[str, str]] = None, binary: Optional[Path] = None
+          ) -> FixtureProcess:
     """Start a built variant and wait for its ready line.
 
     blockers: `scenarios` are tokens NAME[:BLOCK_MS[/PERIOD_MS]] or "all" (default: sleep);
     `threads` sets the worker count. demo: starts `demo serve`; give no scenarios (every
     endpoint is always served). `args` go last on the command line; the variant's own flags (manifest
-    "args": thread name, runtime flavour) come first.
+    "args": thread name, runtime flavour) come first. `binary` runs another copy of the
+    variant's program (a post-processed one) with the same manifest.
     """
     m = load_manifest(variant)
     work_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-{os.getpid()}-", dir=str(_work_root())))
-    argv = [str(m.binary)]
+    argv = [str(binary or m.binary)]
     if m.program == "demo":
         if scenarios:
             raise FixtureError("the demo has no scenarios: its endpoints are always served")
