@@ -163,6 +163,19 @@ class ObjectSymbols:
                                                                self.symtab.span_of(vaddr))
             if callers is None:
                 callers = ()
+        outer = callers[-1][0] if callers else name
+        if outer is not None and _unqualified(outer):
+            # DWARF without linkage names (rustc's debug = "line-tables-only") names a
+            # function by its last path segment only ("run_task"); the outermost level is
+            # the symbol's own function, whose symbol gives the whole path.
+            sym = self.symtab.lookup(vaddr)
+            full = demangle(sym[0]) if sym is not None and sym[0] else None
+            if full is not None and full != outer and _same_function(outer, full):
+                if callers:
+                    last = callers[-1]
+                    callers = (*callers[:-1], (full, last[1], last[2], last[3]))
+                else:
+                    name = full
         # The outermost level is the real function: fall back to the symbol table.
         if (callers[-1][0] if callers else name) is None:
             sym = self.symtab.lookup(vaddr)
@@ -229,6 +242,38 @@ class ObjectSymbols:
             per = self._frames[(address - vaddr, module)] = {}
         per[vaddr] = got
         return got
+
+
+def _segments(name: str) -> list[str]:
+    """A demangled path's top-level segments ("a::b<c::d>::e" -> a, b<c::d>, e)."""
+    out, depth, start, i = [], 0, 0, 0
+    while i < len(name):
+        ch = name[i]
+        if ch in "<([":
+            depth += 1
+        elif ch in ">)]" and not (ch == ">" and i and name[i - 1] == "-"):   # "->"
+            depth -= 1
+        elif ch == ":" and depth == 0 and name.startswith("::", i):
+            out.append(name[start:i])
+            start = i + 2
+            i += 1
+        i += 1
+    out.append(name[start:])
+    return out
+
+
+def _unqualified(name: str) -> bool:
+    return len(_segments(name)) == 1 and not name.startswith("<")
+
+
+def _same_function(short: str, full: str) -> bool:
+    """Is `full` (a symbol's demangled path) the function DWARF calls `short`? The
+    last segments agree without their generic arguments, which the two spell
+    differently (closures: "{closure#0}" / "{{closure}}", async bodies: "{async_fn#0}")."""
+    last = _segments(full)[-1]
+    if short.startswith("{") or last.startswith("{"):
+        return short.startswith("{") and last.startswith("{")
+    return short.split("<", 1)[0] == last.split("<", 1)[0]
 
 
 def _frame_by_init(address: int, function: Optional[str], file: Optional[str],
