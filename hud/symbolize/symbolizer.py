@@ -263,7 +263,10 @@ def _segments(name: str) -> list[str]:
 
 
 def _unqualified(name: str) -> bool:
-    return len(_segments(name)) == 1 and not name.startswith("<")
+    # Once per address on a cold batch: no character walk. A demangled path starts with
+    # its crate (or "<" for an impl), so its "::"s come before the first "<" when it has
+    # more than one segment.
+    return not name.startswith("<") and "::" not in name.split("<", 1)[0]
 
 
 def _same_function(short: str, full: str) -> bool:
