@@ -42,6 +42,7 @@ from hud.model import (
     Frame,
     Stack,
 )
+from hud.symbolize.demangle import split_top
 
 # --- frame class tables -----------------------------------------------------------------
 
@@ -114,26 +115,6 @@ _CLOSURE = re.compile(r"^(?:\{\{closure\}\}|\{closure#\d+\}|\{\{vtable\.shim\}\}
                       r"|\{shim:[^}]*\}|\{\{constant\}\}|\{constant#\d+\})$")
 
 
-def _split_top(text: str, sep: str) -> list[str]:
-    """Split `text` on `sep` where no <>, (), [] group is open (`->` is no bracket)."""
-    parts, depth, start, i = [], 0, 0, 0
-    n, k = len(text), len(sep)
-    while i < n:
-        c = text[i]
-        if c in "<([":
-            depth += 1
-        elif c in ">)]" and not (c == ">" and i > 0 and text[i - 1] == "-"):
-            depth = max(0, depth - 1)
-        elif depth == 0 and text.startswith(sep, i):
-            parts.append(text[start:i])
-            i += k
-            start = i
-            continue
-        i += 1
-    parts.append(text[start:])
-    return parts
-
-
 def _strip_generics(segment: str) -> str:
     cut = segment.find("<")
     return segment[:cut] if cut > 0 else segment
@@ -168,11 +149,11 @@ def _path_segments(text: str) -> tuple[list[str], str]:
     text = text.strip()
     segs: list[str] = []
     crate = ""
-    for i, part in enumerate(_split_top(text, "::")):
+    for i, part in enumerate(split_top(text, "::")):
         part = part.strip()
         if part.startswith("<") and part.endswith(">"):
             inner = part[1:-1]
-            halves = _split_top(inner, " as ")
+            halves = split_top(inner, " as ")
             self_ty = halves[0].strip()
             for prefix in ("&mut ", "&", "*const ", "*mut ", "dyn ", "impl "):
                 if self_ty.startswith(prefix):

@@ -18,6 +18,27 @@ _LEGACY_ESCAPES = {"SP": "@", "BP": "*", "RF": "&", "LT": "<", "GT": ">", "LP": 
 _MAX_NAME = 1 << 14
 
 
+def split_top(text: str, sep: str) -> list[str]:
+    """Split a demangled name on `sep` where no <>, (), [] group is open (`->` is no
+    bracket): split_top("a::b<c::d>::e", "::") -> a, b<c::d>, e."""
+    parts, depth, start, i = [], 0, 0, 0
+    n, k = len(text), len(sep)
+    while i < n:
+        c = text[i]
+        if c in "<([":
+            depth += 1
+        elif c in ">)]" and not (c == ">" and i > 0 and text[i - 1] == "-"):
+            depth = max(0, depth - 1)
+        elif depth == 0 and text.startswith(sep, i):
+            parts.append(text[start:i])
+            i += k
+            start = i
+            continue
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
 @lru_cache(maxsize=65536)
 def demangle(name: str) -> str:
     """The demangled `name`, or `name` itself when it is not a mangled symbol we know."""

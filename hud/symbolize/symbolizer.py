@@ -17,7 +17,7 @@ from typing import Optional
 from hud.errors import BadInput
 from hud.model import Frame
 from hud.symbolize.debugfile import find_debug_file
-from hud.symbolize.demangle import demangle
+from hud.symbolize.demangle import demangle, split_top
 from hud.symbolize.diskcache import MAX_ENTRIES, SymbolCache, content_key
 from hud.symbolize.dwarf import DwarfInfo
 from hud.symbolize.dwarf_units import DwarfSections
@@ -244,24 +244,6 @@ class ObjectSymbols:
         return got
 
 
-def _segments(name: str) -> list[str]:
-    """A demangled path's top-level segments ("a::b<c::d>::e" -> a, b<c::d>, e)."""
-    out, depth, start, i = [], 0, 0, 0
-    while i < len(name):
-        ch = name[i]
-        if ch in "<([":
-            depth += 1
-        elif ch in ">)]" and not (ch == ">" and i and name[i - 1] == "-"):   # "->"
-            depth -= 1
-        elif ch == ":" and depth == 0 and name.startswith("::", i):
-            out.append(name[start:i])
-            start = i + 2
-            i += 1
-        i += 1
-    out.append(name[start:])
-    return out
-
-
 def _unqualified(name: str) -> bool:
     # Once per address on a cold batch: no character walk. A demangled path starts with
     # its crate (or "<" for an impl), so its "::"s come before the first "<" when it has
@@ -273,7 +255,7 @@ def _same_function(short: str, full: str) -> bool:
     """Is `full` (a symbol's demangled path) the function DWARF calls `short`? The
     last segments agree without their generic arguments, which the two spell
     differently (closures: "{closure#0}" / "{{closure}}", async bodies: "{async_fn#0}")."""
-    last = _segments(full)[-1]
+    last = split_top(full, "::")[-1]
     if short.startswith("{") or last.startswith("{"):
         return short.startswith("{") and last.startswith("{")
     return short.split("<", 1)[0] == last.split("<", 1)[0]
