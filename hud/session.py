@@ -71,11 +71,10 @@ def check_freq(freq_hz: int) -> int:
     if not 1 <= freq_hz <= MAX_FREQ_HZ:
         raise UsageError(f"--freq must be between 1 and {MAX_FREQ_HZ:,} Hz (got {freq_hz})",
                          "leave it out: the default resolves the threshold (401 Hz at 5 ms)")
-    text = procfs.read_text("/proc/sys/kernel/perf_event_max_sample_rate")
-    if text and text.strip().isdigit() and freq_hz > int(text):
+    limit = procfs.perf_max_sample_rate()
+    if limit is not None and freq_hz > limit:
         raise UsageError(f"--freq {freq_hz} is above this kernel's "
-                         f"perf_event_max_sample_rate ({int(text)})",
-                         f"use --freq {int(text)} or less")
+                         f"perf_event_max_sample_rate ({limit})", f"use --freq {limit} or less")
     return freq_hz
 
 

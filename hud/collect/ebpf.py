@@ -97,8 +97,7 @@ def default_freq(threshold_ns: int, max_rate: Optional[int] = None) -> int:
     threshold is then seen twice), within [19, perf_event_max_sample_rate]."""
     hz = -(-2 * 1_000_000_000 // max(threshold_ns, 1))
     if max_rate is None:
-        text = procfs.read_text("/proc/sys/kernel/perf_event_max_sample_rate")
-        max_rate = int(text) if text and text.strip().isdigit() else 100_000
+        max_rate = procfs.perf_max_sample_rate() or 100_000
     return max(19, min(hz, max_rate))
 
 

@@ -79,6 +79,13 @@ def read_text(path: str) -> Optional[str]:
     return None if data is None else data.decode("utf-8", "replace")
 
 
+def perf_max_sample_rate() -> Optional[int]:
+    """kernel.perf_event_max_sample_rate (Hz; the kernel lowers it when sampling
+    interrupts run long), or None when unreadable."""
+    text = read_text("/proc/sys/kernel/perf_event_max_sample_rate")
+    return int(text) if text and text.strip().isdigit() else None
+
+
 def read_maps(pid: int) -> list[MapEntry]:
     """The memory maps of `pid` ([] when the process is gone or unreadable)."""
     text = read_text(f"{PROC}/{pid}/maps")
