@@ -28,17 +28,23 @@ def _error(path: str, exc: OSError) -> HudError:
                     errno=exc.errno)
 
 
-@contextlib.contextmanager
-def atomic_text(path: str) -> Iterator[IO[str]]:
-    """Open `path` for writing text atomically; the file appears only on success."""
+def _temp_beside(path: str) -> tuple[str, int, str]:
+    """(absolute destination, fd, name) of a new temp file in `path`'s directory; the
+    HudError a write of `path` gets when there is none to be had."""
     dest = os.path.abspath(path)
-    directory = os.path.dirname(dest)
     if os.path.isdir(dest) and not os.path.islink(dest):
         raise HudError(f"cannot write {path}: it is a directory", "give a file name")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".hud-", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=".hud-", suffix=".tmp", dir=os.path.dirname(dest))
     except OSError as exc:
         raise _error(path, exc) from None
+    return dest, fd, tmp
+
+
+@contextlib.contextmanager
+def atomic_text(path: str) -> Iterator[IO[str]]:
+    """Open `path` for writing text atomically; the file appears only on success."""
+    dest, fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             yield f
@@ -58,13 +64,7 @@ def check_writable(path: str) -> None:
     """Raise the HudError that writing `path` would raise for where it goes (a missing
     or read-only directory, no permission), so a long run can refuse at its start
     instead of failing at its end: a temp file is made and removed, as a write would."""
-    dest = os.path.abspath(path)
-    if os.path.isdir(dest) and not os.path.islink(dest):
-        raise HudError(f"cannot write {path}: it is a directory", "give a file name")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".hud-", suffix=".tmp", dir=os.path.dirname(dest))
-    except OSError as exc:
-        raise _error(path, exc) from None
+    _, fd, tmp = _temp_beside(path)
     os.close(fd)
     _unlink(tmp)
 
