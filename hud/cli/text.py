@@ -6,6 +6,7 @@ from typing import Optional
 
 from hud.classify import source_known
 from hud.model import Finding
+from hud.tui.fmt import module_name
 
 WIDTH = 80
 
@@ -64,7 +65,7 @@ def findings_table(findings: list[Finding], limit: int = 15, width: int = WIDTH)
 def _module_of(f: Finding) -> str:
     for fr in f.stack:
         if fr.file == f.file and fr.line == f.line and fr.module:
-            return fr.module.rstrip("/").rsplit("/", 1)[-1]
+            return module_name(fr.module)
     return "?"
 
 
