@@ -27,8 +27,12 @@ from kernel.programs import sampler, sched_switch
 # started. It ends when its stdin closes.
 TARGET = textwrap.dedent("""
     import json, os, sys, threading, time
+    said = threading.Lock()
     def hello(name):
-        print(json.dumps({"name": name, "tid": threading.get_native_id()}), flush=True)
+        # print() writes the text and its newline separately: threads starting together
+        # would interleave their lines without the lock.
+        with said:
+            print(json.dumps({"name": name, "tid": threading.get_native_id()}), flush=True)
     def sleeper(ms):
         hello("sleeper")
         while True:
