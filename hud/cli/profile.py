@@ -5,11 +5,12 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Optional
 
 import click
 
-from hud.errors import NoRuntime, UsageError
+from hud.errors import HudError, NoRuntime, UsageError
 
 FORMATS = ("chrome", "report", "folded")
 
@@ -21,6 +22,34 @@ def _guess_format(path: str) -> str:
     if lower.endswith(".report.json") or "report" in os.path.basename(lower):
         return "report"
     return "chrome"
+
+
+def export_targets(specs: Sequence[str], fmt: Optional[str]) -> list[tuple[str, str]]:
+    """(path, format) of each `--export [FORMAT:]FILE`: the prefix, else `--format` (which
+    only one export may take), else the format the file name suggests."""
+    if fmt and not specs:
+        raise UsageError("--format needs --export FILE", "e.g. --export trace.json")
+    if fmt and len(specs) > 1:
+        raise UsageError("--format applies to one --export, not several",
+                         "name each one's format: --export report:out.json")
+    out: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for spec in specs:
+        head, sep, rest = spec.partition(":")
+        if sep and head in FORMATS:
+            path, kind = rest, head
+            if not path:
+                raise UsageError(f"--export {spec}: no file after the format",
+                                 f"e.g. --export {head}:out.json")
+        else:
+            path, kind = spec, fmt or _guess_format(spec)
+        where = os.path.realpath(path)
+        if where in seen:
+            raise UsageError(f"--export {path} is given twice (also as {seen[where]})",
+                             "one file per export")
+        seen[where] = path
+        out.append((path, kind))
+    return out
 
 
 class _ProfileCommand(click.Command):
@@ -42,10 +71,11 @@ class _ProfileCommand(click.Command):
 @click.option("--workers", metavar="PREFIX", help="Worker threads are named PREFIX*.")
 @click.option("--duration", type=float, metavar="S", help="Stop after S seconds.")
 @click.option("--headless", is_flag=True, help="No live view; print findings at the end.")
-@click.option("--export", "export_path", type=click.Path(dir_okay=False),
-              help="Write the run to FILE at exit.")
+@click.option("--export", "exports", multiple=True, metavar="[FORMAT:]FILE",
+              help="Write the run to FILE at exit; repeatable (FORMAT: chrome, report "
+              "or folded; default: from the file name, else chrome).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
-              help="Export format (default: from the file name, else chrome).")
+              help="Format of the one --export FILE.")
 @click.option("--freq", type=int, metavar="HZ", help="CPU sampling rate, at most 10000 "
               "(default resolves the threshold: 2 samples per threshold).")
 @click.option("--backend", type=click.Choice(("auto", "ebpf", "perf")), default="auto",
@@ -65,7 +95,7 @@ class _ProfileCommand(click.Command):
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def command(process: Optional[str], pid: Optional[int], target_path: Optional[str],
             threshold: float, window: Optional[float], workers: Optional[str],
-            duration: Optional[float], headless: bool, export_path: Optional[str],
+            duration: Optional[float], headless: bool, exports: tuple,
             fmt: Optional[str], freq: Optional[int], backend: str, replay: Optional[str],
             record: Optional[str], debug_files: tuple, debug_dirs: tuple,
             stack_bytes: int, no_symbol_cache: bool, quiet: bool) -> None:
@@ -76,11 +106,11 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
         raise UsageError("no target given", "name a process (hud my-app) or pass --pid N")
     if duration is not None and duration <= 0:
         raise UsageError("--duration must be positive", "e.g. --duration 10")
-    if fmt and not export_path:
-        raise UsageError("--format needs --export FILE", "e.g. --export trace.json")
-    if export_path:
+    targets = export_targets(exports, fmt)
+    if targets:
         from hud.export import check_writable
-        check_writable(export_path)   # now, not after a long run
+        for path, _kind in targets:
+            check_writable(path)   # now, not after a long run
     if target_path:
         debug_files = (*debug_files, target_path)
     interactive = not headless and sys.stdout.isatty() and sys.stdin.isatty()
@@ -102,10 +132,7 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
             _run_interactive(prof, duration, stop)
         else:
             _run_headless(prof, duration, stop, quiet)
-        if export_path:
-            prof.export(export_path, fmt or _guess_format(export_path))
-            if not quiet:
-                click.echo(f"hud: wrote {export_path}", err=True)
+        _write_exports(prof, targets, quiet)
         if not interactive and not prof.saw_runtime():
             t = prof.target
             where = f"pid {t.pid} ({t.comm or t.exe})" if t is not None else "the target"
@@ -115,6 +142,22 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
     finally:
         prof.close()
         _restore(old)
+
+
+def _write_exports(prof, targets: list[tuple[str, str]], quiet: bool) -> None:
+    """Write every export; one that fails does not cost the others (the first error is
+    raised once all were tried)."""
+    failed: Optional[HudError] = None
+    for path, kind in targets:
+        try:
+            prof.export(path, kind)
+        except HudError as e:
+            failed = failed or e
+            continue
+        if not quiet:
+            click.echo(f"hud: wrote {path}", err=True)
+    if failed is not None:
+        raise failed
 
 
 def _run_headless(prof, duration: Optional[float], stop: threading.Event,

@@ -65,16 +65,24 @@ def _chrome_checks(trace: dict, worker_tids: set) -> None:
 
 @pytest.mark.parametrize("stop", ["sigint", "sigterm"])
 def test_signals_stop_cleanly_with_the_export_written(stop, tokio_fixture, tmp_path):
+    """All three exports of one run are written, each in its own format."""
     fx = tokio_fixture("blockers-nofp", ["sleep", "cpu"])
-    out = tmp_path / "trace.json"
-    proc = hud("--pid", str(fx.pid), "--headless", "--export", str(out))
+    out, report, folded = tmp_path / "trace.json", tmp_path / "r.json", tmp_path / "s.txt"
+    proc = hud("--pid", str(fx.pid), "--headless", "--export", str(out),
+               "--export", f"report:{report}", "--export", str(folded))
     ids = wait_held(proc.pid)
     time.sleep(3)
     proc.send_signal(signal.SIGINT if stop == "sigint" else signal.SIGTERM)
     code, stdout, stderr = finish(proc)
     assert code == 0, stderr
     _chrome_checks(json.loads(out.read_text()), set(fx.worker_tids))
-    assert fx.manifest.scenarios["sleep"].function in stdout
+    sleep = fx.manifest.scenarios["sleep"]
+    assert sleep.function in stdout
+    got = json.loads(report.read_text())
+    assert validate_report(got) == [] and at(got, "blocking", sleep) is not None, summary(got)
+    stacks = parse_folded(folded.read_text())
+    assert any(k.startswith("[blocking];") and sleep.function in k for k in stacks)
+    assert all(f"hud: wrote {p}" in stderr for p in (out, report, folded)), stderr
     assert still_alive(ids) == {}
 
 
