@@ -73,7 +73,11 @@ def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basena
             if obj is None:
                 raise BadInput(why, "give an ELF executable or shared library")
             results = sym.symbolize_file(exe, addrs, return_addresses=return_addresses)
+        # One buffered stream, not click.echo: it flushes (a write(2)) per address.
+        out = sys.stdout
         for a, frames in zip(addrs, results):
-            click.echo(format_frames(frames, a if show_addresses else None, basenames))
+            out.write(format_frames(frames, a if show_addresses else None, basenames))
+            out.write("\n")
+        out.flush()
     from hud.cli import exit_without_teardown
     exit_without_teardown()
