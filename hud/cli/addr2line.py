@@ -67,7 +67,7 @@ def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basena
             if not procfs.alive(pid):
                 raise TargetNotFound(f"no process {pid}")
             proc = sym.for_process(pid)
-            results = [proc.symbolize_one(a, not return_addresses) for a in addrs]
+            results = proc.symbolize_addresses(addrs, return_addresses)
         else:
             obj, why = sym.object_for_path(exe)
             if obj is None:

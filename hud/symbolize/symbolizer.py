@@ -439,23 +439,29 @@ class ProcessSymbolizer:
         `ips` is a stack, innermost first: every ip but the first (or all, when
         `first_is_exact` is False) is a return address, so `ip - 1` is looked up.
         """
-        with _gc_paused():
-            if len(ips) >= 64:
-                self._prepare(ips, first_is_exact)
-                # In address order first (see Symbolizer.symbolize_file).
-                for ip, exact in sorted({(ip, k == 0 and first_is_exact)
-                                         for k, ip in enumerate(ips)}):
-                    self.symbolize_one(ip, exact)
-            return [self.symbolize_one(ip, k == 0 and first_is_exact)
-                    for k, ip in enumerate(ips)]
+        return self._batch([(ip, k == 0 and first_is_exact) for k, ip in enumerate(ips)])
 
-    def _prepare(self, ips: Sequence[int], first_is_exact: bool) -> None:
+    def symbolize_addresses(self, ips: Sequence[int],
+                            return_addresses: bool = False) -> list[tuple[Frame, ...]]:
+        """One tuple of frames per ip, as `Symbolizer.symbolize_file` for runtime
+        addresses: all exact, or all return addresses (`ip - 1` looked up)."""
+        return self._batch([(ip, not return_addresses) for ip in ips])
+
+    def _batch(self, items: list[tuple[int, bool]]) -> list[tuple[Frame, ...]]:
+        with _gc_paused():
+            if len(items) >= 64:
+                self._prepare(items)
+                # In address order first (see Symbolizer.symbolize_file).
+                for ip, exact in sorted(set(items)):
+                    self.symbolize_one(ip, exact)
+            return [self.symbolize_one(ip, exact) for ip, exact in items]
+
+    def _prepare(self, items: list[tuple[int, bool]]) -> None:
         by_module: dict[Module, list[int]] = {}
-        for k, ip in enumerate(ips):
+        for ip, exact in items:
             mod = self.maps.find(ip)
             if mod is not None and mod.kind == KIND_ELF:
-                by_module.setdefault(mod, []).append(
-                    mod.to_vaddr(ip) - (0 if k == 0 and first_is_exact else 1))
+                by_module.setdefault(mod, []).append(mod.to_vaddr(ip) - (0 if exact else 1))
         for mod, vaddrs in by_module.items():
             obj, _why = self._object(mod)
             if obj is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,12 @@ from support.fixtures import VARIANTS, load_manifest
 from unit.symbolize import oracle
 
 from hud.symbolize import Symbolizer
+from hud.symbolize.normalize import ProcessMaps
 
 N_ADDRESSES = 2000
 AGREEMENT = 0.99
 LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -102,3 +105,40 @@ def _demangled_functions(binary: Path) -> list[tuple[int, int, str]]:
         if len(parts) == 4 and parts[2] in "tT":
             funcs.append((int(parts[0], 16), int(parts[1], 16), parts[3]))
     return funcs
+
+
+def _hud_addr2line(*args: str, stdin: str) -> str:
+    got = subprocess.run([sys.executable, "-m", "hud", "addr2line", "--no-symbol-cache",
+                          "-a", *args], input=stdin, capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert got.returncode == 0 and not got.stderr, got.stderr
+    return got.stdout
+
+
+def _without_address_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("0x")]
+
+
+@pytest.mark.parametrize("flags", [(), ("-r",)])
+def test_addr2line_of_a_process_answers_as_for_its_file(tokio_fixture, flags):
+    """`hud addr2line --pid` takes runtime addresses (the PIE's load bias added) and says
+    for each what `-e FILE` says for the ELF address: a batch of 1,000 (the batch path
+    that prepares units), exact or as return addresses."""
+    fx = tokio_fixture("blockers-nofp", ["healthy"])
+    m = fx.manifest
+    vaddrs = oracle.pick_addresses(m.symbol_file, 1000, seed=3)
+    maps = ProcessMaps(fx.pid)
+    mod = next(x for x in maps.modules() if x.path and os.path.samefile(x.path, m.binary))
+    runtime = [v + mod.bias for v in vaddrs]
+    assert runtime != vaddrs     # a PIE: the bias is not zero
+    by_pid = _hud_addr2line("--pid", str(fx.pid), *flags,
+                            stdin="\n".join(f"{a:x}" for a in runtime))
+    by_file = _hud_addr2line("-e", str(m.binary), *flags,
+                             stdin="\n".join(f"{a:x}" for a in vaddrs))
+    assert [int(x, 16) for x in by_pid.splitlines() if x.startswith("0x")] == runtime
+    lines = _without_address_lines(by_pid)
+    assert lines == _without_address_lines(by_file)
+    # About something: most addresses name a function (with -r, an address at a
+    # function's start looks up the padding before it).
+    named = sum(1 for block in by_pid.split("\n0x") if block.split("\n")[1] != "??")
+    assert named > 0.8 * len(vaddrs), by_pid[:2000]
