@@ -93,7 +93,10 @@ class OffCpuEvent:
     `stack` is the thread's own stack at switch-out. `runnable` is True when it left the
     CPU still runnable (preempted or yielded): the whole episode was run-queue wait.
     `holder_pid`/`holder_comm` name the task that took the CPU when this one was
-    switched out (for run-queue waits: who held the CPU meanwhile).
+    switched out (for run-queue waits: who held the CPU meanwhile). `waker_tid`/
+    `waker_comm` name the task current when a blocked thread was woken (0 / "" when the
+    backend did not see it): the thread that released a futex, or for a wake from an
+    interrupt (timer, I/O completion) whatever the interrupt found running.
     """
 
     pid: int
@@ -106,6 +109,8 @@ class OffCpuEvent:
     stack: StackCapture
     holder_pid: int = 0
     holder_comm: str = ""
+    waker_tid: int = 0
+    waker_comm: str = ""
 
     @property
     def duration_ns(self) -> int:

@@ -4,7 +4,8 @@ Off-CPU (`OffCpuEvent`), by the thread's effective role:
 
 - worker, runnable at switch-out -> `sched_delay` (detail: who held the CPU), unless the
   stack is a park (an idle worker waiting for a CPU harms nobody: `park`);
-- worker, sleeping -> `park` when the stack is a Tokio park, else `blocking`;
+- worker, sleeping -> `park` when the stack is a Tokio park, else `blocking` (detail:
+  `woken by COMM (tid N)` for a futex wait whose waker the backend saw);
 - blocking-pool thread (or `block_in_place` work) -> `pool` (detail `idle`/`busy`).
 
 The effective role of an event is decided by its own stack first (a worker stack runs
@@ -46,6 +47,7 @@ from typing import Callable, Optional
 
 from hud.classify import Classifier, StackInfo, display_function
 from hud.model import (
+    CLASS_USER,
     KIND_BLOCKING,
     KIND_CPU,
     KIND_PARK,
@@ -169,7 +171,8 @@ class EpisodeBuilder:
             kind = KIND_PARK if info.park else KIND_SCHED_DELAY
             detail = _holder(ev) if kind == KIND_SCHED_DELAY else "runnable"
         else:
-            kind, detail = (KIND_PARK if info.park else KIND_BLOCKING), ""
+            kind = KIND_PARK if info.park else KIND_BLOCKING
+            detail = _waker(ev, stack) if kind == KIND_BLOCKING else ""
         out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail))
         return out, role
 
@@ -268,3 +271,28 @@ def _empty(c: StackCapture) -> bool:
 def _holder(ev: OffCpuEvent) -> str:
     comm = ev.holder_comm or "?"
     return f"{comm} (pid {ev.holder_pid})" if ev.holder_pid else comm
+
+
+WOKEN_BY = "woken by "
+# Waits that only another task ends, with FUTEX_WAKE: the task current at the wake is
+# then the one that released the lock, set the event, sent on the channel. Other waits
+# (sleeps, disk and network I/O) end from interrupts, where the current task is
+# whichever one the interrupt found running: naming it would mislead.
+_FUTEX_WAITS = ("futex", "lll_lock_wait", "pthread_cond_wait", "pthread_cond_timedwait",
+                "pthread_cond_clockwait", "pthread_mutex_lock", "pthread_rwlock",
+                "sem_wait", "sem_timedwait", "sem_clockwait", "pthread_join")
+
+
+def _waker(ev: OffCpuEvent, stack: Stack) -> str:
+    """`woken by COMM (tid N)` for a futex wait whose waker the backend saw, else ""."""
+    if not ev.waker_tid or ev.waker_tid == ev.tid:
+        return ""
+    # The wait primitive sits between the leaf and the code that called it (the first
+    # user frame, included: it may be its own futex wrapper).
+    for f in stack:
+        name = f.function
+        if name is not None and any(k in name for k in _FUTEX_WAITS):
+            return f"{WOKEN_BY}{ev.waker_comm or '?'} (tid {ev.waker_tid})"
+        if f.cls == CLASS_USER:
+            break
+    return ""

@@ -19,6 +19,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Optional
 
+from hud.analysis.episodes import WOKEN_BY
 from hud.classify import blocking_frame, display_function
 from hud.model import KIND_BLOCKING, KIND_POOL, KIND_SCHED_DELAY, Episode, Finding, Frame
 
@@ -42,8 +43,16 @@ def group_key(episode: Episode, blocker: Optional[Frame]) -> tuple:
 
 
 def holder_of(episode: Episode) -> str:
-    """The `comm (pid N)` held in a sched_delay episode's detail."""
+    """Who a sched_delay waited behind (`comm (pid N)`) or who woke a blocking episode
+    (`comm (tid N)`), from its detail; "" for a blocking episode whose waker is unknown."""
+    if episode.kind == KIND_BLOCKING:
+        d = episode.detail
+        return d[len(WOKEN_BY):] if d.startswith(WOKEN_BY) else ""
     return episode.detail or "unknown"
+
+
+# Kinds whose findings name who they waited on: the CPU holder, the waker.
+_NAMED = (KIND_SCHED_DELAY, KIND_BLOCKING)
 
 
 class _Group:
@@ -72,8 +81,10 @@ class _Group:
             self.sorted = False
         self.durs.append(d)
         self.tids[ep.tid] += 1
-        if ep.kind == KIND_SCHED_DELAY:
-            self.holders[holder_of(ep)] += d
+        if ep.kind in _NAMED:
+            h = holder_of(ep)
+            if h:
+                self.holders[h] += d
         if self.best is None or d > self.best.duration_ns:
             self.best = ep
         if self.members is not None:
@@ -88,11 +99,12 @@ class _Group:
         self.tids[ep.tid] -= 1
         if self.tids[ep.tid] <= 0:
             del self.tids[ep.tid]
-        if ep.kind == KIND_SCHED_DELAY:
+        if ep.kind in _NAMED:
             h = holder_of(ep)
-            self.holders[h] -= d
-            if self.holders[h] <= 0:
-                del self.holders[h]
+            if h in self.holders:
+                self.holders[h] -= d
+                if self.holders[h] <= 0:
+                    del self.holders[h]
         if self.members is not None:
             if self.members and self.members[0] is ep:
                 self.members.popleft()
@@ -116,12 +128,16 @@ class _Group:
         detail = ""
         extra: tuple = ()
         if self.holders:
+            # sched_delay: shares of the wait behind each CPU holder. blocking: shares of
+            # the whole blocked time (a wake not seen, or not a futex wait, names nobody).
             top = self.holders.most_common(3)
-            total = sum(self.holders.values()) or 1
-            detail = "CPU held by " + ", ".join(
-                f"{name} {100 * ns / total:.0f}%" for name, ns in top)
-            extra = (("holders", [{"holder": name, "ms": round(ns / NS_PER_MS, 3)}
-                                  for name, ns in self.holders.most_common(10)]),)
+            if self.kind == KIND_BLOCKING:
+                head, key, total = "woken by ", "wakers", self.total_ns or 1
+            else:
+                head, key, total = "CPU held by ", "holders", sum(self.holders.values()) or 1
+            detail = head + ", ".join(f"{name} {100 * ns / total:.0f}%" for name, ns in top)
+            extra = ((key, [{key[:-1]: name, "ms": round(ns / NS_PER_MS, 3)}
+                            for name, ns in self.holders.most_common(10)]),)
         return Finding(
             kind=self.kind, function=self.function, file=self.file, line=line,
             count=self.count, total_ms=self.total_ns / NS_PER_MS,

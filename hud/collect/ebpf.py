@@ -14,7 +14,7 @@ API (stable; everything else is private):
 - `EbpfCollector(pid, threshold_ns=5_000_000, freq=None, stack_bytes=16384, *,
   sample=True, sample_stack_bytes=None, fp_depth=127, ringbuf_bytes=16 MiB,
   max_threads=4096, times_interval_s=1.0, probe_interval_ns=50_000_000,
-  runq_stacks=True, bpf_stats=False, timing=False)`. `pid` is the target's pid in the
+  runq_stacks=True, wakers=True, bpf_stats=False, timing=False)`. `pid` is the target's pid in the
   initial pid namespace. `freq` None: enough samples to resolve the threshold
   (`default_freq`: 400 Hz at 5 ms). `stack_bytes`: user stack copied per capture (8 ..
   65536); `sample_stack_bytes` (default the same) caps it for samples. `fp_depth` 0
@@ -46,9 +46,12 @@ API (stable; everything else is private):
 
 Semantics: an `OffCpuEvent` is sent at switch-in when the thread was off CPU (or waiting
 for a CPU) at least `threshold_ns`, with the stack captured at its switch-out; parks
-marked with mark_park() never produce one. Its holder (`holder_pid`/`holder_comm`) is
-the task that took the CPU at that switch-out: for a run-queue wait, the one that
-displaced it. Site probes: a thread that slept at a site not marked either way is also
+marked with mark_park() never produce one. A run-queue wait's holder
+(`holder_pid`/`holder_comm`) is the task that took the CPU at that switch-out: the one
+that displaced it. A blocked wait's waker (`waker_tid`/`waker_comm`, with `wakers`: a
+sched_waking program) is the task current when the thread was woken: the one that
+released a futex, or whichever task an interrupt (a timer, an I/O completion) found
+running; 0 when no wake was seen. Site probes: a thread that slept at a site not marked either way is also
 sent below the threshold, at most once per `probe_interval_ns` per thread (0 = never),
 so that short parks, which are most parks of a busy runtime, get classified and marked
 too. They are OffCpuEvents whose duration is below the threshold: classify their stack,
@@ -77,7 +80,7 @@ from hud.linux import bpf, procfs, tracefs
 from hud.linux.libc import ARCH
 from hud.model import ROLE_BLOCKING, ROLE_OTHER, ROLE_WORKER, Event, Lost, TargetExit
 from kernel.programs import common as c
-from kernel.programs import sampler, sched_switch
+from kernel.programs import sampler, sched_switch, sched_waking
 
 ROLE_IGNORE = "ignore"
 ROLE_UNKNOWN = "unknown"
@@ -124,6 +127,19 @@ def switch_fields() -> c.SwitchFields:
                           state_mask=state_mask, exit_mask=exit_mask)
 
 
+def waking_pid_offset() -> Optional[int]:
+    """The wakee's `pid` offset in this kernel's sched_waking format; None when the
+    tracepoint or the field is missing (wakers are then unknown, nothing else changes)."""
+    path = os.path.join(tracefs.tracefs_root(), "events", "sched", "sched_waking", "format")
+    try:
+        with open(path) as f:
+            fmt = tracefs.parse_format(f.read())
+        pid = fmt.field("pid")
+    except (OSError, KeyError, ValueError):
+        return None
+    return pid.offset if pid.size == 4 else None
+
+
 class _StatsFd:
     """BPF_ENABLE_STATS: run_time_ns/run_cnt are kept while this fd is open."""
 
@@ -144,7 +160,7 @@ class EbpfCollector:
                  sample_stack_bytes: Optional[int] = None, fp_depth: int = 127,
                  ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
                  times_interval_s: float = 1.0, probe_interval_ns: int = 50_000_000,
-                 runq_stacks: bool = True, bpf_stats: bool = False,
+                 runq_stacks: bool = True, wakers: bool = True, bpf_stats: bool = False,
                  timing: bool = False) -> None:
         if threshold_ns <= 0:
             raise UsageError("the threshold must be positive")
@@ -161,6 +177,7 @@ class EbpfCollector:
         self.times_interval_s = times_interval_s
         self.probe_interval_ns = probe_interval_ns
         self.runq_stacks = runq_stacks
+        self.wakers = wakers
         self.bpf_stats = bpf_stats
         self.timing = timing
         self.params: Optional[c.Params] = None
@@ -204,8 +221,13 @@ class EbpfCollector:
             self._progs = {sched_switch.NAME: switch}
             if self.sample:
                 self._progs[sampler.NAME] = ld.load(sampler.build(p))
+            waking_pid = waking_pid_offset() if self.wakers else None
+            if waking_pid is not None:
+                self._progs[sched_waking.NAME] = ld.load(sched_waking.build(waking_pid))
             self._rb = ld.own(RingBuf(ld.maps["hud_rb"]))
             ld.attach_tracepoint(switch, "sched", "sched_switch")
+            if waking_pid is not None:
+                ld.attach_tracepoint(self._progs[sched_waking.NAME], "sched", "sched_waking")
             if self.sample:
                 ld.attach_cpu_clock(self._progs[sampler.NAME], freq=self.freq)
         except BaseException:
@@ -366,6 +388,11 @@ class EbpfCollector:
         return out
 
     # -- introspection --------------------------------------------------------------------
+    def program_names(self) -> list[str]:
+        """The programs loaded and attached, in load order (hud_waking only where this
+        kernel has sched_waking and `wakers` is on)."""
+        return list(self._progs)
+
     def program_stats(self) -> dict[str, dict[str, Any]]:
         """run_cnt, run_time_ns and ns_per_run per program (zeros unless BPF stats are on)."""
         out = {}
@@ -407,6 +434,7 @@ class EbpfCollector:
                          "pending_bytes": ring.pending() if ring else 0,
                          "size": self.ringbuf_bytes},
                 "freq": self.freq if self.sample else 0,
+                "wakers": sched_waking.NAME in self._progs,
                 "programs": self.program_stats(), "bpf_stats": self.bpf_stats}
 
 

@@ -43,11 +43,17 @@ def decode_capture(raw: bytes, arch: str, fp_depth: int) -> StackCapture:
 
 def decode_offcpu(raw: bytes, arch: str, fp_depth: int) -> OffCpuEvent:
     h = c.OFFCPU_HDR.unpack(raw)
+    runnable = bool(h["flags"] & c.F_RUNNABLE)
+    # One pair of header fields, two meanings: a run-queue wait's holder of the CPU, a
+    # blocked wait's waker (kernel/programs/sched_waking.py).
+    who, comm = h["holder_pid"], cstring(h["holder_comm"])
     return OffCpuEvent(pid=h["pid"], tid=h["tid"], cpu=h["cpu"], start_ns=h["start_ns"],
-                       end_ns=h["end_ns"], state=h["state"],
-                       runnable=bool(h["flags"] & c.F_RUNNABLE),
+                       end_ns=h["end_ns"], state=h["state"], runnable=runnable,
                        stack=decode_capture(raw, arch, fp_depth),
-                       holder_pid=h["holder_pid"], holder_comm=cstring(h["holder_comm"]))
+                       holder_pid=who if runnable else 0,
+                       holder_comm=comm if runnable else "",
+                       waker_tid=0 if runnable else who,
+                       waker_comm="" if runnable else comm)
 
 
 def decode_sample(raw: bytes, arch: str, fp_depth: int) -> CpuSample:

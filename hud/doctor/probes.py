@@ -175,12 +175,11 @@ def probe_programs() -> Probe:
     this kernel's verifier and attach, exactly as a profiling run does."""
     def run() -> dict:
         from hud.collect.ebpf import EbpfCollector
-        from kernel.programs import sampler, sched_switch
         col = EbpfCollector(os.getpid(), ringbuf_bytes=RINGBUF_BYTES, max_threads=16,
                             freq=19, times_interval_s=3600.0)
         try:
             col.open()
-            return {"programs": [sched_switch.NAME, sampler.NAME]}
+            return {"programs": col.program_names()}
         finally:
             col.close()
 

@@ -18,10 +18,11 @@ Switch-out of a target thread (prev):
 
 Switch-in of a tracked thread (next): the time since switch-out goes to parked_ns,
 runq_ns (runnable at switch-out) or offcpu_ns; past the threshold, a captured episode is
-sent as an OFFCPU record. Its holder is the task that took the CPU at the switch-out
-(`next` then): the one that displaced a preempted thread. (The task running just before
-the switch-in is only the last of those that ran meanwhile; on a busy host it is often
-not the hog.)
+sent as an OFFCPU record. A run-queue wait's holder is the task that took the CPU at the
+switch-out (`next` then): the one that displaced a preempted thread. (The task running
+just before the switch-in is only the last of those that ran meanwhile; on a busy host
+it is often not the hog.) A blocked wait's holder is its waker (sched_waking.py), or
+none.
 
 Field offsets come from the live tracepoint `format` (SwitchFields), never hard-coded.
 """
@@ -187,9 +188,16 @@ def _switch_out(a: Assembler, p: Params) -> None:
     a.label("light").stx("u64", r10, FP_LIGHT, r1)
     # The holder of a run-queue wait: the task taking the CPU from this one (`next`). The
     # task that gives it back at switch-in is only the last of those that ran meanwhile.
+    # A blocked wait's holder is its waker, written by sched_waking if it sees one.
+    a.ldx("u64", r2, r10, FP_KIND).jmp("!=", r2, KIND_RUNNABLE, "no_holder")
     a.ldx("u32", r1, r6, f.next_pid).stx("u32", r8, H["holder_pid"], r1)
     for k in (0, 8):
         a.ldx("u64", r1, r6, f.next_comm + k).stx("u64", r8, H["holder_comm"] + k, r1)
+    a.ja("holder_set")
+    a.label("no_holder").st("u32", r8, H["holder_pid"], 0)
+    for k in (0, 8):
+        a.st("u64", r8, H["holder_comm"] + k, 0)
+    a.label("holder_set")
     capture(a, p, "out", light_slot=FP_LIGHT)
     a.ldx("u64", r1, r10, FP_ST).st("u32", r1, T["captured"], 1)
     count(a, "captures", "captures")

@@ -6,6 +6,7 @@ discovered (eBPF).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -59,6 +60,32 @@ def test_every_blocker_and_the_cpu_burner_are_found(variant, backend, tokio_fixt
     # Nothing may be reported at the spawn_blocking work or the healthy payload.
     assert not any(f["function"].endswith(("pool_work", "healthy_payload"))
                    for f in report["findings"] if f["kind"] in ("blocking", "cpu"))
+    _check_wakers(fx, report, backend)
+
+
+def _check_wakers(fx, report: dict, backend: str) -> None:
+    """The mutex waits are ended by the thread that holds the lock: the eBPF backend
+    names it (tid and name). Sleeps, fsync and DNS end from interrupts: nobody is named.
+    The perf backend names no waker."""
+    holder = _thread_named(fx.pid, "fx-mutex-holder")
+    for name in BLOCKERS:
+        f = at(report, "blocking", fx.manifest.scenarios[name])
+        wakers = f.get("wakers", [])
+        if name != "mutex" or backend == "perf":
+            assert not wakers and not f.get("detail"), (name, f.get("detail"))
+            continue
+        named = {w["waker"]: w["ms"] for w in wakers}
+        assert f"fx-mutex-holder (tid {holder})" in named, f.get("detail")
+        assert named[f"fx-mutex-holder (tid {holder})"] >= 0.8 * f["total_ms"], wakers
+        assert f["detail"].startswith(f"woken by fx-mutex-holder (tid {holder}) ")
+
+
+def _thread_named(pid: int, comm: str) -> int:
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            if f.read().strip() == comm:
+                return int(tid)
+    raise AssertionError(f"no thread {comm} in {pid}")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -21,7 +21,7 @@ from hud.collect.ebpf import EbpfCollector, switch_fields
 from hud.linux import procfs
 from hud.model import CpuSample, OffCpuEvent, ThreadExit, ThreadTimes
 from kernel.programs import common as c
-from kernel.programs import sampler, sched_switch
+from kernel.programs import sampler, sched_switch, sched_waking
 
 # A target whose threads each do one thing; each prints {"name": ..., "tid": ...} once
 # started. It ends when its stdin closes.
@@ -50,6 +50,20 @@ TARGET = textwrap.dedent("""
         hello("victim")
         while True:
             pass
+    EVENT = threading.Event()
+    def waker(ms):
+        tid = threading.get_native_id()
+        with open(f"/proc/self/task/{tid}/comm", "w") as f:
+            f.write("hud-waker")
+        hello("waker")
+        while True:
+            time.sleep(ms / 1000)
+            EVENT.set()                           # a futex wake of the waiter
+    def waiter(_):
+        hello("waiter")
+        while True:
+            EVENT.wait()
+            EVENT.clear()
     def exiter(ms):
         hello("exiter")
         for _ in range(300):                      # lives long enough to be seen
@@ -129,8 +143,8 @@ def test_programs_pass_the_verifier(stack_bytes, fp_depth):
 def test_sleeping_thread_gives_offcpu_records_with_its_stack(target):
     t = target("sleeper:50")
     tid = t.tids["sleeper"]
+    t0 = time.monotonic_ns()    # before open: a switch-out right after the attach counts
     with EbpfCollector(t.pid, stack_bytes=65536) as col:
-        t0 = time.monotonic_ns()
         events = _collect(col, 3.0, lambda ev: len(_of(ev, OffCpuEvent, tid)) >= 12)
         times = _times(col, tid)
         maps = procfs.read_maps(t.pid)
@@ -167,6 +181,30 @@ def test_sleeping_thread_gives_offcpu_records_with_its_stack(target):
         same = sum(now[i * 8:i * 8 + 8] == e.stack.stack[i * 8:i * 8 + 8] for i in range(words))
         assert same >= 0.8 * words                    # the same thread's same frames
         assert times.offcpu_ns > 20 * times.oncpu_ns and times.parked_ns == 0
+
+
+@pytest.mark.parametrize("wakers", [True, False])
+def test_a_blocked_thread_names_the_thread_that_woke_it(target, wakers):
+    """sched_waking: the waiter's long futex waits end by the waker's Event.set(), so
+    their records name the waker (tid and comm); the sleeper's run-queue waits keep the
+    CPU holder there. Without the program nobody is named."""
+    t = target("waiter:0", "waker:40")
+    waiter, waker = t.tids["waiter"], t.tids["waker"]
+    with EbpfCollector(t.pid, sample=False, wakers=wakers) as col:
+        assert col.stats()["wakers"] is wakers
+        events = _collect(col, 8.0, lambda ev: sum(
+            e.duration_ns > 20_000_000 for e in _of(ev, OffCpuEvent, waiter)) >= 12)
+    long = [e for e in _of(events, OffCpuEvent, waiter)
+            if e.duration_ns > 20_000_000 and not e.runnable]
+    assert len(long) >= 10, len(long)
+    named = Counter((e.waker_tid, e.waker_comm) for e in long)
+    if not wakers:
+        assert set(named) == {(0, "")}
+        return
+    # A wake racing with the switch-out is lost (never wrong): nearly all are named.
+    assert named[(waker, "hud-waker")] >= 0.8 * len(long), named
+    assert set(named) <= {(waker, "hud-waker"), (0, "")}, named
+    assert all(e.holder_pid == 0 and e.holder_comm == "" for e in long)
 
 
 def test_run_queue_wait_names_the_hog(target):
@@ -309,7 +347,7 @@ def test_stats_report_bpf_run_time_per_program(target):
         _collect(col, 0.5)
         stats = col.stats()
     progs = stats["programs"]
-    assert set(progs) == {sched_switch.NAME, sampler.NAME}
+    assert set(progs) == {sched_switch.NAME, sampler.NAME, sched_waking.NAME}
     for p in progs.values():
         assert p["run_cnt"] > 0 and p["run_time_ns"] > 0 and p["ns_per_run"] > 0
     assert stats["counters"]["captures"] > 0 and stats["lost"] == {}
@@ -342,8 +380,8 @@ def test_close_releases_everything(target):
     t = target("sleeper:20")
     col = EbpfCollector(t.pid).open()
     progs, maps, links = _our_objects(col)
-    assert len(progs) == 2 and len(maps) == len(c.map_specs(col.params))
-    assert len(links) == 1 + len(procfs.online_cpus())   # tracepoint + one per CPU
+    assert len(progs) == 3 and len(maps) == len(c.map_specs(col.params))
+    assert len(links) == 2 + len(procfs.online_cpus())   # tracepoints + one per CPU
     col.close()
     col.close()                                     # idempotent
     _gone(progs, maps, links)

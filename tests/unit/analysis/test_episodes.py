@@ -107,6 +107,22 @@ def test_runnable_worker_is_sched_delay_with_the_holder_unless_parked():
     assert eps[0].detail == "stress (pid 77)"
 
 
+def test_a_futex_wait_names_its_waker_and_other_waits_do_not():
+    """The waker of a Mutex wait released the lock; a sleep's "waker" is whatever the
+    timer interrupt found running, a thread's own tid or 0 is nobody: no name."""
+    t = StackTable()
+    b = builder(t)
+    eps = kinds(b, [off(t, W, 0, 50, shapes.mutex_blocker(), waker=("lock-keeper", 812)),
+                    off(t, W, 60, 50, shapes.blocking_lock_in_task(), waker=("w-2", 813)),
+                    off(t, W, 120, 50, shapes.sleep_blocker(), waker=("stress", 99)),
+                    off(t, W, 180, 50, shapes.mutex_blocker(), waker=("x", W)),
+                    off(t, W, 240, 50, shapes.mutex_blocker()),
+                    off(t, W, 300, 9, shapes.cpu_hog(), runnable=True, waker=("y", 5))])
+    assert [e.kind for e in eps] == [KIND_BLOCKING] * 5 + [KIND_SCHED_DELAY]
+    assert [e.detail for e in eps[:5]] == ["woken by lock-keeper (tid 812)",
+                                           "woken by w-2 (tid 813)", "", "", ""]
+
+
 def test_threshold_and_unknown_threads():
     t = StackTable()
     b = builder(t, threshold_ms=10)

@@ -128,6 +128,26 @@ def test_sched_delay_carries_the_holders():
                             {"holder": "kworker/0:1 (pid 3)", "ms": 10.0}]
 
 
+def test_blocking_names_its_wakers_as_shares_of_the_blocked_time():
+    mutex = shapes.mutex_blocker()
+    t = FindingsTable(FINDING_KINDS, keep_members=True)
+    a = ep(KIND_BLOCKING, 1, 0, 30, mutex, "woken by keeper (tid 7)")
+    t.add(a)
+    t.add(ep(KIND_BLOCKING, 1, 50, 10, mutex, "woken by w-2 (tid 8)"))
+    t.add(ep(KIND_BLOCKING, 1, 70, 10, mutex))                  # no waker seen
+    (f,) = t.findings()
+    assert f.detail == "woken by keeper (tid 7) 60%, w-2 (tid 8) 20%"
+    assert f.to_dict()["wakers"] == [{"waker": "keeper (tid 7)", "ms": 30.0},
+                                     {"waker": "w-2 (tid 8)", "ms": 10.0}]
+    t.remove(a)
+    (f,) = t.findings()
+    assert f.detail == "woken by w-2 (tid 8) 50%"
+    t2 = FindingsTable(FINDING_KINDS)
+    t2.add(ep(KIND_BLOCKING, 1, 0, 30, SLEEP))
+    (g,) = t2.findings()
+    assert g.detail == "" and "wakers" not in g.to_dict()
+
+
 def test_remove_restores_the_previous_state():
     t = FindingsTable(FINDING_KINDS, keep_members=True)
     a = ep(KIND_BLOCKING, 1, 0, 10, SLEEP)

@@ -50,7 +50,9 @@ def test_offcpu_record():
     assert (ev.pid, ev.tid, ev.cpu, ev.start_ns, ev.end_ns, ev.duration_ns) == \
         (10, 11, 1, 1_000, 51_000, 50_000)
     assert ev.state == 1 and not ev.runnable
-    assert (ev.holder_pid, ev.holder_comm) == (7, "kworker/1:1")
+    # A blocked wait's holder fields carry its waker (sched_waking).
+    assert (ev.waker_tid, ev.waker_comm) == (7, "kworker/1:1")
+    assert (ev.holder_pid, ev.holder_comm) == (0, "")
     assert ev.stack.fp_ips == (0x401000, 0x402000)
     assert ev.stack.regs.arch == "x86_64" and ev.stack.regs.ip == 0x401000
     assert ev.stack.regs.sp == 0x7FFF0000 and ev.stack.regs.fp == 0x7FFF0100
@@ -63,6 +65,9 @@ def test_runnable_flag_and_preempted_state():
     struct.pack_into("<I", raw, c.OFFCPU_HDR.offset("flags"), c.F_RUNNABLE)
     ev = rec.decode(bytes(raw), "x86_64", FP_DEPTH)
     assert ev.runnable and ev.state == 0x100
+    # A run-queue wait's: the task that took the CPU.
+    assert (ev.holder_pid, ev.holder_comm) == (7, "kworker/1:1")
+    assert (ev.waker_tid, ev.waker_comm) == (0, "")
 
 
 def test_sample_record():

@@ -16,10 +16,13 @@ from kernel.abi import PERF_EVENT_DATA_SIZE_X86_64
 from kernel.asm import Image
 from kernel.disasm import disassemble_image, parse
 from kernel.programs import common as c
-from kernel.programs import sampler, sched_switch
+from kernel.programs import sampler, sched_switch, sched_waking
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 BUILDERS = {"hud_switch": sched_switch.build, "hud_sample": sampler.build}
+# sched_waking's `pid` offset in 6.18's format (8-byte common header, then comm[16]).
+WAKING_PID = 24
+LISTED = {**BUILDERS, "hud_waking": lambda p: sched_waking.build(WAKING_PID)}
 # Helpers each program type may call (all available to TRACEPOINT and PERF_EVENT on 6.18).
 ALLOWED = {"map_lookup_elem", "map_update_elem", "map_delete_elem", "ktime_get_ns",
            "get_current_pid_tgid", "get_smp_processor_id", "get_current_comm",
@@ -32,9 +35,9 @@ def _helpers(img: Image) -> list[str]:
             if i.code == isa.BPF_JMP | isa.BPF_CALL and i.src == 0]
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("name", sorted(LISTED))
 def test_golden_listing(name):
-    img = BUILDERS[name](c.Params(ncpus=2))
+    img = LISTED[name](c.Params(ncpus=2))
     text = disassemble_image(img)
     path = GOLDEN / f"{name}.txt"
     if os.environ.get("HUD_UPDATE_GOLDENS") == "1":
@@ -131,3 +134,11 @@ def test_capture_buffer_sizes():
 def test_params_validation(bad):
     with pytest.raises(ValueError):
         c.Params(**bad)
+
+
+def test_waking_program_is_small_and_reads_only_its_maps():
+    img = sched_waking.build(WAKING_PID)
+    assert len(img) < 40 and img.insns[-1] == isa.BPF_EXIT_INSN()
+    assert set(_helpers(img)) == {"map_lookup_elem", "get_current_pid_tgid",
+                                  "get_current_comm"}
+    assert set(img.maps) == {"hud_threads", "hud_caps"}

@@ -21,7 +21,7 @@ from kernel import isa, uapi
 from kernel.abi import MapSpec
 from kernel.asm import Image
 from kernel.programs import common as c
-from kernel.programs import sampler, sched_switch
+from kernel.programs import sampler, sched_switch, sched_waking
 
 MASK64 = (1 << 64) - 1
 PAGE = 4096
@@ -315,6 +315,7 @@ def _cond(op: int, a: int, b: int, narrow: bool) -> bool:
 TGID = 4242
 R_STATE, S_STATE, D_STATE, X_STATE, PREEMPTED = 0, 0x1, 0x2, 0x10, 0x100
 STACK_TOP = 0x7F00_0001_0000   # end of the fake thread stack mapping
+WAKING_PID = 24                # sched_waking's pid field (6.18's format)
 
 
 class Machine:
@@ -329,6 +330,7 @@ class Machine:
         self.env = Env()
         self.switch = Vm(sched_switch.build(self.p), self.maps, self.env, self.p.arch)
         self.sampler = Vm(sampler.build(self.p), self.maps, self.env, self.p.arch)
+        self.waking = Vm(sched_waking.build(WAKING_PID), self.maps, self.env, self.p.arch)
         self.maps["hud_cfg"].put(struct.pack("<I", 0), c.CONFIG.pack(
             tgid=TGID, flags=flags, threshold_ns=threshold_ns,
             stack_bytes=self.p.stack_bytes if stack_bytes is None else stack_bytes,
@@ -360,6 +362,14 @@ class Machine:
         nxt_task = self.tasks.get(nxt) or self.task(nxt, 1)
         # 1: never suppress the tracepoint's perf events for other tracers
         assert self.switch.run(self.ctx(self.env.current, state, nxt_task)) == 1
+
+    def wake_at(self, now: int, waker: int, wakee: int) -> None:
+        """sched_waking at `now`: `waker` (current) wakes `wakee`."""
+        self.env.now = now
+        self.env.current = self.tasks.get(waker) or self.task(waker, 1)
+        ctx = bytearray(40)
+        struct.pack_into("<i", ctx, WAKING_PID, wakee)
+        assert self.waking.run(bytes(ctx)) == 1
 
     def sample_at(self, now: int, tid: int, kernel_mode: bool = False,
                   period: int = 2_500_000) -> None:
@@ -440,7 +450,8 @@ def test_blocked_episode_record_carries_the_switch_out_stack():
     assert isinstance(ev, OffCpuEvent)
     assert (ev.pid, ev.tid, ev.start_ns, ev.end_ns) == (TGID, 101, 10_000_000, 60_000_000)
     assert ev.state == S_STATE and not ev.runnable
-    assert (ev.holder_pid, ev.holder_comm) == (7, "holder")
+    # `next` at the switch-out is nobody's holder or waker here: no wake was seen.
+    assert (ev.holder_pid, ev.holder_comm, ev.waker_tid, ev.waker_comm) == (0, "", 0, "")
     assert ev.stack.regs.ip == w.ip and ev.stack.regs.sp == w.sp and ev.stack.regs.fp == w.fp
     assert ev.stack.fp_ips == w.fp_ips
     # The copy is exactly the user memory from sp to the end of the stack mapping.
@@ -609,7 +620,51 @@ def test_switch_fields_come_from_the_format_not_constants():
     m.switch_at(1_000, 101, D_STATE, 7)
     m.switch_at(9_000, 7, S_STATE, 101)
     (ev,) = m.events()
-    assert ev.state == D_STATE and ev.holder_pid == 7 and ev.duration_ns == 8_000
+    assert ev.state == D_STATE and ev.duration_ns == 8_000
+    m.switch_at(10_000, 101, PREEMPTED, 7)
+    m.switch_at(19_000, 7, S_STATE, 101)
+    assert m.events()[-1].holder_pid == 7        # next_pid read at its format offset
+
+
+def test_the_waker_of_a_blocked_episode_is_its_record_and_nothing_else():
+    m = Machine(threshold_ns=1_000_000)
+    _worker(m)
+    m.task(7, TGID, comm="lock-keeper")
+    m.task(8, 99, comm="other")
+    m.wake_at(1_000_000, 7, 101)                 # untracked yet: a miss, nothing written
+    m.switch_at(10_000_000, 101, S_STATE, 8)
+    m.wake_at(40_000_000, 7, 101)                # the futex release
+    m.switch_at(41_000_000, 8, S_STATE, 101)
+    m.wake_at(42_000_000, 8, 101)                # on CPU again: no episode to name
+    m.switch_at(50_000_000, 101, S_STATE, 8)     # the next wait: no wake seen
+    m.switch_at(60_000_000, 8, S_STATE, 101)
+    m.switch_at(70_000_000, 101, PREEMPTED, 8)   # a run-queue wait: its holder stays
+    m.wake_at(71_000_000, 7, 101)
+    m.switch_at(80_000_000, 8, S_STATE, 101)
+    a, b, c_ = m.events()
+    assert (a.waker_tid, a.waker_comm, a.holder_pid) == (7, "lock-keeper", 0)
+    assert (b.waker_tid, b.waker_comm) == (0, "")
+    assert c_.runnable and (c_.holder_pid, c_.holder_comm, c_.waker_tid) == (8, "other", 0)
+    assert [n for n, _ in m.waking.helpers].count("get_current_comm") == 1
+
+
+def test_a_wake_of_an_ignored_or_parked_thread_writes_nothing():
+    m = Machine(threshold_ns=1_000_000, capture_roles=c.DEFAULT_ROLE_MASK)
+    w = _worker(m)
+    m.set_role(101, c.ROLE_IGNORE)
+    m.task(7, TGID, comm="lock-keeper")
+    m.task(8, 99, comm="other")
+    m.switch_at(10_000_000, 101, S_STATE, 8)
+    m.wake_at(20_000_000, 7, 101)
+    m.switch_at(30_000_000, 8, S_STATE, 101)
+    assert m.maps["hud_caps"].get(struct.pack("<I", 101)) is None
+    m.set_role(101, c.ROLE_WORKER)
+    m.mark_park(101, w.ip, w.sp)
+    m.switch_at(40_000_000, 101, S_STATE, 8)
+    m.wake_at(50_000_000, 7, 101)
+    m.switch_at(60_000_000, 8, S_STATE, 101)
+    assert m.events() == []
+    assert [n for n, _ in m.waking.helpers].count("get_current_comm") == 0
 
 
 def test_samples_carry_switch_seq_mode_and_the_capture():
