@@ -38,7 +38,7 @@ from hud.collect.ebpf import EbpfCollector  # noqa: E402
 from hud.model import OffCpuEvent  # noqa: E402
 from hud.symbolize import Symbolizer  # noqa: E402
 from hud.unwind import Unwinder  # noqa: E402
-from kernel.programs import sampler, sched_switch  # noqa: E402
+from kernel.programs import sampler, sched_switch, sched_waking  # noqa: E402
 
 PATH_LABELS = {
     "out_other": "another task's switch-out (reference)",
@@ -147,9 +147,11 @@ def report(rounds: list[dict], args: argparse.Namespace) -> str:
              + (", runq_stacks=False" if args.no_runq_stacks else ""), ""]
     lines += ["| program | phase | runs/s | ns/run | BPF time, % of one CPU | "
               "captures/s | records/s (probes) |", "|---|---|---:|---:|---:|---:|---:|"]
-    for name in (sched_switch.NAME, sampler.NAME):
+    for name in (sched_switch.NAME, sampler.NAME, sched_waking.NAME):
         for k, phase in enumerate(("parks unlearned", "parks learned")):
             rows = [r["programs"][k] for r in rounds]
+            if not all(name in x for x in rows):
+                continue     # no sched_waking on this kernel
             runs = _med(x[name][0] / x["wall"] for x in rows)
             ns = _med(_ns(x[name]) for x in rows)
             cpu = _med(x[name][1] / x["wall"] / 1e9 * 100 for x in rows)
@@ -157,9 +159,11 @@ def report(rounds: list[dict], args: argparse.Namespace) -> str:
                 caps = _med(x["captures"] / x["wall"] for x in rows)
                 recs = f"{_med(x['offcpu_records'] / x['wall'] for x in rows):,.0f} " \
                        f"({_med(x['probes'] / x['wall'] for x in rows):,.0f})"
-            else:
+            elif name == sampler.NAME:
                 caps = _med(x["sample_records"] / x["wall"] for x in rows)
                 recs = f"{caps:,.0f}"
+            else:
+                caps, recs = 0, "(writes into captures)"
             lines.append(f"| {name} | {phase} | {runs:,.0f} | {ns:,.0f} | {cpu:.3f} | "
                          f"{caps:,.0f} | {recs} |")
     parks = statistics.median(r["programs"][2] for r in rounds)
