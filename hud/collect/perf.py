@@ -26,6 +26,9 @@ skipped, with the reason in stats()["preemptors"], without them.
 - Run-queue waits: the holder is the task that took the CPU when the thread was preempted
   (sched_switch's next_pid/next_comm, from a tracepoint filtered in the kernel to runnable
   switch-outs), as with the eBPF backend.
+- No wakers (`OffCpuEvent.waker_tid` stays 0): sched_waking fires in the waker's
+  context, so it would need a host-wide event per CPU filtered on every wakeup of the
+  host, not one live only while a target thread runs.
 - On-CPU: cpu-clock samples from hud.collect.perf_sampler, with `switch_seq` (voluntary
   switch-outs so far, -1 before the thread's first switch record) filled in here.
 - A reader thread (hud.collect.perf_pump) copies records out of the rings every 20 ms,
