@@ -221,13 +221,10 @@ class EbpfCollector:
             self._progs = {sched_switch.NAME: switch}
             if self.sample:
                 self._progs[sampler.NAME] = ld.load(sampler.build(p))
-            waking_pid = waking_pid_offset() if self.wakers else None
-            if waking_pid is not None:
-                self._progs[sched_waking.NAME] = ld.load(sched_waking.build(waking_pid))
             self._rb = ld.own(RingBuf(ld.maps["hud_rb"]))
             ld.attach_tracepoint(switch, "sched", "sched_switch")
-            if waking_pid is not None:
-                ld.attach_tracepoint(self._progs[sched_waking.NAME], "sched", "sched_waking")
+            if self.wakers:
+                self._attach_waking(ld)
             if self.sample:
                 ld.attach_cpu_clock(self._progs[sampler.NAME], freq=self.freq)
         except BaseException:
@@ -239,6 +236,19 @@ class EbpfCollector:
         self._ld = ld
         self._next_times = time.monotonic() + self.times_interval_s
         return self
+
+    def _attach_waking(self, ld: Loader) -> None:
+        # Wakers are a detail: a kernel without sched_waking, or one that refuses the
+        # program, still gets everything else (stats()["wakers"] says it is off).
+        pid_off = waking_pid_offset()
+        if pid_off is None:
+            return
+        try:
+            prog = ld.load(sched_waking.build(pid_off))
+            ld.attach_tracepoint(prog, "sched", "sched_waking")
+        except HudError:
+            return
+        self._progs[sched_waking.NAME] = prog
 
     def close(self) -> None:
         """Detach and release every BPF object (idempotent)."""
