@@ -165,6 +165,22 @@ class ThreadExit:
 
 
 @dataclass(frozen=True)
+class Wake:
+    """`waker_tid` (a thread of the target) woke `tid`, blocked since `start_ns`, at
+    `time_ns`. Sent only for a blocked wait already past the threshold (its OffCpuEvent
+    follows at the switch-in); `stack` is the waker's own, taken at the wake: where it
+    released the lock, set the event, sent on the channel."""
+
+    pid: int
+    tid: int
+    waker_tid: int
+    waker_comm: str
+    start_ns: int
+    time_ns: int
+    stack: StackCapture
+
+
+@dataclass(frozen=True)
 class Lost:
     """Records the kernel side could not deliver: never silent."""
 
@@ -179,7 +195,8 @@ class TargetExit:
     time_ns: int = 0
 
 
-Event = Union[OffCpuEvent, CpuSample, ThreadTimes, ThreadSeen, ThreadExit, Lost, TargetExit]
+Event = Union[OffCpuEvent, CpuSample, ThreadTimes, ThreadSeen, ThreadExit, Lost, TargetExit,
+              Wake]
 
 
 @dataclass(frozen=True)
@@ -223,6 +240,9 @@ class Episode:
     end_ns: int
     stack: Stack = ()
     detail: str = ""
+    # A blocking episode's waker: (`comm (tid N)`, where it woke this one: `function
+    # (file:line)`, or "" when its stack was not taken).
+    waker: Optional[tuple[str, str]] = None
 
     @property
     def duration_ns(self) -> int:

@@ -48,6 +48,7 @@ from hud.model import (
     ThreadExit,
     ThreadSeen,
     ThreadTimes,
+    Wake,
 )
 
 NS_PER_MS = 1_000_000
@@ -143,6 +144,10 @@ class Analyzer:
             eps, role = self.builder.offcpu(ev)
             if role == ROLE_BLOCKING:
                 self._pool_tids.add(ev.tid)
+        elif isinstance(ev, Wake):
+            self.counts["wakes"] += 1
+            self.builder.wake(ev)
+            eps = []
         elif isinstance(ev, ThreadTimes):
             self.counts["thread_times"] += 1
             self._clock(ev.time_ns, ev.time_ns)
@@ -297,7 +302,7 @@ class Analyzer:
         out = {"events": c["events"], "lost": sum(self.lost.values()),
                "lost_by_source": dict(self.lost), "samples": c["samples"],
                "offcpu_events": c["offcpu_events"], "thread_times": c["thread_times"],
-               "episodes": episodes, "episodes_dropped": c["episodes_dropped"],
+               "wakes": c["wakes"], "episodes": episodes, "episodes_dropped": c["episodes_dropped"],
                "below_threshold": b["below_threshold"], "ignored_offcpu": b["ignored_offcpu"],
                "short_cpu_stretches": b["short_stretches"],
                "unsampled_gaps": b["unsampled_gaps"],

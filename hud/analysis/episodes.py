@@ -45,7 +45,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from hud.classify import Classifier, StackInfo, display_function
+from hud.classify import Classifier, StackInfo, blocking_frame, display_function
 from hud.model import (
     CLASS_USER,
     KIND_BLOCKING,
@@ -62,6 +62,7 @@ from hud.model import (
     OffCpuEvent,
     Stack,
     StackCapture,
+    Wake,
 )
 
 Resolver = Callable[[int, StackCapture], Stack]
@@ -109,6 +110,7 @@ class EpisodeBuilder:
         self.roles: dict = {}      # tid -> role from discovery
         self.learned: dict = {}    # tid -> role shown by its own stacks
         self._open: dict = {}      # tid -> _Stretch
+        self._wakes: dict = {}     # tid -> the Wake of its current blocked wait
         self.counts: Counter = Counter()
         self.first_resolve_error = ""
 
@@ -147,6 +149,24 @@ class EpisodeBuilder:
 
     # -- events ---------------------------------------------------------------------------
 
+    def _waker(self, ev: OffCpuEvent, stack: Stack) -> Optional[tuple[str, str]]:
+        """(`comm (tid N)`, where) of a futex wait whose waker the backend saw, else None;
+        where is the waker's own frame when its stack was taken at the wake."""
+        wake = self._wakes.pop(ev.tid, None)
+        if not ev.waker_tid or ev.waker_tid == ev.tid or not _futex_wait(stack):
+            return None
+        where = ""
+        if wake is not None and wake.start_ns == ev.start_ns and \
+                wake.waker_tid == ev.waker_tid and not _empty(wake.stack):
+            where = _place(self.stack_of(wake.pid, wake.stack)[0])
+        return f"{ev.waker_comm or '?'} (tid {ev.waker_tid})", where
+
+    def wake(self, ev: Wake) -> None:
+        """Who woke a thread's current wait, and from where (kept for its OffCpuEvent)."""
+        if len(self._wakes) > 4096:
+            self._wakes.clear()   # waits whose OffCpuEvent never came (lost, exited)
+        self._wakes[ev.tid] = ev
+
     def offcpu(self, ev: OffCpuEvent) -> tuple[list[Episode], str]:
         """Episodes an off-CPU event makes (closed stretches first) and the role used."""
         # Any switch-out long enough to be reported ends an on-CPU stretch; a long
@@ -172,7 +192,13 @@ class EpisodeBuilder:
             detail = _holder(ev) if kind == KIND_SCHED_DELAY else "runnable"
         else:
             kind = KIND_PARK if info.park else KIND_BLOCKING
-            detail = _waker(ev, stack) if kind == KIND_BLOCKING else ""
+            waker = self._waker(ev, stack) if kind == KIND_BLOCKING else None
+            if waker is not None:
+                detail = WOKEN_BY + (f"{waker[0]} at {waker[1]}" if waker[1] else waker[0])
+                out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail,
+                                   waker))
+                return out, role
+            detail = ""
         out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail))
         return out, role
 
@@ -283,16 +309,23 @@ _FUTEX_WAITS = ("futex", "lll_lock_wait", "pthread_cond_wait", "pthread_cond_tim
                 "sem_wait", "sem_timedwait", "sem_clockwait", "pthread_join")
 
 
-def _waker(ev: OffCpuEvent, stack: Stack) -> str:
-    """`woken by COMM (tid N)` for a futex wait whose waker the backend saw, else ""."""
-    if not ev.waker_tid or ev.waker_tid == ev.tid:
-        return ""
+def _futex_wait(stack: Stack) -> bool:
     # The wait primitive sits between the leaf and the code that called it (the first
     # user frame, included: it may be its own futex wrapper).
     for f in stack:
         name = f.function
         if name is not None and any(k in name for k in _FUTEX_WAITS):
-            return f"{WOKEN_BY}{ev.waker_comm or '?'} (tid {ev.waker_tid})"
+            return True
         if f.cls == CLASS_USER:
             break
-    return ""
+    return False
+
+
+def _place(stack: Stack) -> str:
+    """`function (file:line)` of the frame that explains a waker's stack, or ""."""
+    f = blocking_frame(stack)
+    if f is None or f.function is None:
+        return ""
+    where = f"{f.file.rsplit('/', 1)[-1]}:{f.line}" if f.file and f.line else ""
+    name = display_function(f.function)
+    return f"{name} ({where})" if where else name

@@ -42,13 +42,17 @@ def group_key(episode: Episode, blocker: Optional[Frame]) -> tuple:
     return (episode.kind, func, file, line)
 
 
-def holder_of(episode: Episode) -> str:
-    """Who a sched_delay waited behind (`comm (pid N)`) or who woke a blocking episode
-    (`comm (tid N)`), from its detail; "" for a blocking episode whose waker is unknown."""
+def holder_of(episode: Episode) -> object:
+    """Who a sched_delay waited behind (`comm (pid N)`), or who woke a blocking episode
+    and where (`(comm (tid N), function (file:line) or "")`); "" for a blocking episode
+    whose waker is unknown."""
     if episode.kind == KIND_BLOCKING:
-        d = episode.detail
-        return d[len(WOKEN_BY):] if d.startswith(WOKEN_BY) else ""
+        return episode.waker or ""
     return episode.detail or "unknown"
+
+
+def _waker_text(key: tuple[str, str]) -> str:
+    return f"{key[0]} at {key[1]}" if key[1] else key[0]
 
 
 # Kinds whose findings name who they waited on: the CPU holder, the waker.
@@ -132,12 +136,18 @@ class _Group:
             # the whole blocked time (a wake not seen, or not a futex wait, names nobody).
             top = self.holders.most_common(3)
             if self.kind == KIND_BLOCKING:
-                head, key, total = "woken by ", "wakers", self.total_ns or 1
+                total = self.total_ns or 1
+                detail = WOKEN_BY + ", ".join(f"{_waker_text(k)} {100 * ns / total:.0f}%"
+                                              for k, ns in top)
+                extra = (("wakers", [{"waker": k[0], **({"at": k[1]} if k[1] else {}),
+                                      "ms": round(ns / NS_PER_MS, 3)}
+                                     for k, ns in self.holders.most_common(10)]),)
             else:
-                head, key, total = "CPU held by ", "holders", sum(self.holders.values()) or 1
-            detail = head + ", ".join(f"{name} {100 * ns / total:.0f}%" for name, ns in top)
-            extra = ((key, [{key[:-1]: name, "ms": round(ns / NS_PER_MS, 3)}
-                            for name, ns in self.holders.most_common(10)]),)
+                total = sum(self.holders.values()) or 1
+                detail = "CPU held by " + ", ".join(
+                    f"{name} {100 * ns / total:.0f}%" for name, ns in top)
+                extra = (("holders", [{"holder": name, "ms": round(ns / NS_PER_MS, 3)}
+                                      for name, ns in self.holders.most_common(10)]),)
         return Finding(
             kind=self.kind, function=self.function, file=self.file, line=line,
             count=self.count, total_ms=self.total_ns / NS_PER_MS,

@@ -55,11 +55,28 @@ def findings_table(findings: list[Finding], limit: int = 15, width: int = WIDTH)
         lines.append("  " + _fit(f.function, width - 2))
         where = _where(f)
         lines.append("    at " + _fit(where, width - 7))
-        if f.detail:
+        wakers = dict(f.extra).get("wakers")
+        if wakers:
+            lines += _waker_lines(wakers, f.total_ms, width)
+        elif f.detail:
             lines.append("    " + _fit_items(f.detail, width - 4))
     if len(findings) > limit:
         lines.append(f"… and {len(findings) - limit} more (see --export)")
     return "\n".join(lines) + "\n"
+
+
+def _waker_lines(wakers: list, total_ms: float, width: int, most: int = 2) -> list[str]:
+    """The top wakers, each with its share and, on a line of its own, where it woke the
+    worker (a function path is too long to share a line with a thread name)."""
+    out = []
+    for w in wakers[:most]:
+        share = 100 * w["ms"] / total_ms if total_ms else 0
+        out.append("    " + _fit(f"woken by {w['waker']} {share:.0f}%", width - 4))
+        if w.get("at"):
+            out.append("      at " + _fit(w["at"], width - 9))
+    if len(wakers) > most:
+        out.append(f"    … and {len(wakers) - most} more wakers (see --export)")
+    return out
 
 
 def _module_of(f: Finding) -> str:

@@ -5,7 +5,7 @@
     with EbpfCollector(pid, threshold_ns=5_000_000) as col:   # loads and attaches
         col.set_role(tid, "worker")          # "worker" | "blocking" | "other" | "ignore"
         for ev in col.poll(0.1):             # OffCpuEvent, CpuSample, ThreadTimes,
-            ...                              # ThreadExit, Lost, TargetExit
+            ...                              # ThreadExit, Lost, TargetExit, Wake
         col.mark_park(tid, ip, sp)           # this (tid, user ip, sp) is a Tokio park
         col.stats()                          # counters, losses, BPF run time per program
     # leaving the block (or close()) releases every BPF object
@@ -51,7 +51,9 @@ marked with mark_park() never produce one. A run-queue wait's holder
 that displaced it. A blocked wait's waker (`waker_tid`/`waker_comm`, with `wakers`: a
 sched_waking program) is the task current when the thread was woken: the one that
 released a futex, or whichever task an interrupt (a timer, an I/O completion) found
-running; 0 when no wake was seen. Site probes: a thread that slept at a site not marked either way is also
+running; 0 when no wake was seen. When that wait has lasted the threshold and the waker
+is a thread of the target, a `Wake` event carries the waker's own capture, taken at the
+wake (where it released the lock); it comes before the wakee's OffCpuEvent. Site probes: a thread that slept at a site not marked either way is also
 sent below the threshold, at most once per `probe_interval_ns` per thread (0 = never),
 so that short parks, which are most parks of a busy runtime, get classified and marked
 too. They are OffCpuEvents whose duration is below the threshold: classify their stack,
@@ -89,7 +91,7 @@ ROLES = {ROLE_UNKNOWN: c.ROLE_UNKNOWN, ROLE_WORKER: c.ROLE_WORKER,
 LOST_SOURCES = {"ringbuf_offcpu": "ringbuf offcpu", "ringbuf_sample": "ringbuf sample",
                 "ringbuf_exit": "ringbuf exit", "stack_copy": "stack copy",
                 "fp_stack": "fp stack", "threads_full": "threads full",
-                "captures_full": "captures full"}
+                "captures_full": "captures full", "ringbuf_wake": "ringbuf wake"}
 POLL_STEP_S = 0.025   # 16 MiB of 32 KiB records drains 20k records/s at this pace
 _KEY0 = struct.pack("<I", 0)
 _U32 = struct.Struct("<I")
@@ -224,7 +226,7 @@ class EbpfCollector:
             self._rb = ld.own(RingBuf(ld.maps["hud_rb"]))
             ld.attach_tracepoint(switch, "sched", "sched_switch")
             if self.wakers:
-                self._attach_waking(ld)
+                self._attach_waking(ld, p)
             if self.sample:
                 ld.attach_cpu_clock(self._progs[sampler.NAME], freq=self.freq)
         except BaseException:
@@ -237,14 +239,14 @@ class EbpfCollector:
         self._next_times = time.monotonic() + self.times_interval_s
         return self
 
-    def _attach_waking(self, ld: Loader) -> None:
+    def _attach_waking(self, ld: Loader, p: c.Params) -> None:
         # Wakers are a detail: a kernel without sched_waking, or one that refuses the
         # program, still gets everything else (stats()["wakers"] says it is off).
         pid_off = waking_pid_offset()
         if pid_off is None:
             return
         try:
-            prog = ld.load(sched_waking.build(pid_off))
+            prog = ld.load(sched_waking.build(pid_off, p))
             ld.attach_tracepoint(prog, "sched", "sched_waking")
         except HudError:
             return

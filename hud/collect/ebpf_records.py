@@ -12,10 +12,18 @@ from typing import Optional, Union
 
 from hud.bpf.records import cstring, stack_ips
 from hud.errors import BadInput
-from hud.model import CpuSample, OffCpuEvent, StackCapture, ThreadExit, ThreadTimes, UserRegs
+from hud.model import (
+    CpuSample,
+    OffCpuEvent,
+    StackCapture,
+    ThreadExit,
+    ThreadTimes,
+    UserRegs,
+    Wake,
+)
 from kernel.programs import common as c
 
-Decoded = Union[OffCpuEvent, CpuSample, tuple[ThreadTimes, ThreadExit]]
+Decoded = Union[OffCpuEvent, CpuSample, Wake, tuple[ThreadTimes, ThreadExit]]
 _TYPE = struct.Struct("<I")
 
 
@@ -54,6 +62,13 @@ def decode_offcpu(raw: bytes, arch: str, fp_depth: int) -> OffCpuEvent:
                        holder_comm=comm if runnable else "",
                        waker_tid=0 if runnable else who,
                        waker_comm="" if runnable else comm)
+
+
+def decode_wake(raw: bytes, arch: str, fp_depth: int) -> Wake:
+    h = c.OFFCPU_HDR.unpack(raw)
+    return Wake(pid=h["pid"], tid=h["tid"], waker_tid=h["holder_pid"],
+                waker_comm=cstring(h["holder_comm"]), start_ns=h["start_ns"],
+                time_ns=h["end_ns"], stack=decode_capture(raw, arch, fp_depth))
 
 
 def decode_sample(raw: bytes, arch: str, fp_depth: int) -> CpuSample:
@@ -106,6 +121,8 @@ def decode(raw: bytes, arch: str, fp_depth: int) -> Decoded:
             return decode_sample(raw, arch, fp_depth)
         if kind == c.REC_EXIT:
             return decode_exit(raw)
+        if kind == c.REC_WAKE:
+            return decode_wake(raw, arch, fp_depth)
     except struct.error as e:
         raise BadInput(f"truncated eBPF record of type {kind}: {e}") from None
     raise BadInput(f"unknown eBPF record type {kind}")

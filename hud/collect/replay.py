@@ -13,7 +13,7 @@ Format (docs/REPORT.md, "Recordings"), UTF-8, one JSON object per line:
   (optional) is which task poll a worker sample of this stack is in, as the live run
   told it (hud.task_identity; only compared within one recording);
 - events, each naming its stack by id: ``offcpu``, ``sample``, ``times``, ``seen``,
-  ``exit``, ``lost``, ``target_exit`` (the fields of the hud.model classes), and
+  ``exit``, ``lost``, ``target_exit``, ``wake`` (the fields of the hud.model classes), and
   ``thread`` (tid, name, role, runtime): discovery's role updates, in stream order.
 
 Reading is hostile-input safe: a line that is too long, not UTF-8, not JSON, has a
@@ -55,6 +55,7 @@ from hud.model import (
     ThreadSeen,
     ThreadTimes,
     UserRegs,
+    Wake,
 )
 
 FORMAT = "hud-recording"
@@ -194,6 +195,10 @@ class RecordingWriter:
                    "time_ns": item.time_ns}
         elif isinstance(item, TargetExit):
             rec = {"t": "target_exit", "pid": item.pid, "time_ns": item.time_ns}
+        elif isinstance(item, Wake):
+            rec = {"t": "wake", "pid": item.pid, "tid": item.tid, "waker_tid": item.waker_tid,
+                   "waker_comm": item.waker_comm, "start_ns": item.start_ns,
+                   "time_ns": item.time_ns, "stack": self._stack_id(item.pid, item.stack)}
         elif isinstance(item, Thread):
             rec = {"t": "thread", **_thread_dict(item)}
         else:
@@ -457,6 +462,11 @@ def _event(d: dict, kind: str, stacks: dict) -> Item:
         return Lost(_str(d, "source", ""), _int(d, "count"), _int(d, "time_ns", default=0))
     if kind == "target_exit":
         return TargetExit(_int(d, "pid", 0, 1 << 31), _int(d, "time_ns", default=0))
+    if kind == "wake":
+        return Wake(pid=_int(d, "pid", 0, 1 << 31), tid=_int(d, "tid", 0, 1 << 31),
+                    waker_tid=_int(d, "waker_tid", 0, 1 << 31),
+                    waker_comm=_str(d, "waker_comm", ""), start_ns=_int(d, "start_ns"),
+                    time_ns=_int(d, "time_ns"), stack=stack())
     if kind == "thread":
         role = d.get("role")
         if role not in ROLES:

@@ -15,7 +15,9 @@ the same maps, created once by the collector (hud.collect.ebpf):
 | `hud_rb` | RINGBUF | records | BPF |
 
 A capture record is a 64-byte header (OFFCPU_HDR, SAMPLE_HDR or EXIT_HDR: all start with
-u32 type, u32 tid), CAPTURE (user regs, lengths), `fp_depth` u64 frame-pointer ips from
+u32 type, u32 tid; a WAKE record is an OFFCPU_HDR of type REC_WAKE: the wakee's tid, its
+wait's start and the wake's time, the waker in the holder fields, and the waker's own
+capture), CAPTURE (user regs, lengths), `fp_depth` u64 frame-pointer ips from
 bpf_get_stack, then the copy of the user stack from sp. Only the header, CAPTURE, the ips
 and the copied bytes go to the ring (`STACK_OFF + stack_len` bytes). The buffer keeps one
 page of slack past `stack_bytes`: the verifier bounds each page's copy by its own range
@@ -37,7 +39,7 @@ ALL_ROLES = (1 << 5) - 1
 DEFAULT_ROLE_MASK = ALL_ROLES & ~(1 << ROLE_IGNORE)
 
 # Record types (first u32 of every ring record).
-REC_OFFCPU, REC_SAMPLE, REC_EXIT = 1, 2, 3
+REC_OFFCPU, REC_SAMPLE, REC_EXIT, REC_WAKE = 1, 2, 3, 4
 
 # OFFCPU_HDR.flags / SAMPLE_HDR.flags
 F_RUNNABLE = 1 << 0     # left the CPU runnable (preempted or yielded): run-queue wait
@@ -58,10 +60,10 @@ SITE_PARK, SITE_NOT_PARK = 1, 2
 # hud_counts slots: failures become Lost events, the rest are statistics.
 COUNTERS = ("captures", "offcpu_records", "sample_records", "exits", "probes",
             "ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_stack",
-            "threads_full", "captures_full")
+            "threads_full", "captures_full", "wake_records", "ringbuf_wake")
 C = {name: i for i, name in enumerate(COUNTERS)}
 LOSSES = ("ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_stack",
-          "threads_full", "captures_full")
+          "threads_full", "captures_full", "ringbuf_wake")
 
 CONFIG = Layout("hud_config", [
     ("tgid", "I"), ("flags", "I"), ("threshold_ns", "Q"), ("stack_bytes", "I"),

@@ -67,8 +67,8 @@ def test_every_blocker_and_the_cpu_burner_are_found(variant, backend, tokio_fixt
 
 def _check_wakers(fx, report: dict, backend: str) -> None:
     """The mutex waits are ended by the thread that holds the lock: the eBPF backend
-    names it (tid and name). Sleeps, fsync and DNS end from interrupts: nobody is named.
-    The perf backend names no waker."""
+    names it (tid and name) and where it released the lock. Sleeps, fsync and DNS end
+    from interrupts: nobody is named. The perf backend names no waker."""
     holder = _thread_named(fx.pid, "fx-mutex-holder")
     for name in BLOCKERS:
         f = at(report, "blocking", fx.manifest.scenarios[name])
@@ -76,10 +76,14 @@ def _check_wakers(fx, report: dict, backend: str) -> None:
         if name != "mutex" or backend == "perf":
             assert not wakers and not f.get("detail"), (name, f.get("detail"))
             continue
-        named = {w["waker"]: w["ms"] for w in wakers}
-        assert f"fx-mutex-holder (tid {holder})" in named, f.get("detail")
-        assert named[f"fx-mutex-holder (tid {holder})"] >= 0.8 * f["total_ms"], wakers
+        named = {w["waker"]: w for w in wakers}
+        top = named.get(f"fx-mutex-holder (tid {holder})")
+        assert top is not None and top["ms"] >= 0.8 * f["total_ms"], wakers
         assert f["detail"].startswith(f"woken by fx-mutex-holder (tid {holder}) ")
+        # Where the holder released the lock: its own stack, taken at the wake, ends
+        # in the holder thread's closure at `drop(guard)`.
+        assert top.get("at", "").startswith("blockers::scenarios::start_mutex_holder ("
+                                            "scenarios.rs:"), top
 
 
 def _thread_named(pid: int, comm: str) -> int:

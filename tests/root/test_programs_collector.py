@@ -19,7 +19,7 @@ import pytest
 from hud.bpf.loader import Loader
 from hud.collect.ebpf import EbpfCollector, switch_fields
 from hud.linux import procfs
-from hud.model import CpuSample, OffCpuEvent, ThreadExit, ThreadTimes
+from hud.model import CpuSample, OffCpuEvent, ThreadExit, ThreadTimes, Wake
 from kernel.programs import common as c
 from kernel.programs import sampler, sched_switch, sched_waking
 
@@ -205,6 +205,15 @@ def test_a_blocked_thread_names_the_thread_that_woke_it(target, wakers):
     assert named[(waker, "hud-waker")] >= 0.8 * len(long), named
     assert set(named) <= {(waker, "hud-waker"), (0, "")}, named
     assert all(e.holder_pid == 0 and e.holder_comm == "" for e in long)
+    # The waker is of the target and the waits last 40 ms: its own stack comes along,
+    # taken at the wake (its registers, frame-pointer chain and a copy from its sp).
+    wakes = {w.start_ns: w for w in _of(events, Wake, waiter)}
+    got = [wakes[e.start_ns] for e in long if e.start_ns in wakes]
+    assert len(got) >= 0.8 * len(long), (len(got), len(long))
+    for w in got:
+        assert (w.pid, w.waker_tid, w.waker_comm) == (t.pid, waker, "hud-waker")
+        assert w.start_ns < w.time_ns
+        assert w.stack.regs is not None and w.stack.regs.sp and len(w.stack.stack) > 0
 
 
 def test_run_queue_wait_names_the_hog(target):

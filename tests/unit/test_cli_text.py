@@ -64,3 +64,18 @@ def test_source_known():
     assert not source_known(None, None) and not source_known("", 3)
     assert source_known("/src/main.rs", 3) and source_known("start.S", None)
     assert source_known("tokio.6e4bffd0bfee3601-cgu.11", 7)    # a line makes it a place
+
+
+def test_wakers_get_a_line_each_and_where_they_woke_the_worker_its_own():
+    at = "blockers::scenarios::start_mutex_holder::inner_helper (scenarios.rs:305)"
+    wakers = [{"waker": "fx-mutex-holder (tid 17223)", "at": at, "ms": 180.0},
+              {"waker": "tokio-runtime-w (tid 17220)", "ms": 60.0},
+              {"waker": "other (tid 5)", "ms": 1.0}]
+    f = _finding(kind="blocking", detail="woken by …", extra=(("wakers", wakers),))
+    for width in (60, 80):
+        lines = findings_table([f], width=width).splitlines()
+        assert all(len(line) <= width for line in lines), lines
+        assert lines[-4].strip() == "woken by fx-mutex-holder (tid 17223) 75%"
+        assert lines[-3].strip().startswith("at ") and lines[-3].endswith("(scenarios.rs:305)")
+        assert lines[-2].strip() == "woken by tokio-runtime-w (tid 17220) 25%"
+        assert lines[-1].strip() == "… and 1 more wakers (see --export)"

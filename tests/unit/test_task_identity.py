@@ -123,7 +123,7 @@ def test_cannot_tell_is_none(case):
     elif case == "no_harness":
         info = StackInfo(worker=True, task="app::task", task_frame=1)   # poll_frames unset
     elif case == "huge":
-        sps = (*SPS[:3], SP + 0x80 + (1 << 16), SP + (1 << 17))
+        sps = (*SPS[:3], SP + 0x80 + (1 << 16) + 8, SP + (1 << 17))   # over MAX_FRAME
         data = os.urandom(1 << 17)
     assert poll_identity(stack, info, sps, SP, data) is None
 

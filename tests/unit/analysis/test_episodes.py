@@ -18,6 +18,7 @@ from hud.model import (
     ROLE_WORKER,
     CpuSample,
     StackCapture,
+    Wake,
 )
 
 W, W2, P = 11, 12, 21
@@ -121,6 +122,25 @@ def test_a_futex_wait_names_its_waker_and_other_waits_do_not():
     assert [e.kind for e in eps] == [KIND_BLOCKING] * 5 + [KIND_SCHED_DELAY]
     assert [e.detail for e in eps[:5]] == ["woken by lock-keeper (tid 812)",
                                            "woken by w-2 (tid 813)", "", "", ""]
+
+
+def test_the_wakers_own_stack_says_where_it_woke_the_wait():
+    """A Wake of the same wait (same start, same waker) gives the waker's frame; a Wake
+    of an earlier wait, or none, gives the name only."""
+    t = StackTable()
+    b = builder(t)
+    keeper = (shapes.libc("syscall"),
+              shapes.fr("std::sys::unix::futex::futex_wake", f"{shapes.RUSTC}/std/src/sys/"
+                        "unix/futex.rs", 80),
+              shapes.fr("my_app::cache::refresh::{{closure}}", f"{shapes.SRC}/cache.rs", 88),
+              *shapes.thread_start())
+    b.wake(Wake(100, W, 812, "lock-keeper", int(0 * MS), int(49 * MS), t.cap(keeper)))
+    (e1,) = kinds(b, [off(t, W, 0, 50, shapes.mutex_blocker(), waker=("lock-keeper", 812))])
+    assert e1.waker == ("lock-keeper (tid 812)", "my_app::cache::refresh (cache.rs:88)")
+    assert e1.detail == "woken by lock-keeper (tid 812) at my_app::cache::refresh (cache.rs:88)"
+    b.wake(Wake(100, W, 812, "lock-keeper", int(60 * MS), int(99 * MS), t.cap(keeper)))
+    (e2,) = kinds(b, [off(t, W, 120, 50, shapes.mutex_blocker(), waker=("lock-keeper", 812))])
+    assert e2.waker == ("lock-keeper (tid 812)", "")
 
 
 def test_threshold_and_unknown_threads():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -131,13 +132,14 @@ def test_sched_delay_carries_the_holders():
 def test_blocking_names_its_wakers_as_shares_of_the_blocked_time():
     mutex = shapes.mutex_blocker()
     t = FindingsTable(FINDING_KINDS, keep_members=True)
-    a = ep(KIND_BLOCKING, 1, 0, 30, mutex, "woken by keeper (tid 7)")
+    at = "my_app::cache::refresh (cache.rs:88)"
+    a = replace(ep(KIND_BLOCKING, 1, 0, 30, mutex), waker=("keeper (tid 7)", at))
     t.add(a)
-    t.add(ep(KIND_BLOCKING, 1, 50, 10, mutex, "woken by w-2 (tid 8)"))
+    t.add(replace(ep(KIND_BLOCKING, 1, 50, 10, mutex), waker=("w-2 (tid 8)", "")))
     t.add(ep(KIND_BLOCKING, 1, 70, 10, mutex))                  # no waker seen
     (f,) = t.findings()
-    assert f.detail == "woken by keeper (tid 7) 60%, w-2 (tid 8) 20%"
-    assert f.to_dict()["wakers"] == [{"waker": "keeper (tid 7)", "ms": 30.0},
+    assert f.detail == f"woken by keeper (tid 7) at {at} 60%, w-2 (tid 8) 20%"
+    assert f.to_dict()["wakers"] == [{"waker": "keeper (tid 7)", "at": at, "ms": 30.0},
                                      {"waker": "w-2 (tid 8)", "ms": 10.0}]
     t.remove(a)
     (f,) = t.findings()

@@ -38,6 +38,7 @@ from hud.model import (
     ThreadSeen,
     ThreadTimes,
     UserRegs,
+    Wake,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -55,6 +56,7 @@ def all_kinds(t):
     return [
         ThreadSeen(11, "tokio-runtime-w", 1 * MS),
         off(t, 11, 2, 50, shapes.sleep_blocker()),
+        Wake(100, 11, 812, "lock-keeper", 55 * MS, 58 * MS, raw),
         off(t, 11, 55, 4, shapes.mutex_blocker(), waker=("lock-keeper", 812)),
         sample(t, 11, 60, shapes.cpu_hog(), seq=3),
         OffCpuEvent(100, 11, 1, 70 * MS, 90 * MS, 0, True, raw, 4242, "stress-ng"),

@@ -22,7 +22,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 BUILDERS = {"hud_switch": sched_switch.build, "hud_sample": sampler.build}
 # sched_waking's `pid` offset in 6.18's format (8-byte common header, then comm[16]).
 WAKING_PID = 24
-LISTED = {**BUILDERS, "hud_waking": lambda p: sched_waking.build(WAKING_PID)}
+LISTED = {**BUILDERS, "hud_waking": lambda p: sched_waking.build(WAKING_PID, p)}
 # Helpers each program type may call (all available to TRACEPOINT and PERF_EVENT on 6.18).
 ALLOWED = {"map_lookup_elem", "map_update_elem", "map_delete_elem", "ktime_get_ns",
            "get_current_pid_tgid", "get_smp_processor_id", "get_current_comm",
@@ -136,9 +136,12 @@ def test_params_validation(bad):
         c.Params(**bad)
 
 
-def test_waking_program_is_small_and_reads_only_its_maps():
-    img = sched_waking.build(WAKING_PID)
-    assert len(img) < 40 and img.insns[-1] == isa.BPF_EXIT_INSN()
-    assert set(_helpers(img)) == {"map_lookup_elem", "get_current_pid_tgid",
-                                  "get_current_comm"}
-    assert set(img.maps) == {"hud_threads", "hud_caps"}
+@pytest.mark.parametrize("stack_bytes", [8, 16384, 65536])
+def test_waking_program_helpers_maps_and_copy(stack_bytes):
+    p = c.Params(ncpus=2, stack_bytes=stack_bytes)
+    img = sched_waking.build(WAKING_PID, p)
+    assert len(img) < 1200 and img.insns[-1] == isa.BPF_EXIT_INSN()
+    assert set(_helpers(img)) <= ALLOWED
+    assert _helpers(img).count("probe_read_user") == p.copy_chunks
+    assert set(img.maps) <= {s.name for s in c.map_specs(p)}
+    assert {"hud_threads", "hud_caps", "hud_scratch", "hud_rb"} <= set(img.maps)

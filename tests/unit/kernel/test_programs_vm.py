@@ -16,7 +16,7 @@ from typing import Optional
 import pytest
 
 from hud.collect import ebpf_records as rec
-from hud.model import CpuSample, OffCpuEvent, ThreadExit, ThreadTimes
+from hud.model import CpuSample, OffCpuEvent, ThreadExit, ThreadTimes, Wake
 from kernel import isa, uapi
 from kernel.abi import MapSpec
 from kernel.asm import Image
@@ -330,7 +330,8 @@ class Machine:
         self.env = Env()
         self.switch = Vm(sched_switch.build(self.p), self.maps, self.env, self.p.arch)
         self.sampler = Vm(sampler.build(self.p), self.maps, self.env, self.p.arch)
-        self.waking = Vm(sched_waking.build(WAKING_PID), self.maps, self.env, self.p.arch)
+        self.waking = Vm(sched_waking.build(WAKING_PID, self.p), self.maps, self.env,
+                         self.p.arch)
         self.maps["hud_cfg"].put(struct.pack("<I", 0), c.CONFIG.pack(
             tgid=TGID, flags=flags, threshold_ns=threshold_ns,
             stack_bytes=self.p.stack_bytes if stack_bytes is None else stack_bytes,
@@ -641,11 +642,42 @@ def test_the_waker_of_a_blocked_episode_is_its_record_and_nothing_else():
     m.switch_at(70_000_000, 101, PREEMPTED, 8)   # a run-queue wait: its holder stays
     m.wake_at(71_000_000, 7, 101)
     m.switch_at(80_000_000, 8, S_STATE, 101)
-    a, b, c_ = m.events()
+    wake, a, b, c_ = m.events()
     assert (a.waker_tid, a.waker_comm, a.holder_pid) == (7, "lock-keeper", 0)
     assert (b.waker_tid, b.waker_comm) == (0, "")
     assert c_.runnable and (c_.holder_pid, c_.holder_comm, c_.waker_tid) == (8, "other", 0)
-    assert [n for n, _ in m.waking.helpers].count("get_current_comm") == 1
+    # The waker is of the target and the wait was past the threshold: its stack too.
+    assert isinstance(wake, Wake)
+    assert (wake.pid, wake.tid, wake.waker_tid, wake.waker_comm) == (TGID, 101, 7,
+                                                                    "lock-keeper")
+    assert (wake.start_ns, wake.time_ns) == (10_000_000, 40_000_000)
+    assert wake.stack.regs is None or wake.stack.regs.ip == 0    # task 7 has no user regs
+
+
+def test_the_wakers_stack_comes_for_long_waits_woken_from_inside_the_target():
+    m = Machine(threshold_ns=5_000_000)
+    _worker(m)
+    k = _worker(m, tid=7, sp=STACK_TOP - 0x800)
+    m.task(7, TGID, comm="lock-keeper")
+    m.task(8, 99, comm="other")
+    m.switch_at(10_000_000, 101, S_STATE, 8)
+    m.wake_at(12_000_000, 7, 101)                # 2 ms into the wait: a name, no stack
+    m.switch_at(13_000_000, 8, S_STATE, 101)
+    m.switch_at(20_000_000, 101, S_STATE, 8)
+    m.wake_at(40_000_000, 8, 101)                # another process: a name, no stack
+    m.switch_at(41_000_000, 8, S_STATE, 101)
+    m.switch_at(50_000_000, 101, S_STATE, 8)
+    m.wake_at(80_000_000, 7, 101)
+    m.switch_at(81_000_000, 8, S_STATE, 101)
+    evs = m.events()
+    wakes = [e for e in evs if isinstance(e, Wake)]
+    offs = [e for e in evs if isinstance(e, OffCpuEvent)]
+    assert [(e.waker_tid, e.waker_comm) for e in offs] == [(8, "other"), (7, "lock-keeper")]
+    (w,) = wakes
+    assert (w.waker_tid, w.start_ns, w.time_ns) == (7, 50_000_000, 80_000_000)
+    assert w.stack.regs.ip == k.ip and w.stack.regs.sp == k.sp and w.stack.fp_ips == k.fp_ips
+    assert w.stack.stack == m.env.read_user(k.sp, STACK_TOP - k.sp)
+    assert m.counters()["wake_records"] == 1
 
 
 def test_a_wake_of_an_ignored_or_parked_thread_writes_nothing():
