@@ -5,7 +5,8 @@ Off-CPU (`OffCpuEvent`), by the thread's effective role:
 - worker, runnable at switch-out -> `sched_delay` (detail: who held the CPU), unless the
   stack is a park (an idle worker waiting for a CPU harms nobody: `park`);
 - worker, sleeping -> `park` when the stack is a Tokio park, else `blocking` (detail:
-  `woken by COMM (tid N)` for a futex wait whose waker the backend saw);
+  `woken by COMM (tid N)` for a futex wait whose waker the backend saw, with `at
+  FUNCTION (file:line)` when a `Wake` brought the waker's own stack);
 - blocking-pool thread (or `block_in_place` work) -> `pool` (detail `idle`/`busy`).
 
 The effective role of an event is decided by its own stack first (a worker stack runs
@@ -185,6 +186,7 @@ class EpisodeBuilder:
         if ev.duration_ns < self.threshold_ns or ev.duration_ns <= 0:
             self.counts["below_threshold"] += 1
             return out, role
+        waker = None
         if role == ROLE_BLOCKING:
             kind, detail = KIND_POOL, ("idle" if info.pool_idle else "busy")
         elif ev.runnable:
@@ -193,13 +195,8 @@ class EpisodeBuilder:
         else:
             kind = KIND_PARK if info.park else KIND_BLOCKING
             waker = self._waker(ev, stack) if kind == KIND_BLOCKING else None
-            if waker is not None:
-                detail = WOKEN_BY + (f"{waker[0]} at {waker[1]}" if waker[1] else waker[0])
-                out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail,
-                                   waker))
-                return out, role
-            detail = ""
-        out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail))
+            detail = _woken_by(waker) if waker is not None else ""
+        out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail, waker))
         return out, role
 
     def sample(self, ev: CpuSample) -> tuple[list[Episode], Stack, StackInfo, str]:
@@ -307,6 +304,10 @@ WOKEN_BY = "woken by "
 _FUTEX_WAITS = ("futex", "lll_lock_wait", "pthread_cond_wait", "pthread_cond_timedwait",
                 "pthread_cond_clockwait", "pthread_mutex_lock", "pthread_rwlock",
                 "sem_wait", "sem_timedwait", "sem_clockwait", "pthread_join")
+
+
+def _woken_by(waker: tuple[str, str]) -> str:
+    return WOKEN_BY + (f"{waker[0]} at {waker[1]}" if waker[1] else waker[0])
 
 
 def _futex_wait(stack: Stack) -> bool:
