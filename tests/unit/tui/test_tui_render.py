@@ -202,3 +202,18 @@ def test_rust_paths_are_cut_at_segment_boundaries():
     assert fmt.fit_path(name, 20) == "…::sleep_blocker"
     assert fmt.fit_path(name, 10) == "…p_blocker"          # no segment fits: plain cut
     assert len(fmt.fit_path("<a::B as c::D>::poll", 12)) <= 12
+
+
+def test_the_stack_header_gives_each_waker_and_where_it_woke_the_worker():
+    from hud.model import Finding
+    from hud.tui.stack import header_text
+    at = "blockers::scenarios::start_mutex_holder (scenarios.rs:305)"
+    f = Finding(kind=KIND_BLOCKING, function="blockers::scenarios::mutex_blocker",
+                file="/src/scenarios.rs", line=289, count=4, total_ms=200.0, max_ms=50.0,
+                p99_ms=50.0, workers=(7,), detail=f"woken by h (tid 9) at {at} 75%, …",
+                extra=(("wakers", [{"waker": "fx-mutex-holder (tid 9)", "at": at, "ms": 150.0},
+                                   {"waker": "tokio-runtime-w (tid 8)", "ms": 50.0}]),))
+    lines = header_text(f).plain.splitlines()
+    assert "  woken by fx-mutex-holder (tid 9) 75%" in lines
+    assert f"    at {at}" in lines
+    assert "  woken by tokio-runtime-w (tid 8) 25%" in lines
