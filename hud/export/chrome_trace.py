@@ -61,6 +61,11 @@ def _args(ep: Episode, max_stack: int) -> dict:
         args["location"] = f"{b.file}:{b.line}" if b.line is not None else b.file
     if ep.detail:
         args["detail"] = ep.detail
+    if ep.waker is not None:
+        # Apart from the detail too, so a Perfetto query can group by them.
+        args["waker"] = ep.waker[0]
+        if ep.waker[1]:
+            args["woken_at"] = ep.waker[1]
     idle = ep.kind == KIND_PARK or (ep.kind == KIND_POOL and ep.detail == "idle")
     if not idle and ep.stack:
         frames = [frame_text(f) for f in ep.stack[:max_stack]]

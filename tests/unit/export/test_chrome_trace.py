@@ -90,6 +90,20 @@ def test_slice_args():
     assert cpu["dur"] == 19_500          # clamped at the switch-out, not +1 period
 
 
+def test_a_waker_has_args_of_its_own():
+    mutex = classify_stack(shapes.mutex_blocker(), shapes.APP)
+    at = "my_app::cache::refresh (cache.rs:88)"
+    eps = [Episode(KIND_BLOCKING, 11, 0, 30 * MS, mutex, f"woken by k (tid 7) at {at}",
+                   ("k (tid 7)", at)),
+           Episode(KIND_BLOCKING, 11, 40 * MS, 70 * MS, mutex, "woken by j (tid 8)",
+                   ("j (tid 8)", "")),
+           Episode(KIND_BLOCKING, 11, 80 * MS, 110 * MS, SLEEP)]
+    a, b, c = [e["args"] for e in xs(build_trace(eps, target=TARGET))]
+    assert (a["waker"], a["woken_at"]) == ("k (tid 7)", at)
+    assert b["waker"] == "j (tid 8)" and "woken_at" not in b
+    assert "waker" not in c and "detail" not in c
+
+
 def test_overlaps_are_clamped_and_empty_slices_dropped():
     eps = [Episode(KIND_CPU, 11, 100 * MS, 130 * MS, HOG),
            Episode(KIND_BLOCKING, 11, 125 * MS, 160 * MS, SLEEP),   # starts inside the cpu one
