@@ -17,7 +17,7 @@ from typing import Optional
 import pytest
 
 from hud.bpf.loader import Loader
-from hud.collect.ebpf import EbpfCollector, switch_fields
+from hud.collect.ebpf import EbpfCollector, switch_fields, waking_pid_offset
 from hud.linux import procfs
 from hud.model import CpuSample, OffCpuEvent, ThreadExit, ThreadTimes, Wake
 from kernel.programs import common as c
@@ -132,9 +132,12 @@ def _times(col: EbpfCollector, tid: int) -> ThreadTimes:
 def test_programs_pass_the_verifier(stack_bytes, fp_depth):
     p = c.Params(fields=switch_fields(), stack_bytes=stack_bytes, fp_depth=fp_depth,
                  ncpus=len(procfs.possible_cpus()), page_size=os.sysconf("SC_PAGE_SIZE"))
+    pid_off = waking_pid_offset()
+    assert pid_off is not None, "this kernel has sched_waking (6.18: pid at 24)"
     with Loader() as ld:
         ld.create_maps(c.map_specs(p))
-        for build in (sched_switch.build, sampler.build):
+        for build in (sched_switch.build, sampler.build,
+                      lambda p: sched_waking.build(pid_off, p)):
             prog = ld.load(build(p), log_level=1)
             assert "processed" in prog.log
             assert prog.info().verified_insns >= len(prog.image)
