@@ -132,12 +132,9 @@ def switch_fields() -> c.SwitchFields:
 def waking_pid_offset() -> Optional[int]:
     """The wakee's `pid` offset in this kernel's sched_waking format; None when the
     tracepoint or the field is missing (wakers are then unknown, nothing else changes)."""
-    path = os.path.join(tracefs.tracefs_root(), "events", "sched", "sched_waking", "format")
     try:
-        with open(path) as f:
-            fmt = tracefs.parse_format(f.read())
-        pid = fmt.field("pid")
-    except (OSError, KeyError, ValueError):
+        pid = tracefs.tracepoint_format("sched", "sched_waking").field("pid")
+    except (HudError, KeyError, ValueError):
         return None
     return pid.offset if pid.size == 4 else None
 
