@@ -54,7 +54,7 @@ def build(pid_off: int, p: Params) -> Image:
     wakee's `pid` field in this kernel's tracepoint format."""
     a = Assembler()
     a.mov(r6, r1)
-    load_config(a, "exit")                              # r9 = &config, spilled
+    # Every wakeup of the host runs this: the hash lookup is the filter, nothing before it.
     a.ldx("u32", r1, r6, pid_off).stx("u32", r10, FP_KEY, r1)
     lookup(a, "hud_threads", FP_KEY).jmp("==", r0, 0, "exit")
     # Off CPU (switch-in zeroes out_ns), in a captured, blocked, recorded episode.
@@ -70,8 +70,9 @@ def build(pid_off: int, p: Params) -> Image:
     a.mov(r1, r8).alu64("+=", r1, H["holder_comm"]).mov(r2, 16).call("get_current_comm")
 
     # The waker's stack: for a wait already past the threshold, by a thread of the target.
+    load_config(a, "exit")                              # r9 = &config, spilled
     a.ldx("u64", r1, r10, FP_PID).alu64(">>=", r1, 32)
-    a.ldx("u64", r9, r10, FP_CFG).ldx("u32", r2, r9, CONFIG.offset("tgid"))
+    a.ldx("u32", r2, r9, CONFIG.offset("tgid"))
     a.jmp("!=", r1, r2, "exit")
     a.call("ktime_get_ns").mov(r7, r0)                  # r7 = now
     a.ldx("u64", r1, r10, FP_NOW).mov(r2, r7).alu64("-=", r2, r1)
