@@ -195,7 +195,7 @@ class EpisodeBuilder:
         else:
             kind = KIND_PARK if info.park else KIND_BLOCKING
             waker = self._waker(ev, stack) if kind == KIND_BLOCKING else None
-            detail = _woken_by(waker) if waker is not None else ""
+            detail = WOKEN_BY + waker_text(waker) if waker is not None else ""
         out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail, waker))
         return out, role
 
@@ -306,8 +306,9 @@ _FUTEX_WAITS = ("futex", "lll_lock_wait", "pthread_cond_wait", "pthread_cond_tim
                 "sem_wait", "sem_timedwait", "sem_clockwait", "pthread_join")
 
 
-def _woken_by(waker: tuple[str, str]) -> str:
-    return WOKEN_BY + (f"{waker[0]} at {waker[1]}" if waker[1] else waker[0])
+def waker_text(waker: tuple[str, str]) -> str:
+    """`comm (tid N) at function (file:line)` of an Episode.waker (its place when known)."""
+    return f"{waker[0]} at {waker[1]}" if waker[1] else waker[0]
 
 
 def _futex_wait(stack: Stack) -> bool:

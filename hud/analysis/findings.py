@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Optional
 
-from hud.analysis.episodes import WOKEN_BY
+from hud.analysis.episodes import WOKEN_BY, waker_text
 from hud.classify import blocking_frame, display_function
 from hud.model import KIND_BLOCKING, KIND_POOL, KIND_SCHED_DELAY, Episode, Finding, Frame
 
@@ -42,21 +42,18 @@ def group_key(episode: Episode, blocker: Optional[Frame]) -> tuple:
     return (episode.kind, func, file, line)
 
 
-def holder_of(episode: Episode) -> object:
-    """Who a sched_delay waited behind (`comm (pid N)`), or who woke a blocking episode
-    and where (`(comm (tid N), function (file:line) or "")`); "" for a blocking episode
-    whose waker is unknown."""
+def holder_of(episode: Episode) -> tuple:
+    """(who, where) an episode waited on: a sched_delay's CPU holder (`comm (pid N)`,
+    ""), a blocking episode's waker and where it woke it (Episode.waker); () for a
+    blocking episode whose waker is unknown."""
     if episode.kind == KIND_BLOCKING:
-        return episode.waker or ""
-    return episode.detail or "unknown"
+        return episode.waker or ()
+    return (episode.detail or "unknown", "")
 
 
-def _waker_text(key: tuple[str, str]) -> str:
-    return f"{key[0]} at {key[1]}" if key[1] else key[0]
-
-
-# Kinds whose findings name who they waited on: the CPU holder, the waker.
-_NAMED = (KIND_SCHED_DELAY, KIND_BLOCKING)
+# Kinds whose findings name who they waited on: the head of the finding's detail and the
+# key of its list in the report.
+_NAMED = {KIND_SCHED_DELAY: ("CPU held by ", "holder"), KIND_BLOCKING: (WOKEN_BY, "waker")}
 
 
 class _Group:
@@ -132,22 +129,16 @@ class _Group:
         detail = ""
         extra: tuple = ()
         if self.holders:
-            # sched_delay: shares of the wait behind each CPU holder. blocking: shares of
-            # the whole blocked time (a wake not seen, or not a futex wait, names nobody).
-            top = self.holders.most_common(3)
-            if self.kind == KIND_BLOCKING:
-                total = self.total_ns or 1
-                detail = WOKEN_BY + ", ".join(f"{_waker_text(k)} {100 * ns / total:.0f}%"
-                                              for k, ns in top)
-                extra = (("wakers", [{"waker": k[0], **({"at": k[1]} if k[1] else {}),
-                                      "ms": round(ns / NS_PER_MS, 3)}
-                                     for k, ns in self.holders.most_common(10)]),)
-            else:
-                total = sum(self.holders.values()) or 1
-                detail = "CPU held by " + ", ".join(
-                    f"{name} {100 * ns / total:.0f}%" for name, ns in top)
-                extra = (("holders", [{"holder": name, "ms": round(ns / NS_PER_MS, 3)}
-                                      for name, ns in self.holders.most_common(10)]),)
+            # Shares of the group's whole time: every sched_delay has a holder ("unknown"
+            # at worst); a blocking wait whose waker was not seen (or that is no futex
+            # wait) names nobody.
+            head, key = _NAMED[self.kind]
+            total = self.total_ns or 1
+            detail = head + ", ".join(f"{waker_text(k)} {100 * ns / total:.0f}%"
+                                      for k, ns in self.holders.most_common(3))
+            extra = ((key + "s", [{key: k[0], **({"at": k[1]} if k[1] else {}),
+                                   "ms": round(ns / NS_PER_MS, 3)}
+                                  for k, ns in self.holders.most_common(10)]),)
         return Finding(
             kind=self.kind, function=self.function, file=self.file, line=line,
             count=self.count, total_ms=self.total_ns / NS_PER_MS,
