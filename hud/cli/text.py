@@ -6,7 +6,7 @@ from typing import Optional
 
 from hud.classify import source_known
 from hud.model import Finding
-from hud.tui.fmt import module_name
+from hud.tui import fmt
 
 WIDTH = 80
 
@@ -55,9 +55,9 @@ def findings_table(findings: list[Finding], limit: int = 15, width: int = WIDTH)
         lines.append("  " + _fit(f.function, width - 2))
         where = _where(f)
         lines.append("    at " + _fit(where, width - 7))
-        wakers = dict(f.extra).get("wakers")
+        wakers = fmt.wakers(f)
         if wakers:
-            lines += _waker_lines(wakers, f.total_ms, width)
+            lines += _waker_lines(wakers, width)
         elif f.detail:
             lines.append("    " + _fit_items(f.detail, width - 4))
     if len(findings) > limit:
@@ -65,15 +65,12 @@ def findings_table(findings: list[Finding], limit: int = 15, width: int = WIDTH)
     return "\n".join(lines) + "\n"
 
 
-def _waker_lines(wakers: list, total_ms: float, width: int, most: int = 2) -> list[str]:
-    """The top wakers, each with its share and, on a line of its own, where it woke the
-    worker (a function path is too long to share a line with a thread name)."""
+def _waker_lines(wakers: list[tuple[str, str]], width: int, most: int = 2) -> list[str]:
     out = []
-    for w in wakers[:most]:
-        share = 100 * w["ms"] / total_ms if total_ms else 0
-        out.append("    " + _fit(f"woken by {w['waker']} {share:.0f}%", width - 4))
-        if w.get("at"):
-            out.append("      at " + _fit(w["at"], width - 9))
+    for who, at in wakers[:most]:
+        out.append("    " + _fit(who, width - 4))
+        if at:
+            out.append("      at " + _fit(at, width - 9))
     if len(wakers) > most:
         out.append(f"    … and {len(wakers) - most} more wakers (see --export)")
     return out
@@ -82,7 +79,7 @@ def _waker_lines(wakers: list, total_ms: float, width: int, most: int = 2) -> li
 def _module_of(f: Finding) -> str:
     for fr in f.stack:
         if fr.file == f.file and fr.line == f.line and fr.module:
-            return module_name(fr.module)
+            return fmt.module_name(fr.module)
     return "?"
 
 

@@ -5,7 +5,7 @@ import re
 from typing import Optional
 
 from hud.classify import source_known
-from hud.model import KIND_BLOCKING, KIND_CPU, KIND_SCHED_DELAY
+from hud.model import KIND_BLOCKING, KIND_CPU, KIND_SCHED_DELAY, Finding
 
 # Short kind labels: the table column is narrow at 80 columns.
 KIND_LABEL = {KIND_BLOCKING: "blocking", KIND_CPU: "cpu", KIND_SCHED_DELAY: "sched"}
@@ -85,6 +85,15 @@ def location(file: Optional[str], line: Optional[int], *, full: bool = False) ->
         return "no line info"      # a codegen unit's name from the symbol table
     shown = short_path(file) if full else file.rstrip("/").rsplit("/", 1)[-1]
     return f"{shown}:{line}" if line else shown
+
+
+def wakers(finding: Finding) -> list[tuple[str, str]]:
+    """(`woken by WHO SHARE%`, where or "") of a blocking finding's wakers (report
+    `wakers`), most time first: one line each, the place on a line of its own (a
+    function path is too long to share a line with a thread name)."""
+    total = finding.total_ms
+    return [(f"woken by {w['waker']} {100 * w['ms'] / total if total else 0:.0f}%",
+             w.get("at", "")) for w in dict(finding.extra).get("wakers", ())]
 
 
 def module_name(module: Optional[str]) -> str:

@@ -111,13 +111,12 @@ def header_text(item: Item, *, gone: bool = False, worker_ns: int = 0) -> Text:
         workers = " ".join(str(w) for w in item.workers[:8])
         more = f" +{len(item.workers) - 8}" if len(item.workers) > 8 else ""
         t.append(f"\n  workers {workers}{more}", style=theme.DIM)
-        wakers = dict(item.extra).get("wakers")
+        wakers = fmt.wakers(item)
         if wakers:
-            for w in wakers[:3]:
-                share = 100 * w["ms"] / item.total_ms if item.total_ms else 0
-                t.append(f"\n  woken by {w['waker']} {share:.0f}%")
-                if w.get("at"):
-                    t.append(f"\n    at {w['at']}", style=theme.DIM)
+            for who, at in wakers[:3]:
+                t.append(f"\n  {who}")
+                if at:
+                    t.append(f"\n    at {at}", style=theme.DIM)
         elif item.detail:
             t.append(f"\n  {item.detail}", style=theme.WAITING if item.kind == KIND_SCHED_DELAY
                      else "")
