@@ -114,6 +114,14 @@ class ArchRegs:
     mode_mask: int
     user_value: int
     period_off: int  # bpf_perf_event_data.sample_period
+    # The system call a task is in (x86_64 orig_ax, aarch64 syscallno; low 32 bits read):
+    # -1 when the registers were saved by an interrupt or exception from user mode, 0 in
+    # a kernel thread's zeroed registers.
+    syscall_off: int = 0
+    # The calls inside which a task ends another's futex wait: FUTEX_WAKE/REQUEUE and
+    # their futex2 forms, exit (CLONE_CHILD_CLEARTID: a join), signals. A wake seen with
+    # the waker anywhere else came from an interrupt that happened to land on it.
+    wake_calls: tuple[int, ...] = ()
 
 
 # x86_64: arch/x86/include/uapi/asm/ptrace.h (user mode: cs & 3 == 3).
@@ -121,10 +129,15 @@ class ArchRegs:
 # EL0t). Both checked against vmlinux BTF of their kernels; bpf_perf_event_data puts
 # sample_period right after the regs.
 ARCH_REGS = {
+    # futex, exit, exit_group, kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo,
+    # pidfd_send_signal, futex_wake, futex_requeue (arch/x86/entry/syscalls/syscall_64.tbl)
     "x86_64": ArchRegs(ip=128, sp=152, fp=32, lr=None, mode_off=136, mode_mask=3,
-                       user_value=3, period_off=168),
+                       user_value=3, period_off=168, syscall_off=120,
+                       wake_calls=(202, 60, 231, 62, 200, 234, 129, 297, 424, 454, 456)),
+    # the same calls in include/uapi/asm-generic/unistd.h; syscallno follows orig_x0
     "aarch64": ArchRegs(ip=256, sp=248, fp=232, lr=240, mode_off=264, mode_mask=0xF,
-                        user_value=0, period_off=272),
+                        user_value=0, period_off=272, syscall_off=280,
+                        wake_calls=(98, 93, 94, 129, 130, 131, 138, 240, 424, 454, 456)),
 }
 
 

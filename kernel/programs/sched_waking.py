@@ -7,9 +7,14 @@ current task's tid and comm are written into the holder fields of the thread's c
 record (hud_caps), which its switch-in sends; sched_switch zeroes them when it captures
 a blocked switch-out, so a record whose wake was not seen names nobody.
 
-From interrupt context (a timer ending a sleep, a disk or network completion) `current`
-is whichever task was interrupted, not a waker: userspace names the waker only for
-futex waits, which another task ends with FUTEX_WAKE (hud.analysis.episodes).
+From interrupt context (a timer ending a sleep or a timed wait, a disk or network
+completion) `current` is whichever task was interrupted, not a waker. A tracepoint
+program cannot read the event's irq flags, so the waker's saved user registers decide:
+it is named only when it is inside a call that ends futex waits (ArchRegs.wake_calls:
+FUTEX_WAKE, a thread's exit, a signal). An interrupt from user mode leaves -1 there, a
+kernel thread or the idle task 0. Userspace then names wakers of futex waits only
+(hud.analysis.episodes): a sleep ended by a timer that fired during someone's
+FUTEX_WAKE is not that task's doing.
 
 When the wait has already lasted the threshold and the waker belongs to the target
 process, the waker's own stack is sent too (a REC_WAKE record, built in this CPU's
@@ -63,6 +68,16 @@ def build(pid_off: int, p: Params) -> Image:
     a.ldx("u32", r1, r0, T["captured"]).jmp("==", r1, 0, "exit")
     a.ldx("u32", r1, r0, T["out_kind"]).alu64("&=", r1, 0xF | KIND_NOREC)
     a.jmp("!=", r1, KIND_BLOCKED, "exit")
+    # A task from user mode, inside a call that wakes (not one an interrupt landed on).
+    regs = p.regs
+    a.call("get_current_task_btf").mov(r1, r0).call("task_pt_regs")
+    a.ldx("u64", r1, r0, regs.mode_off).alu64("&=", r1, regs.mode_mask)
+    a.jmp("!=", r1, regs.user_value, "exit")
+    a.ldx("u32", r1, r0, regs.syscall_off)
+    for nr in regs.wake_calls:
+        a.jmp("==", r1, nr, "in_wake_call")
+    a.ja("exit")
+    a.label("in_wake_call")
     lookup(a, "hud_caps", FP_KEY).jmp("==", r0, 0, "exit")
     a.mov(r8, r0)
     a.call("get_current_pid_tgid").stx("u32", r8, H["holder_pid"], r0)

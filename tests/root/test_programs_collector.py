@@ -64,6 +64,15 @@ TARGET = textwrap.dedent("""
         while True:
             EVENT.wait()
             EVENT.clear()
+    def timed(ms):
+        hello("timed")
+        never = threading.Event()
+        while True:
+            never.wait(ms / 1000)                 # a futex wait that always times out
+    def spinner(_):
+        hello("spinner")
+        while True:
+            pass
     def exiter(ms):
         hello("exiter")
         for _ in range(300):                      # lives long enough to be seen
@@ -217,6 +226,24 @@ def test_a_blocked_thread_names_the_thread_that_woke_it(target, wakers):
         assert (w.pid, w.waker_tid, w.waker_comm) == (t.pid, waker, "hud-waker")
         assert w.start_ns < w.time_ns
         assert w.stack.regs is not None and w.stack.regs.sp and len(w.stack.stack) > 0
+
+
+def test_a_timed_out_wait_names_nobody(target):
+    """A futex wait that times out ends by a timer interrupt, in the context of whatever
+    it interrupted: the idle task, a kernel thread, a spinning thread of the target.
+    None of them is a waker (before the syscall check: 104 of 105 waits named)."""
+    t = target("timed:30", "spinner:0", "spinner:0")
+    timed = t.tids["timed"]
+    with EbpfCollector(t.pid, sample=False, wakers=True) as col:
+        events = _collect(col, 8.0, lambda ev: sum(
+            e.duration_ns > 20_000_000 for e in _of(ev, OffCpuEvent, timed)) >= 60)
+    long = [e for e in _of(events, OffCpuEvent, timed)
+            if e.duration_ns > 20_000_000 and not e.runnable]
+    assert len(long) >= 40, len(long)
+    named = Counter((e.waker_tid, e.waker_comm) for e in long if e.waker_comm)
+    # A spinner inside its own FUTEX_WAKE (a GIL hand-over) when the timer fires is the
+    # one case the check cannot tell: 2 of 101 in trials.
+    assert sum(named.values()) <= 0.1 * len(long), named
 
 
 def test_run_queue_wait_names_the_hog(target):

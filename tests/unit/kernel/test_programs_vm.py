@@ -72,6 +72,13 @@ class Task:
     fp: int = 0
     fp_ips: tuple[int, ...] = ()
     get_stack_error: int = 0
+    # The call it is in: a name of `SYSCALLS`, None for user mode (its registers saved
+    # by an interrupt: -1), "kthread" for zeroed registers (a kernel thread, idle).
+    syscall: Optional[str] = "futex"
+
+
+# x86_64 numbers: common.ARCH_REGS lists the ones that wake, this the others used here.
+SYSCALLS = {"futex": 202, "exit": 60, "tgkill": 234, "write": 1, "epoll_wait": 232}
 
 
 @dataclass
@@ -238,8 +245,12 @@ class Vm:
         if name == "get_current_task_btf":
             return self.region(bytearray(8))
         if name == "task_pt_regs":
-            regs = bytearray(c.ARCH_REGS[self.arch].sp + 16)
             r = c.ARCH_REGS[self.arch]
+            regs = bytearray(max(r.sp, r.syscall_off) + 16)
+            if cur.syscall != "kthread":
+                nr = -1 if cur.syscall is None else SYSCALLS[cur.syscall]
+                struct.pack_into("<q", regs, r.syscall_off, nr)
+                struct.pack_into("<Q", regs, r.mode_off, r.user_value)   # from user mode
             for off, v in ((r.ip, cur.ip), (r.sp, cur.sp), (r.fp, cur.fp)):
                 struct.pack_into("<Q", regs, off, v)
             return self.region(regs)
@@ -678,6 +689,30 @@ def test_the_wakers_stack_comes_for_long_waits_woken_from_inside_the_target():
     assert w.stack.regs.ip == k.ip and w.stack.regs.sp == k.sp and w.stack.fp_ips == k.fp_ips
     assert w.stack.stack == m.env.read_user(k.sp, STACK_TOP - k.sp)
     assert m.counters()["wake_records"] == 1
+
+
+@pytest.mark.parametrize("call,named", [
+    ("futex", True), ("exit", True), ("tgkill", True),   # FUTEX_WAKE, a join, a signal
+    (None, False),          # a timer interrupt landing on a task in user mode
+    ("write", False),       # ... or inside a call that wakes no futex
+    ("epoll_wait", False),
+    ("kthread", False),     # the idle task or a kernel thread (zeroed registers)
+])
+def test_only_a_task_inside_a_waking_call_is_a_waker(call, named):
+    m = Machine(threshold_ns=1_000_000)
+    _worker(m)
+    k = _worker(m, tid=7, sp=STACK_TOP - 0x800)
+    k.comm, k.syscall = "lock-keeper", call
+    m.task(8, 99, comm="other")
+    m.switch_at(10_000_000, 101, S_STATE, 8)
+    m.wake_at(40_000_000, 7, 101)
+    m.switch_at(41_000_000, 8, S_STATE, 101)
+    evs = m.events()
+    offs = [e for e in evs if isinstance(e, OffCpuEvent)]
+    assert [(e.waker_tid, e.waker_comm) for e in offs] == \
+        [(7, "lock-keeper") if named else (0, "")]
+    assert len([e for e in evs if isinstance(e, Wake)]) == (1 if named else 0)
+    assert m.counters()["wake_records"] == (1 if named else 0)
 
 
 def test_a_wake_of_an_ignored_or_parked_thread_writes_nothing():
