@@ -124,7 +124,9 @@ class CpuSample:
     `switch_seq` counts the thread's voluntary switch-outs so far (-1 when the backend
     cannot tell): two samples with the same value were taken in one on-CPU stretch.
     `oncpu_ns` is the thread's on-CPU time so far (-1 when unknown): between two samples of
-    one stretch it excludes the time the thread was preempted.
+    one stretch it excludes the time the thread was preempted. `kernel`: the timer
+    interrupted kernel code run for the thread (a system call, a fault, or interrupt
+    work done in its time); its user stack is where it entered the kernel.
     """
 
     pid: int
@@ -135,6 +137,7 @@ class CpuSample:
     stack: StackCapture
     switch_seq: int = -1
     oncpu_ns: int = -1
+    kernel: bool = False
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,8 @@ class Episode:
     # A blocking episode's waker: (`comm (tid N)`, where it woke this one: `function
     # (file:line)`, or "" when its stack was not taken).
     waker: Optional[tuple[str, str]] = None
+    # A cpu episode's share of its time in kernel code (from its samples), in ns.
+    kernel_ns: int = 0
 
     @property
     def duration_ns(self) -> int:

@@ -18,7 +18,8 @@ a park cannot be told from a blocker.
 
 On-CPU (`CpuSample`): consecutive samples of one worker with the same `switch_seq` and the
 same task (`StackInfo.task`) are one stretch, from the first sample's time to the last
-sample's time + one period (cut at the switch-out that ends it), as long as the thread's
+sample's time + one period (cut at the switch-out that ends it; its `kernel_ns` is the
+share of samples that interrupted kernel code), as long as the thread's
 on-CPU time grew between them (`CpuSample.oncpu_ns`, when the backend knows it): a short
 poll preempted between two samples is not a long one. A sample in a park or
 between polls, a different task or switch_seq, any reported `OffCpuEvent` of the thread
@@ -88,6 +89,7 @@ class _Stretch:
     first_oncpu: int = -1
     last_oncpu: int = -1
     samples: int = 1
+    kernel: int = 0                # samples that interrupted kernel code
     poll: Optional[int] = None     # the polled task, once a sample has told
     stalled_ns: int = 0            # on CPU, yet unsampled: the vCPU was not running
     by_function: Counter = field(default_factory=Counter)
@@ -225,6 +227,7 @@ class EpisodeBuilder:
                 cur.last_ns = ev.time_ns
                 cur.last_oncpu = ev.oncpu_ns
                 cur.samples += 1
+                cur.kernel += ev.kernel
                 if cur.poll is None:
                     cur.poll = poll
                 cur.note(stack, info)
@@ -234,7 +237,7 @@ class EpisodeBuilder:
         out.extend(self._close(ev.tid, None))
         if task is not None:
             st = _Stretch(ev.tid, ev.switch_seq, task, ev.time_ns, ev.time_ns, period,
-                          ev.oncpu_ns, ev.oncpu_ns, poll=poll)
+                          ev.oncpu_ns, ev.oncpu_ns, kernel=int(ev.kernel), poll=poll)
             st.note(stack, info)
             self._open[ev.tid] = st
         return out, stack, info, role
@@ -284,7 +287,11 @@ class EpisodeBuilder:
             return []
         name = st.by_function.most_common(1)[0][0]
         detail = f"{st.samples} samples"
-        return [Episode(KIND_CPU, tid, st.first_ns, end, st.stack_of[name], detail)]
+        if st.kernel:
+            detail += f", {st.kernel} in the kernel"
+        kernel_ns = (end - st.first_ns) * st.kernel // st.samples
+        return [Episode(KIND_CPU, tid, st.first_ns, end, st.stack_of[name], detail,
+                        kernel_ns=kernel_ns)]
 
 
 def _empty(c: StackCapture) -> bool:

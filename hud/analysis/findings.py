@@ -21,12 +21,22 @@ from typing import Optional
 
 from hud.analysis.episodes import WOKEN_BY, waker_text
 from hud.classify import blocking_frame, display_function
-from hud.model import KIND_BLOCKING, KIND_POOL, KIND_SCHED_DELAY, Episode, Finding, Frame
+from hud.model import (
+    KIND_BLOCKING,
+    KIND_CPU,
+    KIND_POOL,
+    KIND_SCHED_DELAY,
+    Episode,
+    Finding,
+    Frame,
+)
 
 # Kinds whose episodes are grouped by line as well as function and file.
 GROUP_BY_LINE = frozenset({KIND_BLOCKING, KIND_POOL})
 
 NS_PER_MS = 1_000_000
+# A cpu finding names its share of kernel time from a tenth of its time on.
+KERNEL_SHOWN = 10
 
 
 def p99_index(n: int) -> int:
@@ -59,14 +69,15 @@ _NAMED = {KIND_SCHED_DELAY: ("CPU held by ", "holder"), KIND_BLOCKING: (WOKEN_BY
 class _Group:
     """Running aggregates of one finding; removal supported when members are kept."""
 
-    __slots__ = ("best", "count", "durs", "file", "function", "holders", "key", "kind",
-                 "line", "members", "sorted", "tids", "total_ns")
+    __slots__ = ("best", "count", "durs", "file", "function", "holders", "kernel_ns", "key",
+                 "kind", "line", "members", "sorted", "tids", "total_ns")
 
     def __init__(self, key: tuple, keep_members: bool) -> None:
         self.key = key
         self.kind, self.function, self.file, self.line = key
         self.count = 0
         self.total_ns = 0
+        self.kernel_ns = 0
         self.durs: list = []
         self.sorted = True
         self.tids: Counter = Counter()
@@ -78,6 +89,7 @@ class _Group:
         d = ep.duration_ns
         self.count += 1
         self.total_ns += d
+        self.kernel_ns += ep.kernel_ns
         if self.durs and d < self.durs[-1]:
             self.sorted = False
         self.durs.append(d)
@@ -96,6 +108,7 @@ class _Group:
         d = ep.duration_ns
         self.count -= 1
         self.total_ns -= d
+        self.kernel_ns -= ep.kernel_ns
         self.durs.remove(d)
         self.tids[ep.tid] -= 1
         if self.tids[ep.tid] <= 0:
@@ -139,6 +152,12 @@ class _Group:
             extra = ((key + "s", [{key: k[0], **({"at": k[1]} if k[1] else {}),
                                    "ms": round(ns / NS_PER_MS, 3)}
                                   for k, ns in self.holders.most_common(10)]),)
+        elif self.kind == KIND_CPU:
+            # Samples that interrupted kernel code: a system call, a fault, or interrupt
+            # work done in the thread's time; its user frames are only where it entered.
+            extra = (("kernel_ms", round(self.kernel_ns / NS_PER_MS, 3)),)
+            if self.kernel_ns * KERNEL_SHOWN >= self.total_ns > 0:
+                detail = f"in the kernel {100 * self.kernel_ns / self.total_ns:.0f}%"
         return Finding(
             kind=self.kind, function=self.function, file=self.file, line=line,
             count=self.count, total_ms=self.total_ns / NS_PER_MS,

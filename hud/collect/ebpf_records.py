@@ -75,7 +75,8 @@ def decode_sample(raw: bytes, arch: str, fp_depth: int) -> CpuSample:
     h = c.SAMPLE_HDR.unpack(raw)
     return CpuSample(pid=h["pid"], tid=h["tid"], cpu=h["cpu"], time_ns=h["time_ns"],
                      period_ns=h["period_ns"], stack=decode_capture(raw, arch, fp_depth),
-                     switch_seq=h["switch_seq"], oncpu_ns=h["oncpu_ns"])
+                     switch_seq=h["switch_seq"], oncpu_ns=h["oncpu_ns"],
+                     kernel=bool(h["flags"] & c.F_KERNEL_MODE))
 
 
 def thread_times(tid: int, value: bytes, time_ns: int, live: bool = True) -> ThreadTimes:

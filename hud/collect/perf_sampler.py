@@ -22,6 +22,8 @@ from hud.linux.perf_event import (
     PERF_CONTEXT_USER,
     PERF_COUNT_SW_CPU_CLOCK,
     PERF_RECORD_LOST,
+    PERF_RECORD_MISC_CPUMODE_MASK,
+    PERF_RECORD_MISC_KERNEL,
     PERF_RECORD_SAMPLE,
     PERF_SAMPLE_CALLCHAIN,
     PERF_SAMPLE_CPU,
@@ -79,10 +81,11 @@ def split_callchain(chain: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, .
 
 
 def parse_sample(body: bytes, pid: int, arch: str = ARCH, sample_type: int = SAMPLE_TYPE,
-                 regs_mask: Optional[int] = None) -> Optional[CpuSample]:
+                 regs_mask: Optional[int] = None, misc: int = 0) -> Optional[CpuSample]:
     """Decode a PERF_RECORD_SAMPLE body of exactly SAMPLE_TYPE's fields into a CpuSample.
 
     Returns None when the body is truncated or inconsistent (the caller counts it).
+    `misc` is the record header's: its cpumode says whether kernel code was interrupted.
     Field order (perf_event.h): IP, TID, TIME, CPU, PERIOD, CALLCHAIN, REGS_USER{abi, regs
     in mask-bit order}, STACK_USER{size, data[size], dyn_size if size}.
     """
@@ -125,7 +128,8 @@ def parse_sample(body: bytes, pid: int, arch: str = ARCH, sample_type: int = SAM
     return CpuSample(pid=pid if pid else spid, tid=tid, cpu=cpu, time_ns=time_ns,
                      period_ns=period,
                      stack=StackCapture(fp_ips=user, regs=regs, stack=stack,
-                                        kernel_ips=kernel))
+                                        kernel_ips=kernel),
+                     kernel=misc & PERF_RECORD_MISC_CPUMODE_MASK == PERF_RECORD_MISC_KERNEL)
 
 
 def sample_attr(freq: int = 99, stack_bytes: int = 16384, arch: str = ARCH) -> PerfEventAttr:
@@ -188,9 +192,9 @@ class PerfSampler:
 
     def _iter(self) -> Iterator:
         for cpu, ring in self._rings.items():
-            for rtype, _misc, body in ring.read():
+            for rtype, misc, body in ring.read():
                 if rtype == PERF_RECORD_SAMPLE:
-                    s = parse_sample(body, self.pid, self.arch)
+                    s = parse_sample(body, self.pid, self.arch, misc=misc)
                     if s is None:
                         self.bad_records += 1
                     else:

@@ -182,6 +182,8 @@ class RecordingWriter:
                    "time_ns": item.time_ns, "period_ns": item.period_ns,
                    "stack": self._stack_id(item.pid, item.stack),
                    "switch_seq": item.switch_seq, "oncpu_ns": item.oncpu_ns}
+            if item.kernel:
+                rec["kernel"] = True
         elif isinstance(item, ThreadTimes):
             rec = {"t": "times", "tid": item.tid, "time_ns": item.time_ns,
                    "oncpu_ns": item.oncpu_ns, "parked_ns": item.parked_ns,
@@ -270,6 +272,13 @@ def _str(d: dict, key: str, default: Optional[str] = None, optional: bool = Fals
         return None
     if not isinstance(v, str) or len(v) > MAX_STR:
         raise _Bad(f"{key}: expected a string (at most {MAX_STR} characters)")
+    return v
+
+
+def _bool(d: dict, key: str) -> bool:
+    v = d.get(key, False)
+    if not isinstance(v, bool):
+        raise _Bad(f"{key}: not a boolean")
     return v
 
 
@@ -428,9 +437,7 @@ def _event(d: dict, kind: str, stacks: dict) -> Item:
         return stacks[sid]
 
     if kind == "offcpu":
-        runnable = d.get("runnable", False)
-        if not isinstance(runnable, bool):
-            raise _Bad("runnable: not a boolean")
+        runnable = _bool(d, "runnable")
         start, end = _int(d, "start_ns"), _int(d, "end_ns")
         if end < start:
             raise _Bad("end_ns before start_ns")
@@ -446,7 +453,8 @@ def _event(d: dict, kind: str, stacks: dict) -> Item:
                          cpu=_int(d, "cpu", 0, 1 << 20, 0), time_ns=_int(d, "time_ns"),
                          period_ns=_int(d, "period_ns", 0, 1 << 40), stack=stack(),
                          switch_seq=_int(d, "switch_seq", -1, U64, -1),
-                         oncpu_ns=_int(d, "oncpu_ns", -1, U64, -1))
+                         oncpu_ns=_int(d, "oncpu_ns", -1, U64, -1),
+                         kernel=_bool(d, "kernel"))
     if kind == "times":
         return ThreadTimes(tid=_int(d, "tid", 0, 1 << 31), time_ns=_int(d, "time_ns"),
                            oncpu_ns=_int(d, "oncpu_ns", default=0),

@@ -95,6 +95,24 @@ def _thread_named(pid: int, comm: str) -> int:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_cpu_in_the_kernel_is_told_from_cpu_in_user_code(backend, tokio_fixture):
+    """Two polls that never yield: one spins in its own code, one reads /dev/zero (a
+    system call after another). Both are `cpu` findings at their own lines; the second
+    says its time was the kernel's (the samples interrupted kernel code, which the
+    user frames alone cannot show: they stop where the thread entered the kernel)."""
+    fx = tokio_fixture("blockers-nofp", ["cpu", "kernel_cpu"])
+    report = profile(fx.pid, backend=backend)
+    user, kernel = fx.manifest.scenarios["cpu"], fx.manifest.scenarios["kernel_cpu"]
+    f = at(report, "cpu", kernel)
+    assert f is not None and f["max_ms"] >= 0.5 * kernel.block_ms, summary(report)
+    assert f["kernel_ms"] >= 0.8 * f["total_ms"], f
+    assert f["detail"].startswith("in the kernel "), f
+    f = of_function(report, "cpu", user.function)
+    assert f is not None and f["max_ms"] >= 0.5 * user.block_ms, summary(report)
+    assert f["kernel_ms"] <= 0.2 * f["total_ms"] and not f.get("detail"), f
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_sleep_duration_and_count_match_the_ground_truth(backend, tokio_fixture):
     # Every sleep must come out once (the perf backend pairs switch records across
     # per-CPU rings in userspace), and no longer than the program measured it.

@@ -38,6 +38,7 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     "blockers": {
         "sleep": ("blocking", "std::thread::sleep("),
         "cpu": ("cpu", "wrapping_mul("),
+        "kernel_cpu": ("cpu", "zero.read("),
         "fsync": ("blocking", ".sync_all()"),
         "mutex": ("blocking", "LOCK.lock()"),
         "dns": ("blocking", ".to_socket_addrs()"),

@@ -37,7 +37,8 @@ def off(table, tid, start_ms, dur_ms, stack, runnable=False, holder=("", 0), pid
                        holder_pid=holder[1], waker_comm=waker[0], waker_tid=waker[1])
 
 
-def sample(table, tid, t_ms, stack, seq=0, period_ms=1.0, pid=100, oncpu_ms=None):
+def sample(table, tid, t_ms, stack, seq=0, period_ms=1.0, pid=100, oncpu_ms=None,
+           kernel=False):
     return CpuSample(pid=pid, tid=tid, cpu=0, time_ns=int(t_ms * MS),
                      period_ns=int(period_ms * MS), stack=table.cap(stack), switch_seq=seq,
-                     oncpu_ns=-1 if oncpu_ms is None else int(oncpu_ms * MS))
+                     oncpu_ns=-1 if oncpu_ms is None else int(oncpu_ms * MS), kernel=kernel)

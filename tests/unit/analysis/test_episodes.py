@@ -196,6 +196,18 @@ def test_one_stretch_from_first_sample_to_last_plus_period():
     assert ep.stack[0].function == "my_app::handlers::hog::{{closure}}"
 
 
+def test_a_stretch_keeps_the_share_of_its_samples_in_kernel_code():
+    t = StackTable()
+    b = builder(t)
+    evs = [sample(t, W, ms, shapes.cpu_hog(120), seq=3, kernel=ms % 4 != 0)
+           for ms in range(20)]
+    (ep,) = kinds(b, evs) + b.flush()
+    assert (ep.start_ns, ep.end_ns) == (0, 20 * MS)
+    assert ep.detail == "20 samples, 15 in the kernel" and ep.kernel_ns == 15 * MS
+    (ep,) = kinds(b, hog_run(t, W, 100, 20)) + b.flush()
+    assert ep.detail == "20 samples" and ep.kernel_ns == 0
+
+
 def test_switch_seq_change_splits_stretches():
     t = StackTable()
     b = builder(t)

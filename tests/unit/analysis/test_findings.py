@@ -150,6 +150,30 @@ def test_blocking_names_its_wakers_as_shares_of_the_blocked_time():
     assert g.detail == "" and "wakers" not in g.to_dict()
 
 
+def test_cpu_findings_say_how_much_of_their_time_was_the_kernels():
+    t = FindingsTable(FINDING_KINDS, keep_members=True)
+    sys_a = replace(ep(KIND_CPU, 1, 0, 40, shapes.cpu_hog()), kernel_ns=36 * MS)
+    sys_b = replace(ep(KIND_CPU, 1, 50, 10, shapes.cpu_hog()), kernel_ns=10 * MS)
+    for e in (sys_a, sys_b):
+        t.add(e)
+    (f,) = t.findings()
+    assert f.detail == "in the kernel 92%" and f.to_dict()["kernel_ms"] == 46.0
+    t.remove(sys_a)
+    (f,) = t.findings()
+    assert f.detail == "in the kernel 100%" and f.to_dict()["kernel_ms"] == 10.0
+    # Below a tenth of the time: the share is in the report, not in the detail.
+    t.add(ep(KIND_CPU, 1, 100, 100, shapes.cpu_hog()))
+    (f,) = t.findings()
+    assert f.detail == "" and f.to_dict()["kernel_ms"] == 10.0
+    # Other kinds have no kernel share.
+    t.add(ep(KIND_BLOCKING, 1, 0, 10, SLEEP))
+    assert "kernel_ms" not in of_kind(t, KIND_BLOCKING).to_dict()
+
+
+def of_kind(table, kind):
+    return next(f for f in table.findings() if f.kind == kind)
+
+
 def test_remove_restores_the_previous_state():
     t = FindingsTable(FINDING_KINDS, keep_members=True)
     a = ep(KIND_BLOCKING, 1, 0, 10, SLEEP)

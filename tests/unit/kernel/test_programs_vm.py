@@ -753,6 +753,7 @@ def test_samples_carry_switch_seq_mode_and_the_capture():
     raw = m.records()
     assert [c.SAMPLE_HDR.unpack(r)["flags"] & c.F_KERNEL_MODE for r in raw] == \
         [0, c.F_KERNEL_MODE, 0]
+    assert [s.kernel for s in (a, b, d)] == [False, True, False]
 
 
 def test_sampler_filters_other_processes_and_roles():

@@ -35,6 +35,15 @@ def test_x86_sample():
     assert (r.arch, r.ip, r.sp, r.fp) == ("x86_64", 0x401000, 0x7FFE0000, 0x7FFE0100)
     assert s.stack.fp_ips == tuple(U) and s.stack.kernel_ips == tuple(K)
     assert s.stack.stack == b"\x11" * 64
+    assert not s.kernel
+
+
+def test_the_header_cpumode_tells_a_sample_of_kernel_code():
+    # perf_event.h: misc & PERF_RECORD_MISC_CPUMODE_MASK; KERNEL 1, USER 2, GUEST_* 4-5.
+    assert parse_sample(body(), pid=42, misc=1).kernel
+    assert not parse_sample(body(), pid=42, misc=2).kernel
+    assert not parse_sample(body(), pid=42, misc=2 | 1 << 13).kernel
+    assert parse_sample(body(), pid=42, misc=1 | 1 << 14).kernel
 
 
 def test_aarch64_sample_register_order():
