@@ -163,7 +163,9 @@ def test_sleeping_thread_gives_offcpu_records_with_its_stack(target):
         evs = _of(events, OffCpuEvent, tid)
         assert len(evs) >= 10
         durations = [e.duration_ns / 1e6 for e in evs]
-        assert min(durations) >= 50.0                 # clock_nanosleep sleeps at least that
+        # clock_nanosleep sleeps at least 50 ms from its timer's start, which comes a
+        # little before the switch-out (0.13 ms once in CI, with a build running beside).
+        assert min(durations) >= 49.0
         assert statistics.median(durations) < 70.0
         for e in evs:
             assert (e.pid, e.tid) == (t.pid, tid)
