@@ -95,8 +95,9 @@ class OffCpuEvent:
     `holder_pid`/`holder_comm` name the task that took the CPU when this one was
     switched out (for run-queue waits: who held the CPU meanwhile). `waker_tid`/
     `waker_comm` name the task current when a blocked thread was woken (0 / "" when the
-    backend did not see it): the thread that released a futex, or for a wake from an
-    interrupt (timer, I/O completion) whatever the interrupt found running.
+    backend did not see it): the thread that released a futex (the eBPF backend names
+    only tasks inside a call that wakes futex waiters). `fault`: the thread slept in a
+    page fault, not in a system call (its stack ends at the faulting instruction).
     """
 
     pid: int
@@ -111,6 +112,7 @@ class OffCpuEvent:
     holder_comm: str = ""
     waker_tid: int = 0
     waker_comm: str = ""
+    fault: bool = False
 
     @property
     def duration_ns(self) -> int:
@@ -248,6 +250,8 @@ class Episode:
     waker: Optional[tuple[str, str]] = None
     # A cpu episode's share of its time in kernel code (from its samples), in ns.
     kernel_ns: int = 0
+    # A blocking episode spent in a page fault (not a system call).
+    fault: bool = False
 
     @property
     def duration_ns(self) -> int:

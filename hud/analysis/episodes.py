@@ -6,7 +6,8 @@ Off-CPU (`OffCpuEvent`), by the thread's effective role:
   stack is a park (an idle worker waiting for a CPU harms nobody: `park`);
 - worker, sleeping -> `park` when the stack is a Tokio park, else `blocking` (detail:
   `woken by COMM (tid N)` for a futex wait whose waker the backend saw, with `at
-  FUNCTION (file:line)` when a `Wake` brought the waker's own stack);
+  FUNCTION (file:line)` when a `Wake` brought the waker's own stack; else `in a page
+  fault` when the thread slept in one: its stack ends at the faulting instruction);
 - blocking-pool thread (or `block_in_place` work) -> `pool` (detail `idle`/`busy`).
 
 The effective role of an event is decided by its own stack first (a worker stack runs
@@ -197,8 +198,10 @@ class EpisodeBuilder:
         else:
             kind = KIND_PARK if info.park else KIND_BLOCKING
             waker = self._waker(ev, stack) if kind == KIND_BLOCKING else None
-            detail = WOKEN_BY + waker_text(waker) if waker is not None else ""
-        out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail, waker))
+            detail = WOKEN_BY + waker_text(waker) if waker is not None else \
+                IN_PAGE_FAULT if ev.fault else ""
+        out.append(Episode(kind, ev.tid, ev.start_ns, ev.end_ns, stack, detail, waker,
+                           fault=ev.fault))
         return out, role
 
     def sample(self, ev: CpuSample) -> tuple[list[Episode], Stack, StackInfo, str]:
@@ -304,6 +307,7 @@ def _holder(ev: OffCpuEvent) -> str:
 
 
 WOKEN_BY = "woken by "
+IN_PAGE_FAULT = "in a page fault"
 # Waits that only another task ends, with FUTEX_WAKE: the task current at the wake is
 # then the one that released the lock, set the event, sent on the channel. Other waits
 # (sleeps, disk and network I/O) end from interrupts, where the current task is

@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Optional
 
-from hud.analysis.episodes import WOKEN_BY, waker_text
+from hud.analysis.episodes import IN_PAGE_FAULT, WOKEN_BY, waker_text
 from hud.classify import blocking_frame, display_function
 from hud.model import (
     KIND_BLOCKING,
@@ -35,8 +35,9 @@ from hud.model import (
 GROUP_BY_LINE = frozenset({KIND_BLOCKING, KIND_POOL})
 
 NS_PER_MS = 1_000_000
-# A cpu finding names its share of kernel time from a tenth of its time on.
-KERNEL_SHOWN = 10
+# A cpu finding names its share of kernel time, a blocking one its share of page-fault
+# waits, from a tenth of its time on.
+SHARE_SHOWN = 10
 
 
 def p99_index(n: int) -> int:
@@ -69,8 +70,8 @@ _NAMED = {KIND_SCHED_DELAY: ("CPU held by ", "holder"), KIND_BLOCKING: (WOKEN_BY
 class _Group:
     """Running aggregates of one finding; removal supported when members are kept."""
 
-    __slots__ = ("best", "count", "durs", "file", "function", "holders", "kernel_ns", "key",
-                 "kind", "line", "members", "sorted", "tids", "total_ns")
+    __slots__ = ("best", "count", "durs", "fault_ns", "file", "function", "holders",
+                 "kernel_ns", "key", "kind", "line", "members", "sorted", "tids", "total_ns")
 
     def __init__(self, key: tuple, keep_members: bool) -> None:
         self.key = key
@@ -78,6 +79,7 @@ class _Group:
         self.count = 0
         self.total_ns = 0
         self.kernel_ns = 0
+        self.fault_ns = 0
         self.durs: list = []
         self.sorted = True
         self.tids: Counter = Counter()
@@ -90,6 +92,7 @@ class _Group:
         self.count += 1
         self.total_ns += d
         self.kernel_ns += ep.kernel_ns
+        self.fault_ns += d if ep.fault else 0
         if self.durs and d < self.durs[-1]:
             self.sorted = False
         self.durs.append(d)
@@ -109,6 +112,7 @@ class _Group:
         self.count -= 1
         self.total_ns -= d
         self.kernel_ns -= ep.kernel_ns
+        self.fault_ns -= d if ep.fault else 0
         self.durs.remove(d)
         self.tids[ep.tid] -= 1
         if self.tids[ep.tid] <= 0:
@@ -152,12 +156,18 @@ class _Group:
             extra = ((key + "s", [{key: k[0], **({"at": k[1]} if k[1] else {}),
                                    "ms": round(ns / NS_PER_MS, 3)}
                                   for k, ns in self.holders.most_common(10)]),)
-        elif self.kind == KIND_CPU:
+        if self.kind == KIND_CPU:
             # Samples that interrupted kernel code: a system call, a fault, or interrupt
             # work done in the thread's time; its user frames are only where it entered.
             extra = (("kernel_ms", round(self.kernel_ns / NS_PER_MS, 3)),)
-            if self.kernel_ns * KERNEL_SHOWN >= self.total_ns > 0:
+            if self.kernel_ns * SHARE_SHOWN >= self.total_ns > 0:
                 detail = f"in the kernel {100 * self.kernel_ns / self.total_ns:.0f}%"
+        elif self.kind == KIND_BLOCKING:
+            # Waits in a page fault: the line is an ordinary memory access (an mmap'd
+            # file, evicted code, swap), not a call that says it blocks.
+            extra += (("fault_ms", round(self.fault_ns / NS_PER_MS, 3)),)
+            if not detail and self.fault_ns * SHARE_SHOWN >= self.total_ns > 0:
+                detail = f"{IN_PAGE_FAULT} {100 * self.fault_ns / self.total_ns:.0f}%"
         return Finding(
             kind=self.kind, function=self.function, file=self.file, line=line,
             count=self.count, total_ms=self.total_ns / NS_PER_MS,

@@ -61,7 +61,8 @@ def decode_offcpu(raw: bytes, arch: str, fp_depth: int) -> OffCpuEvent:
                        holder_pid=who if runnable else 0,
                        holder_comm=comm if runnable else "",
                        waker_tid=0 if runnable else who,
-                       waker_comm="" if runnable else comm)
+                       waker_comm="" if runnable else comm,
+                       fault=bool(h["flags"] & c.F_FAULT))
 
 
 def decode_wake(raw: bytes, arch: str, fp_depth: int) -> Wake:

@@ -26,6 +26,8 @@ skipped, with the reason in stats()["preemptors"], without them.
 - Run-queue waits: the holder is the task that took the CPU when the thread was preempted
   (sched_switch's next_pid/next_comm, from a tracepoint filtered in the kernel to runnable
   switch-outs), as with the eBPF backend.
+- A blocked wait in a page fault (`OffCpuEvent.fault`): the instruction before the saved
+  user ip, read from /proc/PID/mem for the reported waits only, is no system call.
 - No wakers (`OffCpuEvent.waker_tid` stays 0): sched_waking fires in the waker's
   context, so it would need a host-wide event per CPU filtered on every wakeup of the
   host, not one live only while a target thread runs.
@@ -48,6 +50,7 @@ import os
 import resource
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Optional
 
 from hud.collect.perf_pump import RingPump
@@ -72,7 +75,8 @@ from hud.linux.perf_event import (
     PERF_RECORD_SAMPLE,
     PERF_RECORD_SWITCH,
 )
-from hud.model import CpuSample, Event, Lost, TargetExit
+from hud.model import CpuSample, Event, Lost, OffCpuEvent, TargetExit
+from kernel.programs.common import ARCH_REGS
 
 ROLES = ("worker", "blocking", "other", "ignore", "unknown")
 MAX_WAIT_S = 0.1           # the longest poll() waits
@@ -322,6 +326,8 @@ class PerfCollector:
             if k == _IN:
                 e = tr.switch_in(r[2], r[0])
                 if e is not None:
+                    if not e.runnable and self._in_page_fault(e):
+                        e = replace(e, fault=True)
                     out.append(e)
             elif k == _OUT:
                 tr.switch_out(r[2], r[0], r[3], r[4])
@@ -341,6 +347,21 @@ class PerfCollector:
                     self._switch.direct.discard(r[2])
             else:
                 tr.lost(r[0])
+
+    def _in_page_fault(self, ev: OffCpuEvent) -> bool:
+        """Did the thread sleep in a page fault? The user ip a system call saves follows
+        its instruction; a fault saves the faulting one (kernel/programs/sched_switch.py
+        does this check in the kernel). Read from /proc/PID/mem for the few reported
+        waits: code does not change under a running thread. Unlike the eBPF check,
+        perf's switch records carry no state, so a thread stopped by a signal (SIGSTOP,
+        a debugger) would count as well."""
+        regs = ev.stack.regs
+        arch = ARCH_REGS.get(regs.arch) if regs is not None else None
+        if regs is None or arch is None or regs.ip < arch.syscall_insn_len:
+            return False
+        n = arch.syscall_insn_len
+        code = procfs.read_memory(self.pid, regs.ip - n, n)
+        return len(code) == n and int.from_bytes(code, "little") != arch.syscall_insn
 
     # -- introspection ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -177,6 +177,8 @@ class RecordingWriter:
                    "holder_pid": item.holder_pid, "holder_comm": item.holder_comm}
             if item.waker_tid:
                 rec["waker_tid"], rec["waker_comm"] = item.waker_tid, item.waker_comm
+            if item.fault:
+                rec["fault"] = True
         elif isinstance(item, CpuSample):
             rec = {"t": "sample", "pid": item.pid, "tid": item.tid, "cpu": item.cpu,
                    "time_ns": item.time_ns, "period_ns": item.period_ns,
@@ -447,7 +449,7 @@ def _event(d: dict, kind: str, stacks: dict) -> Item:
                            holder_pid=_int(d, "holder_pid", 0, 1 << 31, 0),
                            holder_comm=_str(d, "holder_comm", ""),
                            waker_tid=_int(d, "waker_tid", 0, 1 << 31, 0),
-                           waker_comm=_str(d, "waker_comm", ""))
+                           waker_comm=_str(d, "waker_comm", ""), fault=_bool(d, "fault"))
     if kind == "sample":
         return CpuSample(pid=_int(d, "pid", 0, 1 << 31), tid=_int(d, "tid", 0, 1 << 31),
                          cpu=_int(d, "cpu", 0, 1 << 20, 0), time_ns=_int(d, "time_ns"),

@@ -45,11 +45,13 @@ REC_OFFCPU, REC_SAMPLE, REC_EXIT, REC_WAKE = 1, 2, 3, 4
 F_RUNNABLE = 1 << 0     # left the CPU runnable (preempted or yielded): run-queue wait
 F_KERNEL_MODE = 1 << 1  # the sample interrupted kernel code (ctx regs were kernel regs)
 F_PROBE = 1 << 2        # below the threshold, sent because its site is not classified yet
+F_FAULT = 1 << 3        # blocked in a page fault: it entered the kernel by no system call
 
 # THREAD.out_kind: how the thread left the CPU last time (0 while on CPU / never seen out).
 KIND_NONE, KIND_RUNNABLE, KIND_PARKED, KIND_BLOCKED = 0, 1, 2, 3
 KIND_NOREC = 0x10       # role not captured: account time, emit nothing
 KIND_PROBE = 0x20       # blocked at a site userspace has not classified: may be probed
+KIND_FAULT = 0x40       # blocked in a page fault (F_FAULT)
 
 # CONFIG.flags
 CFG_NO_RUNQ_STACKS = 1 << 0   # runnable switch-outs keep regs only: no FP walk, no copy
@@ -122,6 +124,11 @@ class ArchRegs:
     # their futex2 forms, exit (CLONE_CHILD_CLEARTID: a join), signals. A wake seen with
     # the waker anywhere else came from an interrupt that happened to land on it.
     wake_calls: tuple[int, ...] = ()
+    # The system call instruction, as the little-endian word ending at the user ip saved
+    # by a system call: a thread blocked with anything else there entered the kernel by
+    # an exception, which for a sleeping thread means a page fault.
+    syscall_insn: int = 0
+    syscall_insn_len: int = 0
 
 
 # x86_64: arch/x86/include/uapi/asm/ptrace.h (user mode: cs & 3 == 3).
@@ -133,11 +140,13 @@ ARCH_REGS = {
     # pidfd_send_signal, futex_wake, futex_requeue (arch/x86/entry/syscalls/syscall_64.tbl)
     "x86_64": ArchRegs(ip=128, sp=152, fp=32, lr=None, mode_off=136, mode_mask=3,
                        user_value=3, period_off=168, syscall_off=120,
-                       wake_calls=(202, 60, 231, 62, 200, 234, 129, 297, 424, 454, 456)),
+                       wake_calls=(202, 60, 231, 62, 200, 234, 129, 297, 424, 454, 456),
+                       syscall_insn=0x050F, syscall_insn_len=2),        # syscall: 0f 05
     # the same calls in include/uapi/asm-generic/unistd.h; syscallno follows orig_x0
     "aarch64": ArchRegs(ip=256, sp=248, fp=232, lr=240, mode_off=264, mode_mask=0xF,
                         user_value=0, period_off=272, syscall_off=280,
-                        wake_calls=(98, 93, 94, 129, 130, 131, 138, 240, 424, 454, 456)),
+                        wake_calls=(98, 93, 94, 129, 130, 131, 138, 240, 424, 454, 456),
+                        syscall_insn=0xD4000001, syscall_insn_len=4),   # svc #0
 }
 
 
@@ -231,6 +240,7 @@ FP_LIM = -56        # u64 bytes to copy (min(config.stack_bytes, stack_bytes))
 FP_FLAGS = -56      # switch-in: u64 record flags (FP_LIM is a switch-out slot)
 FP_LIGHT = -120     # u64 non-zero: capture the registers only
 FP_CHUNK = -64      # u64 size of the page chunk being copied
+FP_INSN = -64       # switch-out, before the capture: the instruction before the user ip
 FP_PKEY = -104      # SITE_KEY: tid, pad, ip, sp ...
 FP_IP, FP_SP, FP_FPREG, FP_LR = -96, -88, -80, -72   # ... then fp and lr follow the key
 FP_T0 = -112        # timing builds: ktime at the start of the half being timed

@@ -14,7 +14,9 @@ Switch-out of a target thread (prev):
   userspace once it has symbolized that stack) costs one more lookup and nothing else:
   idle parks are most switch-outs of a Tokio worker;
 - anything else (blocked, or runnable: preempted/yielded) captures user regs, the
-  frame-pointer stack and a page-wise copy of the user stack into hud_caps[tid].
+  frame-pointer stack and a page-wise copy of the user stack into hud_caps[tid]; a
+  blocked thread whose saved user ip does not follow a system call instruction sleeps
+  in a page fault (F_FAULT in its record).
 
 Switch-in of a tracked thread (next): the time since switch-out goes to parked_ns,
 runq_ns (runnable at switch-out) or offcpu_ns; past the threshold, a captured episode is
@@ -34,11 +36,14 @@ from kernel.programs.common import (
     CFG_NO_RUNQ_STACKS,
     CONFIG,
     EXIT_HDR,
+    F_FAULT,
     F_PROBE,
     F_RUNNABLE,
     FP_CFG,
     FP_FLAGS,
     FP_INIT,
+    FP_INSN,
+    FP_IP,
     FP_KEY,
     FP_KIND,
     FP_LIGHT,
@@ -48,6 +53,7 @@ from kernel.programs.common import (
     FP_STATE,
     FP_ZERO,
     KIND_BLOCKED,
+    KIND_FAULT,
     KIND_NOREC,
     KIND_PARKED,
     KIND_PROBE,
@@ -162,8 +168,11 @@ def _switch_out(a: Assembler, p: Params) -> None:
     path(a, p, "out_times").ja("switch_in")
 
     a.label("capture")
-    a.ldx("u64", r1, r10, FP_KIND).alu64("&=", r1, 0xF).jmp("==", r1, KIND_BLOCKED, "not_parked")
+    a.ldx("u64", r1, r10, FP_KIND).alu64("&=", r1, 0xF).jmp("==", r1, KIND_BLOCKED, "blocked")
     read_user_regs(a, p)                                # runnable: regs not read yet
+    a.ja("not_parked")
+    a.label("blocked")
+    _page_fault(a, p)
 
     a.label("not_parked")
     a.ldx("u64", r1, r10, FP_KIND).stx("u32", r8, T["out_kind"], r1)
@@ -223,6 +232,27 @@ def _switch_out(a: Assembler, p: Params) -> None:
         a.ld_map(r1, m).mov(r2, r10).alu64("+=", r2, FP_KEY).call("map_delete_elem")
 
 
+def _page_fault(a: Assembler, p: Params) -> None:
+    """KIND_FAULT into FP_KIND when the blocked thread (FP_IP read) sleeps in a page fault.
+
+    The user ip a system call saves is right after its instruction; an exception saves the
+    faulting instruction's, and a sleeping (S or D) thread that entered the kernel by an
+    exception waits in a page fault (disk I/O of an mmap'd file or evicted code, swap-in,
+    userfaultfd). Not for stopped or traced threads (T, t): a signal stop interrupts user
+    code too. An unreadable word decides nothing."""
+    regs = p.regs
+    n = regs.syscall_insn_len
+    a.ldx("u64", r1, r10, FP_STATE).alu64("&=", r1, 3).jmp("==", r1, 0, "no_fault")
+    a.ldx("u64", r3, r10, FP_IP).jmp("<", r3, n, "no_fault").alu64("-=", r3, n)
+    a.st("u64", r10, FP_INSN, 0)
+    a.mov(r1, r10).alu64("+=", r1, FP_INSN).mov(r2, n).call("probe_read_user")
+    a.jmp("!=", r0, 0, "no_fault")
+    a.ldx("u16" if n == 2 else "u32", r1, r10, FP_INSN)
+    a.jmp("==", r1, regs.syscall_insn, "no_fault")
+    a.ldx("u64", r1, r10, FP_KIND).alu64("|=", r1, KIND_FAULT).stx("u64", r10, FP_KIND, r1)
+    a.label("no_fault")
+
+
 def _switch_in(a: Assembler, p: Params) -> None:
     f = p.fields
     a.ldx("u32", r1, r6, f.next_pid).stx("u32", r10, FP_KEY, r1)
@@ -254,7 +284,10 @@ def _switch_in(a: Assembler, p: Params) -> None:
     a.ldx("u64", r1, r10, FP_KIND).alu64("&=", r1, KIND_NOREC).jmp("!=", r1, 0, "exit")
     a.ldx("u64", r2, r10, FP_KIND).alu64("&=", r2, 0xF).mov(r1, 0)
     a.jmp("!=", r2, KIND_RUNNABLE, "flags").mov(r1, F_RUNNABLE)
-    a.label("flags").stx("u64", r10, FP_FLAGS, r1)
+    a.label("flags")
+    a.ldx("u64", r2, r10, FP_KIND).alu64("&=", r2, KIND_FAULT).jmp("==", r2, 0, "flags_set")
+    a.alu64("|=", r1, F_FAULT)
+    a.label("flags_set").stx("u64", r10, FP_FLAGS, r1)
     a.ldx("u64", r1, r10, FP_CFG).ldx("u64", r2, r1, CONFIG.offset("threshold_ns"))
     a.jmp(">=", r9, r2, "send")
     # Below the threshold: a probe of a site not classified yet, at most one per thread

@@ -113,6 +113,26 @@ def test_cpu_in_the_kernel_is_told_from_cpu_in_user_code(backend, tokio_fixture)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_worker_asleep_in_a_page_fault_is_a_blocker_that_says_so(backend, tokio_fixture):
+    """A read of a page that is not there yet (userfaultfd answers it after block_ms):
+    the worker sleeps in a page fault, its stack ends at a plain memory load, and no
+    system call explains the wait. It is a blocking finding at that line that says it
+    was a page fault (the saved user ip follows no `syscall`: checked in the kernel by
+    the eBPF backend, in /proc/PID/mem by the perf one). A sleep beside it is not one."""
+    fx = tokio_fixture("blockers-nofp", ["page_fault", "sleep"])
+    report = profile(fx.pid, backend=backend)
+    sc, sleep = fx.manifest.scenarios["page_fault"], fx.manifest.scenarios["sleep"]
+    f = at(report, "blocking", sc)
+    assert f is not None and f["count"] >= 0.6 * SECONDS * 1000 / sc.period_ms, \
+        summary(report)
+    assert f["max_ms"] >= 0.9 * sc.block_ms and set(f["workers"]) <= set(fx.worker_tids)
+    s = at(report, "blocking", sleep)
+    assert s is not None and s["fault_ms"] == 0 and not s.get("detail"), s
+    assert f["fault_ms"] >= 0.9 * f["total_ms"], f
+    assert f["detail"].startswith("in a page fault "), f
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_sleep_duration_and_count_match_the_ground_truth(backend, tokio_fixture):
     # Every sleep must come out once (the perf backend pairs switch records across
     # per-CPU rings in userspace), and no longer than the program measured it.

@@ -30,11 +30,12 @@ class StackTable:
 
 
 def off(table, tid, start_ms, dur_ms, stack, runnable=False, holder=("", 0), pid=100,
-        waker=("", 0)):
+        waker=("", 0), fault=False):
     return OffCpuEvent(pid=pid, tid=tid, cpu=0, start_ns=int(start_ms * MS),
                        end_ns=int((start_ms + dur_ms) * MS), state=0 if runnable else 1,
                        runnable=runnable, stack=table.cap(stack), holder_comm=holder[0],
-                       holder_pid=holder[1], waker_comm=waker[0], waker_tid=waker[1])
+                       holder_pid=holder[1], waker_comm=waker[0], waker_tid=waker[1],
+                       fault=fault)
 
 
 def sample(table, tid, t_ms, stack, seq=0, period_ms=1.0, pid=100, oncpu_ms=None,

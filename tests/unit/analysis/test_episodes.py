@@ -124,6 +124,18 @@ def test_a_futex_wait_names_its_waker_and_other_waits_do_not():
                                            "woken by w-2 (tid 813)", "", "", ""]
 
 
+def test_a_wait_in_a_page_fault_says_so_unless_a_waker_explains_it():
+    t = StackTable()
+    b = builder(t)
+    eps = kinds(b, [off(t, W, 0, 50, shapes.cpu_hog(), fault=True),
+                    off(t, W, 60, 50, shapes.sleep_blocker()),
+                    off(t, W, 120, 50, shapes.mutex_blocker(), waker=("lock-keeper", 812),
+                        fault=True)])
+    assert [(e.kind, e.fault, e.detail) for e in eps] == [
+        (KIND_BLOCKING, True, "in a page fault"), (KIND_BLOCKING, False, ""),
+        (KIND_BLOCKING, True, "woken by lock-keeper (tid 812)")]
+
+
 def test_the_wakers_own_stack_says_where_it_woke_the_wait():
     """A Wake of the same wait (same start, same waker) gives the waker's frame; a Wake
     of an earlier wait, or none, gives the name only."""

@@ -170,6 +170,19 @@ def test_cpu_findings_say_how_much_of_their_time_was_the_kernels():
     assert "kernel_ms" not in of_kind(t, KIND_BLOCKING).to_dict()
 
 
+def test_blocking_findings_say_how_much_of_their_time_was_in_page_faults():
+    t = FindingsTable(FINDING_KINDS)
+    t.add(replace(ep(KIND_BLOCKING, 1, 0, 45, SLEEP), fault=True))
+    t.add(ep(KIND_BLOCKING, 1, 50, 5, SLEEP))
+    (f,) = t.findings()
+    assert f.detail == "in a page fault 90%" and f.to_dict()["fault_ms"] == 45.0
+    t.add(ep(KIND_BLOCKING, 1, 100, 500, SLEEP))
+    (f,) = t.findings()
+    assert f.detail == "" and f.to_dict()["fault_ms"] == 45.0
+    t.add(ep(KIND_CPU, 1, 0, 10, shapes.cpu_hog()))
+    assert "fault_ms" not in of_kind(t, KIND_CPU).to_dict()
+
+
 def of_kind(table, kind):
     return next(f for f in table.findings() if f.kind == kind)
 

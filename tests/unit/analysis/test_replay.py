@@ -60,6 +60,7 @@ def all_kinds(t):
         off(t, 11, 55, 4, shapes.mutex_blocker(), waker=("lock-keeper", 812)),
         sample(t, 11, 60, shapes.cpu_hog(), seq=3),
         sample(t, 11, 61, shapes.cpu_hog(), seq=3, kernel=True),
+        off(t, 11, 62, 6, shapes.cpu_hog(), fault=True),
         OffCpuEvent(100, 11, 1, 70 * MS, 90 * MS, 0, True, raw, 4242, "stress-ng"),
         ThreadTimes(11, 100 * MS, 1, 2, 3, 4),
         Thread(22, "tokio-runtime-w", ROLE_BLOCKING),
@@ -172,6 +173,7 @@ BAD_LINES = [
     b'{"t":"offcpu","pid":1,"tid":2,"start_ns":5,"end_ns":9,"stack":[1]}\n',
     b'{"t":"offcpu","pid":1,"tid":2,"start_ns":5,"end_ns":9,"stack":1,"runnable":1}\n',
     b'{"t":"sample","pid":1,"tid":2,"time_ns":5,"stack":1,"kernel":"yes"}\n',
+    b'{"t":"offcpu","pid":1,"tid":2,"start_ns":5,"end_ns":9,"stack":1,"fault":null}\n',
     b'{"t":"stack","id":1,"frames":[]}\n',                            # id 1 defined twice
     b'{"t":"stack","id":7}\n',                                        # neither frames nor capture
     b'{"t":"stack","id":8,"frames":[{"address":"0x1"}]}\n',

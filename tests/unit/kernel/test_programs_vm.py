@@ -625,6 +625,35 @@ def test_full_maps_and_a_full_ring_are_counted():
     assert m.records() == [] and m.counters()["ringbuf_offcpu"] == 1
 
 
+CODE = 0x5555_0000_1000       # the code page of the worker's ip (0x5555_0000_1234)
+T_STATE = 0x4                 # __TASK_STOPPED
+
+
+@pytest.mark.parametrize("before_ip,state,fault", [
+    (b"\x0f\x05", S_STATE, False),     # `syscall` right before the saved ip: a system call
+    (b"\x8b\x07", S_STATE, True),      # a load (mov (%rdi),%eax): it faulted there
+    (b"\x8b\x07", D_STATE, True),
+    (b"\x8b\x07", T_STATE, False),     # stopped by a signal: interrupted, not faulting
+    (None, S_STATE, False),             # code unreadable: nothing decided
+])
+def test_a_thread_asleep_in_a_page_fault_is_flagged(before_ip, state, fault):
+    m = Machine(threshold_ns=1)
+    w = _worker(m)
+    if before_ip is not None:
+        code = bytearray(PAGE)
+        off = w.ip - CODE
+        code[off - 2:off] = before_ip
+        m.env.map_user(CODE, bytes(code))
+    m.switch_at(1_000, 101, state, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    m.switch_at(3_000, 101, PREEMPTED, 7)        # runnable: never a fault
+    m.switch_at(4_000, 7, S_STATE, 101)
+    blocked, preempted = m.events()
+    assert blocked.fault is fault and not preempted.fault
+    flags = [c.OFFCPU_HDR.unpack(r)["flags"] & c.F_FAULT for r in m.records()]
+    assert flags == [c.F_FAULT if fault else 0, 0]
+
+
 def test_switch_fields_come_from_the_format_not_constants():
     f = c.SwitchFields(prev_state=48, prev_state_size=4, next_pid=72, next_comm=80)
     m = Machine(c.Params(fields=f, ncpus=1), threshold_ns=1)
