@@ -49,9 +49,10 @@ for a CPU) at least `threshold_ns`, with the stack captured at its switch-out; p
 marked with mark_park() never produce one. A run-queue wait's holder
 (`holder_pid`/`holder_comm`) is the task that took the CPU at that switch-out: the one
 that displaced it. A blocked wait's waker (`waker_tid`/`waker_comm`, with `wakers`: a
-sched_waking program) is the task current when the thread was woken: the one that
-released a futex, or whichever task an interrupt (a timer, an I/O completion) found
-running; 0 when no wake was seen. When that wait has lasted the threshold and the waker
+sched_waking program, with two timer-flag programs on hrtimer_expire_entry/exit) is the
+task current when the thread was woken, when it sat inside a call that ends futex waits
+(FUTEX_WAKE, exit, a signal) outside an hrtimer callback: the one that released a
+futex; 0 when no such wake was seen (an interrupt's, a timeout's). When that wait has lasted the threshold and the waker
 is a thread of the target, a `Wake` event carries the waker's own capture, taken at the
 wake (where it released the lock); it comes before the wakee's OffCpuEvent. Site probes: a thread that slept at a site not marked either way is also
 sent below the threshold, at most once per `probe_interval_ns` per thread (0 = never),
@@ -82,7 +83,7 @@ from hud.linux import bpf, procfs, tracefs
 from hud.linux.libc import ARCH
 from hud.model import ROLE_BLOCKING, ROLE_OTHER, ROLE_WORKER, Event, Lost, TargetExit
 from kernel.programs import common as c
-from kernel.programs import sampler, sched_switch, sched_waking
+from kernel.programs import sampler, sched_switch, sched_waking, timer_flag
 
 ROLE_IGNORE = "ignore"
 ROLE_UNKNOWN = "unknown"
@@ -239,15 +240,23 @@ class EbpfCollector:
     def _attach_waking(self, ld: Loader, p: c.Params) -> None:
         # Wakers are a detail: a kernel without sched_waking, or one that refuses the
         # program, still gets everything else (stats()["wakers"] says it is off).
+        # The timer flag first: sched_waking must never run without it, or a timed wait
+        # that times out would name whatever task the timer interrupted.
         pid_off = waking_pid_offset()
         if pid_off is None:
             return
+        progs = {}
         try:
-            prog = ld.load(sched_waking.build(pid_off, p))
+            for build, event in ((timer_flag.build_entry, "hrtimer_expire_entry"),
+                                 (timer_flag.build_exit, "hrtimer_expire_exit")):
+                image = build()
+                progs[image.name] = prog = ld.load(image)
+                ld.attach_tracepoint(prog, "timer", event)
+            progs[sched_waking.NAME] = prog = ld.load(sched_waking.build(pid_off, p))
             ld.attach_tracepoint(prog, "sched", "sched_waking")
         except HudError:
-            return
-        self._progs[sched_waking.NAME] = prog
+            return   # what did attach only sets a flag; closed with the rest
+        self._progs.update(progs)
 
     def close(self) -> None:
         """Detach and release every BPF object (idempotent)."""
@@ -398,8 +407,8 @@ class EbpfCollector:
 
     # -- introspection --------------------------------------------------------------------
     def program_names(self) -> list[str]:
-        """The programs loaded and attached, in load order (hud_waking only where this
-        kernel has sched_waking and `wakers` is on)."""
+        """The programs loaded and attached, in load order (hud_timer_in, hud_timer_out
+        and hud_waking only where this kernel has their tracepoints and `wakers` is on)."""
         return list(self._progs)
 
     def program_stats(self) -> dict[str, dict[str, Any]]:

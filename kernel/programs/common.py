@@ -12,6 +12,7 @@ the same maps, created once by the collector (hud.collect.ebpf):
 | `hud_caps` | HASH (no prealloc) | tid -> capture record (header + stacks) | BPF |
 | `hud_scratch` | ARRAY[ncpus] | cpu -> capture record | BPF (sampler) |
 | `hud_counts` | PERCPU_ARRAY[1] | 0 -> u64[COUNTERS] | BPF |
+| `hud_in_timer` | PERCPU_ARRAY[1] | 0 -> u64 1 while an hrtimer callback runs | BPF (timer_flag) |
 | `hud_rb` | RINGBUF | records | BPF |
 
 A capture record is a 64-byte header (OFFCPU_HDR, SAMPLE_HDR or EXIT_HDR: all start with
@@ -223,6 +224,7 @@ def map_specs(p: Params) -> list[MapSpec]:
                 uapi.BPF_F_NO_PREALLOC),
         MapSpec("hud_scratch", uapi.BPF_MAP_TYPE_ARRAY, 4, p.record_size, max(p.ncpus, 1)),
         MapSpec("hud_counts", uapi.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8 * len(COUNTERS), 1),
+        MapSpec("hud_in_timer", uapi.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1),
         MapSpec("hud_rb", uapi.BPF_MAP_TYPE_RINGBUF, 0, 0, p.ringbuf_bytes),
     ] + ([MapSpec("hud_timing", uapi.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16 * len(PATHS), 1)]
          if p.timing else [])

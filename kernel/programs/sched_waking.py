@@ -9,10 +9,12 @@ a blocked switch-out, so a record whose wake was not seen names nobody.
 
 From interrupt context (a timer ending a sleep or a timed wait, a disk or network
 completion) `current` is whichever task was interrupted, not a waker. A tracepoint
-program cannot read the event's irq flags, so the waker's saved user registers decide:
-it is named only when it is inside a call that ends futex waits (ArchRegs.wake_calls:
-FUTEX_WAKE, a thread's exit, a signal). An interrupt from user mode leaves -1 there, a
-kernel thread or the idle task 0. Userspace then names wakers of futex waits only
+program cannot read the event's irq flags. Two checks stand in: no hrtimer callback may
+be running on this CPU (hud_in_timer, set around them by timer_flag.py: a timed futex
+wait that times out), and the current task's saved user registers must say it is inside
+a call that ends futex waits (ArchRegs.wake_calls: FUTEX_WAKE, a thread's exit, a
+signal; an interrupt from user mode leaves -1 there, a kernel thread or the idle task
+0). Userspace then names wakers of futex waits only
 (hud.analysis.episodes): a sleep ended by a timer that fired during someone's
 FUTEX_WAKE is not that task's doing.
 
@@ -68,6 +70,10 @@ def build(pid_off: int, p: Params) -> Image:
     a.ldx("u32", r1, r0, T["captured"]).jmp("==", r1, 0, "exit")
     a.ldx("u32", r1, r0, T["out_kind"]).alu64("&=", r1, 0xF | KIND_NOREC)
     a.jmp("!=", r1, KIND_BLOCKED, "exit")
+    # Not from a timer's callback (timer_flag.py): a timed wait that timed out.
+    a.st("u32", r10, FP_ZERO, 0)
+    lookup(a, "hud_in_timer", FP_ZERO).jmp("==", r0, 0, "exit")
+    a.ldx("u64", r1, r0, 0).jmp("!=", r1, 0, "exit")
     # A task from user mode, inside a call that wakes (not one an interrupt landed on).
     regs = p.regs
     a.call("get_current_task_btf").mov(r1, r0).call("task_pt_regs")

@@ -42,8 +42,8 @@ def test_as_root_every_host_check_passes():
     assert list(doc["checks"]) == list(HOST_CHECKS)
     # what the probes saw, not what they assumed
     assert doc["checks"]["tracefs"]["data"]["fields"]["next_pid"] > 8
-    assert doc["checks"]["programs"]["data"]["programs"] == ["hud_switch", "hud_sample",
-                                                               "hud_waking"]
+    assert doc["checks"]["programs"]["data"]["programs"] == [
+        "hud_switch", "hud_sample", "hud_timer_in", "hud_timer_out", "hud_waking"]
     assert doc["checks"]["max_stack"]["data"]["perf_event_max_stack"] == int(
         Path("/proc/sys/kernel/perf_event_max_stack").read_text())
 

@@ -16,13 +16,15 @@ from kernel.abi import PERF_EVENT_DATA_SIZE_X86_64
 from kernel.asm import Image
 from kernel.disasm import disassemble_image, parse
 from kernel.programs import common as c
-from kernel.programs import sampler, sched_switch, sched_waking
+from kernel.programs import sampler, sched_switch, sched_waking, timer_flag
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 BUILDERS = {"hud_switch": sched_switch.build, "hud_sample": sampler.build}
 # sched_waking's `pid` offset in 6.18's format (8-byte common header, then comm[16]).
 WAKING_PID = 24
-LISTED = {**BUILDERS, "hud_waking": lambda p: sched_waking.build(WAKING_PID, p)}
+LISTED = {**BUILDERS, "hud_waking": lambda p: sched_waking.build(WAKING_PID, p),
+          "hud_timer_in": lambda p: timer_flag.build_entry(),
+          "hud_timer_out": lambda p: timer_flag.build_exit()}
 # Helpers each program type may call (all available to TRACEPOINT and PERF_EVENT on 6.18).
 ALLOWED = {"map_lookup_elem", "map_update_elem", "map_delete_elem", "ktime_get_ns",
            "get_current_pid_tgid", "get_smp_processor_id", "get_current_comm",

@@ -21,7 +21,7 @@ from kernel import isa, uapi
 from kernel.abi import MapSpec
 from kernel.asm import Image
 from kernel.programs import common as c
-from kernel.programs import sampler, sched_switch, sched_waking
+from kernel.programs import sampler, sched_switch, sched_waking, timer_flag
 
 MASK64 = (1 << 64) - 1
 PAGE = 4096
@@ -343,6 +343,8 @@ class Machine:
         self.sampler = Vm(sampler.build(self.p), self.maps, self.env, self.p.arch)
         self.waking = Vm(sched_waking.build(WAKING_PID, self.p), self.maps, self.env,
                          self.p.arch)
+        self.timer_in = Vm(timer_flag.build_entry(), self.maps, self.env, self.p.arch)
+        self.timer_out = Vm(timer_flag.build_exit(), self.maps, self.env, self.p.arch)
         self.maps["hud_cfg"].put(struct.pack("<I", 0), c.CONFIG.pack(
             tgid=TGID, flags=flags, threshold_ns=threshold_ns,
             stack_bytes=self.p.stack_bytes if stack_bytes is None else stack_bytes,
@@ -375,13 +377,18 @@ class Machine:
         # 1: never suppress the tracepoint's perf events for other tracers
         assert self.switch.run(self.ctx(self.env.current, state, nxt_task)) == 1
 
-    def wake_at(self, now: int, waker: int, wakee: int) -> None:
-        """sched_waking at `now`: `waker` (current) wakes `wakee`."""
+    def wake_at(self, now: int, waker: int, wakee: int, in_timer: bool = False) -> None:
+        """sched_waking at `now`: `waker` (current) wakes `wakee`; with `in_timer`, from
+        inside an hrtimer callback that interrupted `waker`."""
         self.env.now = now
         self.env.current = self.tasks.get(waker) or self.task(waker, 1)
         ctx = bytearray(40)
         struct.pack_into("<i", ctx, WAKING_PID, wakee)
+        if in_timer:
+            assert self.timer_in.run(bytes(32)) == 1
         assert self.waking.run(bytes(ctx)) == 1
+        if in_timer:
+            assert self.timer_out.run(bytes(32)) == 1
 
     def sample_at(self, now: int, tid: int, kernel_mode: bool = False,
                   period: int = 2_500_000) -> None:
@@ -742,6 +749,26 @@ def test_only_a_task_inside_a_waking_call_is_a_waker(call, named):
         [(7, "lock-keeper") if named else (0, "")]
     assert len([e for e in evs if isinstance(e, Wake)]) == (1 if named else 0)
     assert m.counters()["wake_records"] == (1 if named else 0)
+
+
+def test_a_wake_from_a_timer_callback_names_nobody():
+    """A timed futex wait that times out is woken by its hrtimer, in an interrupt that
+    may land on a thread inside a futex call of its own: not the waker. The flag is
+    cleared after the callback, so the next wake by that thread names it."""
+    m = Machine(threshold_ns=1_000_000)
+    _worker(m)
+    k = _worker(m, tid=7, sp=STACK_TOP - 0x800)
+    k.comm = "gil-swapper"                     # inside futex(): in the wake-call list
+    m.task(8, 99, comm="other")
+    m.switch_at(10_000_000, 101, S_STATE, 8)
+    m.wake_at(40_000_000, 7, 101, in_timer=True)
+    m.switch_at(41_000_000, 8, S_STATE, 101)
+    m.switch_at(50_000_000, 101, S_STATE, 8)
+    m.wake_at(60_000_000, 7, 101)
+    m.switch_at(61_000_000, 8, S_STATE, 101)
+    offs = [e for e in m.events() if isinstance(e, OffCpuEvent)]
+    assert [(e.waker_tid, e.waker_comm) for e in offs] == [(0, ""), (7, "gil-swapper")]
+    assert m.maps["hud_in_timer"].get(struct.pack("<I", 0)) == bytes(8)
 
 
 def test_a_wake_of_an_ignored_or_parked_thread_writes_nothing():
