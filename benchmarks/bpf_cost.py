@@ -38,7 +38,7 @@ from hud.collect.ebpf import EbpfCollector  # noqa: E402
 from hud.model import OffCpuEvent  # noqa: E402
 from hud.symbolize import Symbolizer  # noqa: E402
 from hud.unwind import Unwinder  # noqa: E402
-from kernel.programs import sampler, sched_switch, sched_waking  # noqa: E402
+from kernel.programs import sampler, sched_switch, sched_waking, timer_flag  # noqa: E402
 
 PATH_LABELS = {
     "out_other": "another task's switch-out (reference)",
@@ -147,7 +147,8 @@ def report(rounds: list[dict], args: argparse.Namespace) -> str:
              + (", runq_stacks=False" if args.no_runq_stacks else ""), ""]
     lines += ["| program | phase | runs/s | ns/run | BPF time, % of one CPU | "
               "captures/s | records/s (probes) |", "|---|---|---:|---:|---:|---:|---:|"]
-    for name in (sched_switch.NAME, sampler.NAME, sched_waking.NAME):
+    for name in (sched_switch.NAME, sampler.NAME, sched_waking.NAME, timer_flag.ENTRY,
+                 timer_flag.EXIT):
         for k, phase in enumerate(("parks unlearned", "parks learned")):
             rows = [r["programs"][k] for r in rounds]
             if not all(name in x for x in rows):
@@ -162,8 +163,10 @@ def report(rounds: list[dict], args: argparse.Namespace) -> str:
             elif name == sampler.NAME:
                 caps = _med(x["sample_records"] / x["wall"] for x in rows)
                 recs = f"{caps:,.0f}"
-            else:
+            elif name == sched_waking.NAME:
                 caps, recs = 0, "(writes into captures)"
+            else:
+                caps, recs = 0, "(a per-CPU flag)"
             lines.append(f"| {name} | {phase} | {runs:,.0f} | {ns:,.0f} | {cpu:.3f} | "
                          f"{caps:,.0f} | {recs} |")
     parks = statistics.median(r["programs"][2] for r in rounds)
