@@ -291,7 +291,7 @@ class EpisodeBuilder:
         name = st.by_function.most_common(1)[0][0]
         detail = f"{st.samples} samples"
         if st.kernel:
-            detail += f", {st.kernel} in the kernel"
+            detail += f", {st.kernel} {IN_KERNEL}"
         kernel_ns = (end - st.first_ns) * st.kernel // st.samples
         return [Episode(KIND_CPU, tid, st.first_ns, end, st.stack_of[name], detail,
                         kernel_ns=kernel_ns)]
@@ -308,6 +308,7 @@ def _holder(ev: OffCpuEvent) -> str:
 
 WOKEN_BY = "woken by "
 IN_PAGE_FAULT = "in a page fault"
+IN_KERNEL = "in the kernel"
 # Waits that only another task ends, with FUTEX_WAKE: the task current at the wake is
 # then the one that released the lock, set the event, sent on the channel. Other waits
 # (sleeps, disk and network I/O) end from interrupts, where the current task is

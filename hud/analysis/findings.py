@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Optional
 
-from hud.analysis.episodes import IN_PAGE_FAULT, WOKEN_BY, waker_text
+from hud.analysis.episodes import IN_KERNEL, IN_PAGE_FAULT, WOKEN_BY, waker_text
 from hud.classify import blocking_frame, display_function
 from hud.model import (
     KIND_BLOCKING,
@@ -161,7 +161,7 @@ class _Group:
             # work done in the thread's time; its user frames are only where it entered.
             extra = (("kernel_ms", round(self.kernel_ns / NS_PER_MS, 3)),)
             if self.kernel_ns * SHARE_SHOWN >= self.total_ns > 0:
-                detail = f"in the kernel {100 * self.kernel_ns / self.total_ns:.0f}%"
+                detail = f"{IN_KERNEL} {100 * self.kernel_ns / self.total_ns:.0f}%"
         elif self.kind == KIND_BLOCKING:
             # Waits in a page fault: the line is an ordinary memory access (an mmap'd
             # file, evicted code, swap), not a call that says it blocks.

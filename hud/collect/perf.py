@@ -80,6 +80,7 @@ from kernel.programs.common import ARCH_REGS
 
 ROLES = ("worker", "blocking", "other", "ignore", "unknown")
 MAX_WAIT_S = 0.1           # the longest poll() waits
+_FAULT_SITES = 4096        # user ips whose page-fault verdict is kept
 PUMP_INTERVAL_S = 0.02     # the reader thread empties the rings this often
 HOLDBACK_NS = 5_000_000    # records this much younger than the last read wait for the next
 RING_BUDGET = 64 << 20    # bytes of ring memory for all CPUs and both kinds of ring
@@ -132,6 +133,7 @@ class PerfCollector:
         self._sampler: Optional[PerfSampler] = None
         self._pidfd = -1
         self._tracker = SwitchTracker(pid, threshold_ns)
+        self._fault_at: dict[int, bool] = {}   # user ip -> slept in a page fault there
         self._reorder = Reorder()
         self._roles: dict[int, str] = {}
         self._events: Counter = Counter()
@@ -359,9 +361,17 @@ class PerfCollector:
         arch = ARCH_REGS.get(regs.arch) if regs is not None else None
         if regs is None or arch is None or regs.ip < arch.syscall_insn_len:
             return False
-        n = arch.syscall_insn_len
-        code = procfs.read_memory(self.pid, regs.ip - n, n)
-        return len(code) == n and int.from_bytes(code, "little") != arch.syscall_insn
+        # Once per code address: until parks are learned, every long park of every
+        # worker is reported, all from the same few epoll_wait sites.
+        got = self._fault_at.get(regs.ip)
+        if got is None:
+            n = arch.syscall_insn_len
+            code = procfs.read_memory(self.pid, regs.ip - n, n)
+            got = len(code) == n and int.from_bytes(code, "little") != arch.syscall_insn
+            if len(self._fault_at) >= _FAULT_SITES:
+                self._fault_at.clear()   # a bound, not a policy: sites are few
+            self._fault_at[regs.ip] = got
+        return got
 
     # -- introspection ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

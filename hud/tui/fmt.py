@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from hud.analysis.episodes import WOKEN_BY
 from hud.classify import source_known
 from hud.model import KIND_BLOCKING, KIND_CPU, KIND_SCHED_DELAY, Finding
 
@@ -92,7 +93,7 @@ def wakers(finding: Finding) -> list[tuple[str, str]]:
     `wakers`), most time first: one line each, the place on a line of its own (a
     function path is too long to share a line with a thread name)."""
     total = finding.total_ms
-    return [(f"woken by {w['waker']} {100 * w['ms'] / total if total else 0:.0f}%",
+    return [(f"{WOKEN_BY}{w['waker']} {100 * w['ms'] / total if total else 0:.0f}%",
              w.get("at", "")) for w in dict(finding.extra).get("wakers", ())]
 
 

@@ -48,6 +48,10 @@ F_KERNEL_MODE = 1 << 1  # the sample interrupted kernel code (ctx regs were kern
 F_PROBE = 1 << 2        # below the threshold, sent because its site is not classified yet
 F_FAULT = 1 << 3        # blocked in a page fault: it entered the kernel by no system call
 
+# sched_switch prev_state bits of a sleeping task: S (TASK_INTERRUPTIBLE) and D
+# (TASK_UNINTERRUPTIBLE, also TASK_KILLABLE); not T/t (stopped, traced) or X/Z.
+SLEEPING = 0x1 | 0x2
+
 # THREAD.out_kind: how the thread left the CPU last time (0 while on CPU / never seen out).
 KIND_NONE, KIND_RUNNABLE, KIND_PARKED, KIND_BLOCKED = 0, 1, 2, 3
 KIND_NOREC = 0x10       # role not captured: account time, emit nothing

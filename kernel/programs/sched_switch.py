@@ -62,6 +62,7 @@ from kernel.programs.common import (
     REC_EXIT,
     REC_OFFCPU,
     SITE_PARK,
+    SLEEPING,
     THREAD,
     Params,
     capture,
@@ -242,7 +243,7 @@ def _page_fault(a: Assembler, p: Params) -> None:
     code too. An unreadable word decides nothing."""
     regs = p.regs
     n = regs.syscall_insn_len
-    a.ldx("u64", r1, r10, FP_STATE).alu64("&=", r1, 3).jmp("==", r1, 0, "no_fault")
+    a.ldx("u64", r1, r10, FP_STATE).alu64("&=", r1, SLEEPING).jmp("==", r1, 0, "no_fault")
     a.ldx("u64", r3, r10, FP_IP).jmp("<", r3, n, "no_fault").alu64("-=", r3, n)
     a.st("u64", r10, FP_INSN, 0)
     a.mov(r1, r10).alu64("+=", r1, FP_INSN).mov(r2, n).call("probe_read_user")

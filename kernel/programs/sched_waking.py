@@ -15,7 +15,7 @@ wait that times out), and the current task's saved user registers must say it is
 a call that ends futex waits (ArchRegs.wake_calls: FUTEX_WAKE, a thread's exit, a
 signal; an interrupt from user mode leaves -1 there, a kernel thread or the idle task
 0). Userspace then names wakers of futex waits only
-(hud.analysis.episodes): a sleep ended by a timer that fired during someone's
+(hud.analysis.episodes): a sleep ended by a disk completion that came during someone's
 FUTEX_WAKE is not that task's doing.
 
 When the wait has already lasted the threshold and the waker belongs to the target
@@ -48,6 +48,7 @@ from kernel.programs.common import (
     lookup,
     output_capture,
     read_user_regs,
+    stack_key,
 )
 
 NAME = "hud_waking"
@@ -71,7 +72,7 @@ def build(pid_off: int, p: Params) -> Image:
     a.ldx("u32", r1, r0, T["out_kind"]).alu64("&=", r1, 0xF | KIND_NOREC)
     a.jmp("!=", r1, KIND_BLOCKED, "exit")
     # Not from a timer's callback (timer_flag.py): a timed wait that timed out.
-    a.st("u32", r10, FP_ZERO, 0)
+    stack_key(a, FP_ZERO, 0)
     lookup(a, "hud_in_timer", FP_ZERO).jmp("==", r0, 0, "exit")
     a.ldx("u64", r1, r0, 0).jmp("!=", r1, 0, "exit")
     # A task from user mode, inside a call that wakes (not one an interrupt landed on).
