@@ -270,3 +270,11 @@ def read_memory(pid: int, addr: int, size: int) -> bytes:
         return b""
     finally:
         os.close(fd)
+
+
+def read_kallsyms() -> Optional[str]:
+    """The text of /proc/kallsyms, or None when it cannot be read."""
+    # ~120k lines / ~5 MB on a distribution kernel; 64 MiB leaves room for many modules
+    # and BPF programs while still bounding a hostile or runaway file.
+    data = _read(f"{PROC}/kallsyms", 64 << 20)
+    return None if data is None else data.decode("utf-8", "replace")

@@ -1,0 +1,99 @@
+"""KernelSymbols on the real /proc/kallsyms against perf: kernel callchains recorded
+system-wide while a child makes system calls, each kernel ip named by perf and by hud."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hud.symbolize.kallsyms import kernel_symbols
+
+pytestmark = pytest.mark.timeout(120)
+
+KERNEL_BASE = 0xFFFF000000000000
+# Reads of /dev/zero (the brief's workload) plus a spread of other system calls, so the
+# callchains cover more than one path through the kernel.
+WORKLOAD = r"""
+import os, time
+end = time.monotonic() + 3
+zero = os.open("/dev/zero", os.O_RDONLY)
+r, w = os.pipe()
+while time.monotonic() < end:
+    os.read(zero, 65536)
+    os.stat("/proc/self/status")
+    os.listdir("/proc/self/fd")
+    with open("/proc/self/status", "rb") as f:
+        f.read()
+    os.write(w, b"x" * 512)
+    os.read(r, 512)
+    # SYSCALL_DEFINE0 calls: their __x64_sys_* entry points have aliases at the same
+    # address, where which name wins matters.
+    os.getppid()
+    os.getuid()
+    os.getpgrp()
+    os.sched_yield()
+"""
+
+
+def _perf_pairs(data: Path) -> dict[int, str]:
+    """ip -> symbol for each kernel address in the callchains of perf.data."""
+    out = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,sym"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    pairs: dict[int, str] = {}
+    for line in out.stdout.splitlines():
+        # Callchain lines are "\tffffffff81d33df2 read_zero" (no offset without symoff).
+        fields = line.split(None, 1)
+        if len(fields) != 2:
+            continue
+        try:
+            ip = int(fields[0], 16)
+        except ValueError:
+            continue
+        if ip >= KERNEL_BASE:
+            pairs[ip] = fields[1].strip()
+    return pairs
+
+
+def test_kernel_frames_match_perf():
+    if shutil.which("perf") is None:
+        pytest.skip("perf is not installed (the linux-perf package, .ci/apt-packages)")
+    symbols = kernel_symbols()
+    assert symbols.reason == "", symbols.reason
+    tmp = Path(tempfile.mkdtemp(prefix="hud-kallsyms-"))
+    children: list[subprocess.Popen] = []
+    try:
+        children.append(subprocess.Popen(
+            ["dd", "if=/dev/zero", "of=/dev/null", "bs=64k"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        children.append(subprocess.Popen([sys.executable, "-c", WORKLOAD]))
+        data = tmp / "perf.data"
+        rec = subprocess.run(
+            ["perf", "record", "-q", "-a", "-g", "-e", "cpu-clock", "-F", "499",
+             "-o", str(data), "--", "sleep", "1"],
+            capture_output=True, text=True, timeout=60)
+        assert rec.returncode == 0, rec.stderr
+        pairs = _perf_pairs(data)
+    finally:
+        for p in children:
+            p.kill()
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # perf says [unknown] where it has no symbol (a BPF program loaded before the
+    # recording, the ftrace trampoline): nothing to compare with.
+    named = {ip: sym for ip, sym in pairs.items() if sym != "[unknown]"}
+    assert len(named) >= 50, f"only {len(named)} distinct named kernel ips recorded"
+    # perf names each ip as given (not ip - 1), so compare at the ip itself.
+    wrong = {ip: (sym, symbols.frame(ip).function) for ip, sym in named.items()
+             if symbols.frame(ip).function != sym}
+    for ip, (theirs, ours) in sorted(wrong.items()):
+        print(f"{ip:#x}: perf {theirs!r}, hud {ours!r}")
+    agree = 1 - len(wrong) / len(named)
+    print(f"{len(named) - len(wrong)}/{len(named)} distinct kernel ips agree ({agree:.1%}); "
+          f"{len(pairs) - len(named)} [unknown] to perf")
+    assert agree >= 0.99, f"{len(wrong)} of {len(named)} kernel ips disagree with perf"

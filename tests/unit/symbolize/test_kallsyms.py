@@ -1,0 +1,195 @@
+"""KernelSymbols on synthetic kallsyms text: filtering, ordering, modules, the ip - 1 rule
+for return addresses, the table's edges, kptr_restrict, and hostile input."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hud.linux import procfs
+from hud.model import CLASS_KERNEL, Frame
+from hud.symbolize import kallsyms
+from hud.symbolize.kallsyms import KernelSymbols
+
+# Deliberately out of order, with data symbols between text ones and two modules.
+TEXT = """\
+ffffffff81002000 T do_nanosleep
+ffffffff81000000 T _stext
+ffffffff81001000 t hrtimer_nanosleep.constprop.0
+ffffffff81001800 d some_data
+ffffffff81001900 D more_data
+ffffffff81001a00 b bss_thing
+ffffffff81001b00 r rodata_thing
+ffffffff81003000 W weak_function
+ffffffff81004000 w local_weak
+ffffffffc0010000 t ext4_read\t[ext4]
+ffffffffc0010400 T ext4_write\t[ext4]
+ffffffffc0020000 t bpf_prog_6deef7357e7b4530_sd_fw_ingress\t[bpf]
+ffffffff81005000 T __x64_sys_sync.cold
+"""
+
+
+@pytest.fixture(scope="module")
+def table() -> KernelSymbols:
+    return KernelSymbols.parse(TEXT)
+
+
+def _name(table: KernelSymbols, addr: int, ret: bool = False):
+    return table.frame(addr, ret).function
+
+
+def test_sorted_lookup_of_unsorted_input(table):
+    assert table.reason == ""
+    assert len(table) == 9
+    assert _name(table, 0xFFFFFFFF81000000) == "_stext"
+    assert _name(table, 0xFFFFFFFF81000FFF) == "_stext"
+    assert _name(table, 0xFFFFFFFF81001000) == "hrtimer_nanosleep.constprop.0"
+    assert _name(table, 0xFFFFFFFF81002010) == "do_nanosleep"
+    assert _name(table, 0xFFFFFFFF81005010) == "__x64_sys_sync.cold"
+
+
+def test_data_symbols_are_not_functions(table):
+    # d/D/b/r symbols sit inside hrtimer_nanosleep's range: they must not cut it short.
+    for addr in (0xFFFFFFFF81001800, 0xFFFFFFFF81001900, 0xFFFFFFFF81001A00,
+                 0xFFFFFFFF81001B00, 0xFFFFFFFF81001FFF):
+        assert _name(table, addr) == "hrtimer_nanosleep.constprop.0"
+
+
+def test_weak_symbols_are_functions(table):
+    assert _name(table, 0xFFFFFFFF81003004) == "weak_function"
+    assert _name(table, 0xFFFFFFFF81004004) == "local_weak"
+
+
+def test_frames_carry_module_and_class(table):
+    assert table.frame(0xFFFFFFFF81002010) == Frame(
+        address=0xFFFFFFFF81002010, function="do_nanosleep", module="[kernel]",
+        cls=CLASS_KERNEL)
+    ext4 = table.frame(0xFFFFFFFFC0010404)
+    assert (ext4.function, ext4.module, ext4.cls) == ("ext4_write", "[ext4]", CLASS_KERNEL)
+    bpf = table.frame(0xFFFFFFFFC0020010)
+    assert (bpf.function, bpf.module) == ("bpf_prog_6deef7357e7b4530_sd_fw_ingress", "[bpf]")
+    assert _name(table, 0xFFFFFFFFC00103FF) == "ext4_read"
+
+
+def test_return_address_is_looked_up_at_ip_minus_one(table):
+    start = 0xFFFFFFFF81002000          # do_nanosleep's first byte
+    assert _name(table, start) == "do_nanosleep"
+    # A call that ends hrtimer_nanosleep returns to do_nanosleep's start: the caller is
+    # hrtimer_nanosleep.
+    assert _name(table, start, ret=True) == "hrtimer_nanosleep.constprop.0"
+    frames = table.frames([start, start, 0xFFFFFFFF81003000])
+    assert [f.function for f in frames] == [
+        "do_nanosleep", "hrtimer_nanosleep.constprop.0", "do_nanosleep"]
+    assert [f.address for f in frames] == [start, start, 0xFFFFFFFF81003000]
+    assert table.frames([]) == ()
+
+
+def test_before_first_and_past_end_are_unknown(table):
+    for addr in (0, 1, 0xFFFFFFFF80FFFFFF, 0xFFFFFFFFC0020000 + (1 << 20),
+                 0xFFFFFFFFFFFFFFFF, -5, 1 << 70):
+        f = table.frame(addr)
+        assert f.function is None, hex(addr)
+        assert (f.address, f.module, f.cls, f.reason) == (
+            addr, "[kernel]", CLASS_KERNEL, "no kernel symbol")
+    assert _name(table, 0xFFFFFFFFC0020000 + (1 << 20) - 1) == \
+        "bpf_prog_6deef7357e7b4530_sd_fw_ingress"
+    # The first symbol's start, as a return address, is before the table.
+    assert table.frame(0xFFFFFFFF81000000, True).reason == "no kernel symbol"
+
+
+def test_last_symbol_of_a_module_does_not_cover_the_gap(table):
+    # vmlinux's last function is followed by [ext4] 1 GiB higher: not one function.
+    assert _name(table, 0xFFFFFFFF81005000 + (1 << 20) - 1) == "__x64_sys_sync.cold"
+    assert table.frame(0xFFFFFFFF81005000 + (1 << 20)).reason == "no kernel symbol"
+    assert table.frame(0xFFFFFFFFBFFFFFFF).reason == "no kernel symbol"
+
+
+def test_32_bit_addresses():
+    table = KernelSymbols.parse("c1000000 T _stext\nc1000100 T start_kernel\n")
+    assert _name(table, 0xC1000104) == "start_kernel"
+    assert _name(table, 0xC1000100, ret=True) == "_stext"
+
+
+def test_aliases_keep_the_last_name_like_perf():
+    text = ("ffffffff8170fc10 t __do_sys_sync\n"
+            "ffffffff8170fc10 T __ia32_sys_sync\n"
+            "ffffffff8170fc10 T __x64_sys_sync\n"
+            "ffffffff8170fc40 T ksys_sync\n")
+    table = KernelSymbols.parse(text)
+    assert len(table) == 2
+    assert _name(table, 0xFFFFFFFF8170FC1A) == "__x64_sys_sync"
+    assert _name(table, 0xFFFFFFFF8170FC40) == "ksys_sync"
+
+
+def test_hidden_addresses_give_the_kptr_restrict_reason():
+    text = ("0000000000000000 T _stext\n"
+            "0000000000000000 T do_nanosleep\n"
+            "0000000000000000 t ext4_read\t[ext4]\n")
+    table = KernelSymbols.parse(text)
+    assert len(table) == 0
+    assert table.reason == "kernel symbol addresses hidden (kernel.kptr_restrict)"
+    f = table.frame(0xFFFFFFFF81002010)
+    assert (f.function, f.module, f.cls, f.reason) == (
+        None, "[kernel]", CLASS_KERNEL, table.reason)
+    assert all(fr.reason == table.reason for fr in table.frames([1, 2, 3]))
+
+
+def test_empty_and_data_only_tables_have_no_symbols():
+    for text in ("", "\n\n", "ffffffff81001800 d some_data\n"):
+        table = KernelSymbols.parse(text)
+        assert (len(table), table.reason) == (0, "no kernel symbols")
+        assert table.frame(0xFFFFFFFF81001800).reason == "no kernel symbols"
+
+
+GARBAGE = [
+    "", "T", "ffffffff81000000", "ffffffff81000000 T", "zzzz T bad_hex", "\u0661 T arabic_one",
+    "ffffffff81000000 TT two_letter_type", "-1 T negative", "0x10 T prefixed",
+    "1_0 T underscore", "f" * 17 + " T too_long", "9" * 5000 + " T huge",
+    "ffffffff81000000 T name extra words here", "ffffffff81000000 T name\text4",
+    "ffffffff81000000 T name\t[]", "\x00\x00\x00", "ffffffff81000000 \u00e9 accent",
+    "-000000000000001 T negative_full_width", "ffffffff8100000g T bad_digit",
+    "ffffffff8100000 T fifteen_wide", "ffffffff81000000 T ext4_thing\t[ext4",
+]
+
+
+def test_garbage_lines_are_skipped():
+    text = "\n".join([*GARBAGE, "ffffffff81000010 T good_one", *GARBAGE])
+    table = KernelSymbols.parse(text)
+    assert table.reason == ""
+    assert len(table) == 1
+    assert _name(table, 0xFFFFFFFF81000010) == "good_one"
+    assert _name(table, 0xFFFFFFFF8100000F) is None
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789abcdefxTtWwdD[]_ \t\n\r\x00é"),
+               max_size=400),
+       st.lists(st.integers(min_value=-(1 << 65), max_value=1 << 65), max_size=8))
+def test_any_text_never_raises(text, ips):
+    table = KernelSymbols.parse(text)
+    assert isinstance(table.reason, str) and len(table) >= 0
+    frames = table.frames(ips)
+    assert [f.address for f in frames] == ips
+    assert all(f.cls == CLASS_KERNEL and (f.function is None) == (f.reason is not None)
+               for f in frames)
+
+
+def test_kernel_symbols_reads_once_and_reports_unreadable(monkeypatch):
+    calls = []
+
+    def fake_read() -> None:
+        calls.append(1)
+        return None
+
+    monkeypatch.setattr(procfs, "read_kallsyms", fake_read)
+    monkeypatch.setattr(kallsyms, "_shared", None)
+    first = kallsyms.kernel_symbols()
+    assert first.reason == "cannot read /proc/kallsyms"
+    assert first.frame(0xFFFFFFFF81000000).reason == "cannot read /proc/kallsyms"
+    assert kallsyms.kernel_symbols() is first
+    assert calls == [1]
+
+
+def test_kernel_symbols_parses_what_procfs_returns(monkeypatch):
+    monkeypatch.setattr(procfs, "read_kallsyms", lambda: TEXT)
+    monkeypatch.setattr(kallsyms, "_shared", None)
+    assert kallsyms.kernel_symbols().frame(0xFFFFFFFF81002010).function == "do_nanosleep"
