@@ -413,9 +413,10 @@ def _task_of(stack: Stack, boundary: int) -> int:
 
 
 def machine_frame(stack: Stack, index: int) -> int:
-    """The machine frame (0 = innermost ip) of symbolized frame `index`: frames inlined
-    into the next one share its machine frame."""
-    return sum(1 for f in stack[:index] if not f.inlined)
+    """The user machine frame (0 = innermost user ip) of symbolized frame `index`:
+    frames inlined into the next one share its machine frame; kernel frames, which come
+    before the user ones, are not in the user stack the index is for."""
+    return sum(1 for f in stack[:index] if not f.inlined and f.cls != CLASS_KERNEL)
 
 
 def _is_harness(fp: FuncPath) -> bool:

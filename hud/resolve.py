@@ -1,4 +1,5 @@
-"""StackCapture -> frames: CFI unwinding of the copied user stack, then symbolization."""
+"""StackCapture -> frames: CFI unwinding of the copied user stack, then symbolization; the
+kernel's frames (from /proc/kallsyms) come first when the capture has them."""
 from __future__ import annotations
 
 from typing import Optional
@@ -8,6 +9,7 @@ from hud.classify import StackInfo
 from hud.linux import procfs
 from hud.model import Frame, Stack, StackCapture
 from hud.symbolize import Symbolizer
+from hud.symbolize.kallsyms import kernel_symbols
 from hud.unwind.snapshot import blocked_capture, unwind_blocked
 from hud.unwind.unwinder import Unwinder, UnwindResult
 
@@ -46,15 +48,20 @@ class StackResolver:
                 self.counts["incomplete"] += 1
         if not ips:
             ips = capture.fp_ips
-        stack = self._by_ips.get(ips)
+        key = (ips, capture.kernel_ips) if capture.kernel_ips else ips
+        stack = self._by_ips.get(key)
         if stack is None:
+            # Innermost first: where the thread is in the kernel, then the user code
+            # that entered it.
             frames: list[Frame] = []
+            if capture.kernel_ips:
+                frames.extend(kernel_symbols().frames(capture.kernel_ips))
             for chain in self.process.symbolize(list(ips)):
                 frames.extend(chain)
             stack = tuple(frames)
             if len(self._by_ips) >= _RESOLVE_CACHE:
                 self._by_ips.pop(next(iter(self._by_ips)))
-            self._by_ips[ips] = stack
+            self._by_ips[key] = stack
         self.counts["resolved"] += 1
         return stack
 

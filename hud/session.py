@@ -34,6 +34,7 @@ from hud.errors import (
 )
 from hud.linux import procfs
 from hud.model import (
+    CLASS_KERNEL,
     ROLE_BLOCKING,
     ROLE_OTHER,
     ROLE_WORKER,
@@ -426,7 +427,8 @@ class Profiler:
                 # neither is ever a finding, so neither needs a stack copy.
                 self._sites[key] = True
                 self._collector.mark_park(*key)
-            elif any(f.resolved for f in stack) and (info.worker or info.pool):
+            elif any(f.resolved and f.cls != CLASS_KERNEL for f in stack) and \
+                    (info.worker or info.pool):
                 self._sites[key] = False
                 mark = getattr(self._collector, "mark_not_park", None)
                 if mark is not None:

@@ -44,12 +44,14 @@ merge into one stretch.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from hud.classify import Classifier, StackInfo, blocking_frame, display_function
 from hud.model import (
+    CLASS_KERNEL,
     CLASS_USER,
     KIND_BLOCKING,
     KIND_CPU,
@@ -333,6 +335,28 @@ def _futex_wait(stack: Stack) -> bool:
         if f.cls == CLASS_USER:
             break
     return False
+
+
+# The scheduler's own frames, on top of every sleeping thread's kernel stack (and of a
+# sample that lands in a context switch): they say that it sleeps, not why.
+# (`schedule`, `__schedule`, `io_schedule`, `schedule_hrtimeout_range`, poll's
+# `poll_schedule_timeout` ...).
+_SCHEDULER = re.compile(r"(?:^|_)(?:schedule|cond_resched|finish_task_switch|context_switch)"
+                        r"(?:$|[._])")
+
+
+def kernel_site(stack: Stack) -> str:
+    """The kernel function a thread sleeps or runs in, below the scheduler's frames
+    (`do_nanosleep`, `futex_do_wait`, `folio_wait_bit_common`, `handle_userfault`,
+    `clear_user_erms` ...), without the compiler's clone suffix (`.constprop.0`,
+    `.isra.0`); "" when the stack has no named kernel frame."""
+    for f in stack:
+        if f.cls != CLASS_KERNEL:
+            break
+        name = f.function
+        if name is not None and not _SCHEDULER.search(name):
+            return name.split(".", 1)[0] or name
+    return ""
 
 
 def _place(stack: Stack) -> str:

@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Optional
 
-from hud.analysis.episodes import IN_KERNEL, IN_PAGE_FAULT, WOKEN_BY, waker_text
+from hud.analysis.episodes import IN_KERNEL, IN_PAGE_FAULT, WOKEN_BY, kernel_site, waker_text
 from hud.classify import blocking_frame, display_function
 from hud.model import (
     KIND_BLOCKING,
@@ -71,7 +71,8 @@ class _Group:
     """Running aggregates of one finding; removal supported when members are kept."""
 
     __slots__ = ("best", "count", "durs", "fault_ns", "file", "function", "holders",
-                 "kernel_ns", "key", "kind", "line", "members", "sorted", "tids", "total_ns")
+                 "kernel_ns", "key", "kind", "ksites", "line", "members", "sorted", "tids",
+                 "total_ns")
 
     def __init__(self, key: tuple, keep_members: bool) -> None:
         self.key = key
@@ -84,6 +85,7 @@ class _Group:
         self.sorted = True
         self.tids: Counter = Counter()
         self.holders: Counter = Counter()
+        self.ksites: Counter = Counter()    # kernel function (kernel_site) -> ns
         self.best: Optional[Episode] = None
         self.members: Optional[deque] = deque() if keep_members else None
 
@@ -97,6 +99,9 @@ class _Group:
             self.sorted = False
         self.durs.append(d)
         self.tids[ep.tid] += 1
+        site = kernel_site(ep.stack)
+        if site:
+            self.ksites[site] += d
         if ep.kind in _NAMED:
             h = holder_of(ep)
             if h:
@@ -117,6 +122,11 @@ class _Group:
         self.tids[ep.tid] -= 1
         if self.tids[ep.tid] <= 0:
             del self.tids[ep.tid]
+        site = kernel_site(ep.stack)
+        if site in self.ksites:
+            self.ksites[site] -= d
+            if self.ksites[site] <= 0:
+                del self.ksites[site]
         if ep.kind in _NAMED:
             h = holder_of(ep)
             if h in self.holders:
@@ -156,18 +166,30 @@ class _Group:
             extra = ((key + "s", [{key: k[0], **({"at": k[1]} if k[1] else {}),
                                    "ms": round(ns / NS_PER_MS, 3)}
                                   for k, ns in self.holders.most_common(10)]),)
+        # Where in the kernel: the function past the scheduler's frames that the
+        # episodes' stacks sleep or run in, by time (a cpu episode's stack is one sample).
+        site = self.ksites.most_common(1)[0][0] if self.ksites else ""
+        at = f", at {site}" if site else ""
         if self.kind == KIND_CPU:
             # Samples that interrupted kernel code: a system call, a fault, or interrupt
             # work done in the thread's time; its user frames are only where it entered.
             extra = (("kernel_ms", round(self.kernel_ns / NS_PER_MS, 3)),)
             if self.kernel_ns * SHARE_SHOWN >= self.total_ns > 0:
-                detail = f"{IN_KERNEL} {100 * self.kernel_ns / self.total_ns:.0f}%"
+                detail = f"{IN_KERNEL} {100 * self.kernel_ns / self.total_ns:.0f}%{at}"
         elif self.kind == KIND_BLOCKING:
             # Waits in a page fault: the line is an ordinary memory access (an mmap'd
             # file, evicted code, swap), not a call that says it blocks.
             extra += (("fault_ms", round(self.fault_ns / NS_PER_MS, 3)),)
             if not detail and self.fault_ns * SHARE_SHOWN >= self.total_ns > 0:
-                detail = f"{IN_PAGE_FAULT} {100 * self.fault_ns / self.total_ns:.0f}%"
+                detail = f"{IN_PAGE_FAULT} {100 * self.fault_ns / self.total_ns:.0f}%{at}"
+            elif not detail and site:
+                # No waker to name: the kernel function says what the wait is (a disk
+                # read's folio wait, a pipe, a kernel lock, a sleep).
+                share = 100 * self.ksites[site] / (self.total_ns or 1)
+                detail = f"{IN_KERNEL} at {site} {share:.0f}%"
+        if self.ksites:
+            extra += (("kernel_sites", [{"function": k, "ms": round(ns / NS_PER_MS, 3)}
+                                        for k, ns in self.ksites.most_common(5)]),)
         return Finding(
             kind=self.kind, function=self.function, file=self.file, line=line,
             count=self.count, total_ms=self.total_ns / NS_PER_MS,

@@ -12,14 +12,15 @@
 
 API (stable; everything else is private):
 - `EbpfCollector(pid, threshold_ns=5_000_000, freq=None, stack_bytes=16384, *,
-  sample=True, sample_stack_bytes=None, fp_depth=127, ringbuf_bytes=16 MiB,
+  sample=True, sample_stack_bytes=None, fp_depth=127, kernel_depth=48, ringbuf_bytes=16 MiB,
   max_threads=4096, times_interval_s=1.0, probe_interval_ns=50_000_000,
   runq_stacks=True, wakers=True, bpf_stats=False, timing=False)`. `pid` is the target's pid in the
   initial pid namespace. `freq` None: enough samples to resolve the threshold
   (`default_freq`: 400 Hz at 5 ms). `stack_bytes`: user stack copied per capture (8 ..
   65536); `sample_stack_bytes` (default the same) caps it for samples. `fp_depth` 0
   skips the kernel's frame-pointer walk (~1.5 us less per capture; the copy still
-  unwinds).
+  unwinds). `kernel_depth`: kernel frames taken with each blocked switch-out and each
+  sample that lands in the kernel (`StackCapture.kernel_ips`); 0 takes none.
 - `open()` / `__enter__`: build the programs for this kernel (sched_switch field offsets
   and prev_state bits from the live tracepoint format), create maps, load, attach through
   BPF links. `close()` / `__exit__`: idempotent; nothing is pinned, so a SIGKILL frees
@@ -158,7 +159,7 @@ class EbpfCollector:
     def __init__(self, pid: int, threshold_ns: int = 5_000_000, freq: Optional[int] = None,
                  stack_bytes: int = 16384, *, sample: bool = True,
                  sample_stack_bytes: Optional[int] = None, fp_depth: int = 127,
-                 ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
+                 kernel_depth: int = 48, ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
                  times_interval_s: float = 1.0, probe_interval_ns: int = 50_000_000,
                  runq_stacks: bool = True, wakers: bool = True, bpf_stats: bool = False,
                  timing: bool = False) -> None:
@@ -169,6 +170,7 @@ class EbpfCollector:
         self.freq = freq if freq is not None else default_freq(threshold_ns)
         self.stack_bytes = stack_bytes
         self.fp_depth = fp_depth
+        self.kernel_depth = kernel_depth
         self.sample_stack_bytes = stack_bytes if sample_stack_bytes is None \
             else min(sample_stack_bytes, stack_bytes)
         self.sample = sample
@@ -200,7 +202,7 @@ class EbpfCollector:
         if not procfs.alive(self.pid):
             raise TargetExited(f"process {self.pid} does not exist")
         p = c.Params(fields=switch_fields(), arch=ARCH, stack_bytes=self.stack_bytes,
-                     fp_depth=self.fp_depth,
+                     fp_depth=self.fp_depth, kernel_depth=self.kernel_depth,
                      page_size=os.sysconf("SC_PAGE_SIZE"), max_threads=self.max_threads,
                      ringbuf_bytes=self.ringbuf_bytes, ncpus=len(procfs.possible_cpus()),
                      timing=self.timing)
@@ -357,7 +359,7 @@ class EbpfCollector:
         p = self.params
         assert p is not None
         try:
-            ev = rec.decode(raw, p.arch, p.fp_depth)
+            ev = rec.decode(raw, p.arch, p.fp_depth, p.kernel_depth)
         except BadInput:
             self._bad += 1
             return

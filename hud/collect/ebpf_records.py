@@ -33,23 +33,29 @@ def record_type(raw: bytes) -> int:
     return _TYPE.unpack_from(raw)[0]
 
 
-def decode_capture(raw: bytes, arch: str, fp_depth: int) -> StackCapture:
-    """The CAPTURE part of an off-CPU or sample record (regs, frame-pointer ips, stack)."""
-    stack_off = c.FP_OFF + 8 * fp_depth
+def decode_capture(raw: bytes, arch: str, fp_depth: int, kernel_depth: int = 0
+                   ) -> StackCapture:
+    """The CAPTURE part of an off-CPU or sample record (regs, frame-pointer ips, kernel
+    ips, stack); `fp_depth` and `kernel_depth` are the programs' Params."""
+    kernel_off = c.FP_OFF + 8 * fp_depth
+    stack_off = kernel_off + 8 * kernel_depth
     if len(raw) < stack_off:
         raise BadInput(f"eBPF capture record is {len(raw)} bytes, shorter than its "
                        f"{stack_off}-byte header")
     cap = c.CAPTURE.unpack(raw, c.CAP_OFF)
     fp_bytes = cap["fp_bytes"]
-    ips = stack_ips(raw[c.FP_OFF:stack_off], fp_bytes // 8) if fp_bytes > 0 else ()
+    ips = stack_ips(raw[c.FP_OFF:kernel_off], fp_bytes // 8) if fp_bytes > 0 else ()
+    kernel_bytes = cap["kernel_bytes"] if kernel_depth else 0
+    kips = stack_ips(raw[kernel_off:stack_off], kernel_bytes // 8) if kernel_bytes > 0 else ()
     stack_len = min(cap["stack_len"], len(raw) - stack_off)
     regs: Optional[UserRegs] = None
     if cap["sp"] or cap["ip"]:
         regs = UserRegs(arch, ip=cap["ip"], sp=cap["sp"], fp=cap["fp"], lr=cap["lr"])
-    return StackCapture(fp_ips=ips, regs=regs, stack=bytes(raw[stack_off:stack_off + stack_len]))
+    return StackCapture(fp_ips=ips, regs=regs, stack=bytes(raw[stack_off:stack_off + stack_len]),
+                        kernel_ips=kips)
 
 
-def decode_offcpu(raw: bytes, arch: str, fp_depth: int) -> OffCpuEvent:
+def decode_offcpu(raw: bytes, arch: str, fp_depth: int, kernel_depth: int = 0) -> OffCpuEvent:
     h = c.OFFCPU_HDR.unpack(raw)
     runnable = bool(h["flags"] & c.F_RUNNABLE)
     # One pair of header fields, two meanings: a run-queue wait's holder of the CPU, a
@@ -57,7 +63,7 @@ def decode_offcpu(raw: bytes, arch: str, fp_depth: int) -> OffCpuEvent:
     who, comm = h["holder_pid"], cstring(h["holder_comm"])
     return OffCpuEvent(pid=h["pid"], tid=h["tid"], cpu=h["cpu"], start_ns=h["start_ns"],
                        end_ns=h["end_ns"], state=h["state"], runnable=runnable,
-                       stack=decode_capture(raw, arch, fp_depth),
+                       stack=decode_capture(raw, arch, fp_depth, kernel_depth),
                        holder_pid=who if runnable else 0,
                        holder_comm=comm if runnable else "",
                        waker_tid=0 if runnable else who,
@@ -65,17 +71,18 @@ def decode_offcpu(raw: bytes, arch: str, fp_depth: int) -> OffCpuEvent:
                        fault=bool(h["flags"] & c.F_FAULT))
 
 
-def decode_wake(raw: bytes, arch: str, fp_depth: int) -> Wake:
+def decode_wake(raw: bytes, arch: str, fp_depth: int, kernel_depth: int = 0) -> Wake:
     h = c.OFFCPU_HDR.unpack(raw)
     return Wake(pid=h["pid"], tid=h["tid"], waker_tid=h["holder_pid"],
                 waker_comm=cstring(h["holder_comm"]), start_ns=h["start_ns"],
-                time_ns=h["end_ns"], stack=decode_capture(raw, arch, fp_depth))
+                time_ns=h["end_ns"], stack=decode_capture(raw, arch, fp_depth, kernel_depth))
 
 
-def decode_sample(raw: bytes, arch: str, fp_depth: int) -> CpuSample:
+def decode_sample(raw: bytes, arch: str, fp_depth: int, kernel_depth: int = 0) -> CpuSample:
     h = c.SAMPLE_HDR.unpack(raw)
     return CpuSample(pid=h["pid"], tid=h["tid"], cpu=h["cpu"], time_ns=h["time_ns"],
-                     period_ns=h["period_ns"], stack=decode_capture(raw, arch, fp_depth),
+                     period_ns=h["period_ns"],
+                     stack=decode_capture(raw, arch, fp_depth, kernel_depth),
                      switch_seq=h["switch_seq"], oncpu_ns=h["oncpu_ns"],
                      kernel=bool(h["flags"] & c.F_KERNEL_MODE))
 
@@ -113,18 +120,18 @@ def decode_exit(raw: bytes) -> tuple[ThreadTimes, ThreadExit]:
     return times, ThreadExit(h["tid"], h["time_ns"])
 
 
-def decode(raw: bytes, arch: str, fp_depth: int) -> Decoded:
+def decode(raw: bytes, arch: str, fp_depth: int, kernel_depth: int = 0) -> Decoded:
     """Any ring record; raises BadInput on an unknown type or a truncated record."""
     kind = record_type(raw)
     try:
         if kind == c.REC_OFFCPU:
-            return decode_offcpu(raw, arch, fp_depth)
+            return decode_offcpu(raw, arch, fp_depth, kernel_depth)
         if kind == c.REC_SAMPLE:
-            return decode_sample(raw, arch, fp_depth)
+            return decode_sample(raw, arch, fp_depth, kernel_depth)
         if kind == c.REC_EXIT:
             return decode_exit(raw)
         if kind == c.REC_WAKE:
-            return decode_wake(raw, arch, fp_depth)
+            return decode_wake(raw, arch, fp_depth, kernel_depth)
     except struct.error as e:
         raise BadInput(f"truncated eBPF record of type {kind}: {e}") from None
     raise BadInput(f"unknown eBPF record type {kind}")

@@ -19,8 +19,10 @@ A capture record is a 64-byte header (OFFCPU_HDR, SAMPLE_HDR or EXIT_HDR: all st
 u32 type, u32 tid; a WAKE record is an OFFCPU_HDR of type REC_WAKE: the wakee's tid, its
 wait's start and the wake's time, the waker in the holder fields, and the waker's own
 capture), CAPTURE (user regs, lengths), `fp_depth` u64 frame-pointer ips from
-bpf_get_stack, then the copy of the user stack from sp. Only the header, CAPTURE, the ips
-and the copied bytes go to the ring (`STACK_OFF + stack_len` bytes). The buffer keeps one
+bpf_get_stack, `kernel_depth` u64 kernel ips (bpf_get_stack without BPF_F_USER_STACK:
+where in the kernel the thread sleeps or was sampled), then the copy of the user stack
+from sp. Only the header, CAPTURE, the ips and the copied bytes go to the ring
+(`stack_off + stack_len` bytes). The buffer keeps one
 page of slack past `stack_bytes`: the verifier bounds each page's copy by its own range
 (offset <= stack_bytes - 1, size <= page), not by their sum.
 """
@@ -98,7 +100,7 @@ SAMPLE_HDR = Layout("hud_sample", [
 
 CAPTURE = Layout("hud_capture", [
     ("ip", "Q"), ("sp", "Q"), ("fp", "Q"), ("lr", "Q"), ("fp_bytes", "i"),
-    ("stack_len", "I")], 40)
+    ("stack_len", "I"), ("kernel_bytes", "i"), ("_pad", "4x")], 48)
 
 # An exit record: the header, then the thread's final THREAD value.
 EXIT_HDR = Layout("hud_exit", [("type", "I"), ("tid", "I"), ("time_ns", "Q")], 16)
@@ -179,6 +181,9 @@ class Params:
     stack_bytes: int = 16384
     page_size: int = 4096
     fp_depth: int = 127
+    # Kernel frames per capture: a sleep's path into schedule() is 8-20 frames deep (a
+    # buffered read waiting on a block device ~30); deeper paths are cut at their outer end.
+    kernel_depth: int = 48
     max_threads: int = 4096
     max_sites: int = 8192
     ringbuf_bytes: int = 1 << 24
@@ -194,15 +199,22 @@ class Params:
             raise ValueError("page_size: a power of two >= 4096")
         if not 0 <= self.fp_depth <= 127:
             raise ValueError("fp_depth: 0..127 (perf_event_max_stack); 0 = no kernel FP walk")
+        if not 0 <= self.kernel_depth <= 127:
+            raise ValueError("kernel_depth: 0..127 (perf_event_max_stack); 0 = no kernel stack")
 
     @property
     def regs(self) -> ArchRegs:
         return ARCH_REGS[self.arch]
 
     @property
+    def kernel_off(self) -> int:
+        """Offset of the kernel ips in a capture record."""
+        return FP_OFF + 8 * self.fp_depth
+
+    @property
     def stack_off(self) -> int:
         """Offset of the stack copy in a capture record."""
-        return FP_OFF + 8 * self.fp_depth
+        return self.kernel_off + 8 * self.kernel_depth
 
     @property
     def record_size(self) -> int:
@@ -337,11 +349,14 @@ def read_user_regs(a: Assembler, p: Params) -> Assembler:
 
 
 def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8,
-            light_slot: Optional[int] = None, limit: str = "stack_bytes") -> Assembler:
-    """Fill CAPTURE, the frame-pointer ips and the stack copy of the record at `dst` from
-    FP_IP.. and `ctx`. Needs config spilled at FP_CFG; clobbers r0-r5 and r9. With
-    `light_slot`, a non-zero u64 there means registers only (no FP walk, no copy).
-    `limit` names the CONFIG field capping the copy at run time.
+            light_slot: Optional[int] = None, limit: str = "stack_bytes",
+            kernel: bool = True, kind_slot: Optional[int] = None) -> Assembler:
+    """Fill CAPTURE, the frame-pointer ips, the kernel ips (with `kernel`) and the stack
+    copy of the record at `dst` from FP_IP.. and `ctx`. Needs config spilled at FP_CFG;
+    clobbers r0-r5 and r9. With `light_slot`, a non-zero u64 there means registers only
+    (no FP walk, no kernel stack, no copy). `limit` names the CONFIG field capping the
+    copy at run time. With `kind_slot`, a KIND_RUNNABLE there skips the kernel stack: a
+    preemption's is the interrupt's way into schedule(), the same every time.
 
     The stack is copied page by page, from sp to the end of its page and then whole pages,
     stopping at the first page that cannot be read: one bpf_probe_read_user over a range
@@ -351,9 +366,24 @@ def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8,
     for off, name in ((FP_IP, "ip"), (FP_SP, "sp"), (FP_FPREG, "fp"), (FP_LR, "lr")):
         a.ldx("u64", r1, r10, off).stx("u64", dst, CAP_OFF + CAPTURE.offset(name), r1)
     done = f"copy_done_{tag}"
+    # The record is reused per thread (hud_caps): a field not written here keeps the last
+    # capture's value.
+    a.st("u32", dst, CAP_OFF + CAPTURE.offset("kernel_bytes"), 0)
     if light_slot is not None:
         a.mov(r9, 0).st("u32", dst, CAP_OFF + CAPTURE.offset("fp_bytes"), 0)
         a.ldx("u64", r1, r10, light_slot).jmp("!=", r1, 0, done)
+    if p.kernel_depth and kernel:
+        if kind_slot is not None:
+            a.ldx("u64", r1, r10, kind_slot).jmp("==", r1, KIND_RUNNABLE, f"kstack_none_{tag}")
+        # The kernel's own unwinder (ORC on x86_64, frame records on aarch64) from the
+        # registers of ctx: for a tracepoint its caller's, for a cpu-clock sample the
+        # interrupted ones (nothing when it interrupted user code). A failure leaves 0:
+        # the user stack matters more and is still taken.
+        a.mov(r1, ctx).mov(r2, dst).alu64("+=", r2, p.kernel_off).mov(r3, 8 * p.kernel_depth)
+        a.mov(r4, 0).call("get_stack")
+        a.jmp("s<=", r0, 0, f"kstack_none_{tag}")
+        a.stx("u32", dst, CAP_OFF + CAPTURE.offset("kernel_bytes"), r0)
+        a.label(f"kstack_none_{tag}")
     if p.fp_depth:
         # The kernel's frame-pointer walk (~1.5 us here): frames past the end of the copy
         # and builds whose CFI is missing.

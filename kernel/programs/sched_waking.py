@@ -113,7 +113,7 @@ def build(pid_off: int, p: Params) -> Image:
     a.ldx("u64", r1, r10, FP_PID).stx("u32", r8, H["holder_pid"], r1)
     a.mov(r1, r8).alu64("+=", r1, H["holder_comm"]).mov(r2, 16).call("get_current_comm")
     read_user_regs(a, p)
-    capture(a, p, "wake")
+    capture(a, p, "wake", kernel=False)   # the waker is in try_to_wake_up: no news
     output_capture(a, p, "ringbuf_wake", "wake_records", "wake")
     a.label("exit")
     # 1, not 0: a tracepoint program's 0 drops the event for every perf user of

@@ -20,6 +20,7 @@ from hud.bpf.loader import Loader
 from hud.collect.ebpf import EbpfCollector, switch_fields, waking_pid_offset
 from hud.linux import procfs
 from hud.model import CpuSample, OffCpuEvent, ThreadExit, ThreadTimes, Wake
+from hud.symbolize.kallsyms import kernel_symbols
 from kernel import isa
 from kernel.programs import common as c
 from kernel.programs import sampler, sched_switch, sched_waking, timer_flag
@@ -70,6 +71,11 @@ TARGET = textwrap.dedent("""
         never = threading.Event()
         while True:
             never.wait(ms / 1000)                 # a futex wait that always times out
+    def zero_reader(_):
+        hello("zero_reader")
+        with open("/dev/zero", "rb", buffering=0) as f:
+            while True:
+                f.read(1 << 20)                   # nearly all its time in the kernel
     def spinner(_):
         hello("spinner")
         while True:
@@ -200,6 +206,37 @@ def test_sleeping_thread_gives_offcpu_records_with_its_stack(target):
         assert same >= 0.8 * words                    # the same thread's same frames
         assert times.offcpu_ns > 20 * times.oncpu_ns and times.parked_ns == 0
 
+
+def test_captures_carry_the_kernel_stack_where_the_thread_sleeps_or_runs(target):
+    t = target("sleeper:20", "zero_reader:0")
+    sleeper, reader = t.tids["sleeper"], t.tids["zero_reader"]
+    syms = kernel_symbols()
+    assert not syms.reason, syms.reason
+    with EbpfCollector(t.pid, threshold_ns=5_000_000) as col:
+        events = _collect(col, 3.0, lambda ev: len(_of(ev, OffCpuEvent, sleeper)) >= 10
+                          and len(_of(ev, CpuSample, reader)) >= 100)
+    offs = _of(events, OffCpuEvent, sleeper)
+    assert len(offs) >= 5
+    sleeps = 0
+    for e in offs:
+        names = [f.function for f in syms.frames(e.stack.kernel_ips)]
+        # Into schedule() from the sleep system call, every frame named; or, after the
+        # sleep, from the futex wait for the GIL the reader holds between its reads.
+        assert "schedule" in names and None not in names, names
+        assert "do_nanosleep" in names or "futex_wait" in names, names
+        sleeps += "do_nanosleep" in names
+        assert e.stack.fp_ips and e.stack.stack         # the user side as before
+    assert sleeps >= 3
+    samples = _of(events, CpuSample, reader)
+    in_kernel = [s for s in samples if s.kernel]
+    assert len(in_kernel) >= 0.5 * len(samples), (len(in_kernel), len(samples))
+    # A sample in kernel code has the kernel's path from the read call; one in user code
+    # has no kernel frames at all.
+    read = sum(1 for s in in_kernel
+               if {"vfs_read", "ksys_read"} & {f.function for f in
+                                               syms.frames(s.stack.kernel_ips)})
+    assert read >= 0.8 * len(in_kernel), (read, len(in_kernel))
+    assert all(not s.stack.kernel_ips for s in samples if not s.kernel)
 
 @pytest.mark.parametrize("wakers", [True, False])
 def test_a_blocked_thread_names_the_thread_that_woke_it(target, wakers):

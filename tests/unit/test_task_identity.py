@@ -31,6 +31,23 @@ def test_task_and_outermost_harness_frames_are_marked(version):
                                 machine_frame(stack, info.harness_frame))
 
 
+@pytest.mark.parametrize("make", [shapes.cpu_hog, shapes.sleep_blocker, shapes.park_epoll_124,
+                                  shapes.pool_busy])
+def test_kernel_frames_before_the_user_ones_change_no_signature(make):
+    # The resolver puts a capture's kernel frames first: the machine frames the poll
+    # identity reads are user ones, and what the stack says about its thread is the same.
+    kernel = tuple(Frame(address=0xFFFF_FFFF_8100_0000 + 16 * i, function=n, module="[kernel]")
+                   for i, n in enumerate(("__schedule", "schedule", "futex_do_wait",
+                                          "do_futex", "do_syscall_64")))
+    _, plain = Classifier(shapes.APP).classify(make())
+    stack, info = Classifier(shapes.APP).classify(kernel + make())
+    assert info.poll_frames == plain.poll_frames
+    assert (info.park, info.worker, info.pool, info.pool_idle, info.task) == \
+        (plain.park, plain.worker, plain.pool, plain.pool_idle, plain.task)
+    assert info.blocker == plain.blocker
+    assert stack[info.task_frame].function == make()[plain.task_frame].function \
+        if plain.task_frame >= 0 else info.task_frame == -1
+
 def test_a_future_inlined_into_the_harness_gives_no_poll_frames_to_read_apart():
     # Mark every frame from the task's out to Harness::poll as inlined into the next:
     # one machine frame, which runs the task's code itself.

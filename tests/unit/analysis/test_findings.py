@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 from unit.analysis import tokio_shapes as shapes
 from unit.analysis.helpers import MS
 
+from hud.analysis.episodes import kernel_site
 from hud.analysis.findings import FindingsTable, p99_index, rank
 from hud.classify import classify_stack
 from hud.model import (
+    CLASS_KERNEL,
     FINDING_KINDS,
     KIND_BLOCKING,
     KIND_CPU,
@@ -19,6 +21,7 @@ from hud.model import (
     KIND_POOL,
     KIND_SCHED_DELAY,
     Episode,
+    Frame,
 )
 
 
@@ -201,3 +204,58 @@ def test_remove_restores_the_previous_state():
     assert f.stack is c.stack
     t.remove(c)
     assert t.findings() == [] and len(t) == 0
+
+
+def _kernel(*names):
+    """Kernel frames as the resolver puts them before the user ones (innermost first)."""
+    return tuple(Frame(address=0xFFFF_FFFF_8100_0000 + 16 * i, function=n, module="[kernel]")
+                 for i, n in enumerate(names))
+
+
+SLEEP_K = _kernel("__schedule", "schedule", "do_nanosleep", "hrtimer_nanosleep",
+                  "__x64_sys_clock_nanosleep", "do_syscall_64") + SLEEP
+FAULT_K = _kernel("__schedule", "schedule", "handle_userfault", "do_anonymous_page",
+                  "handle_mm_fault", "exc_page_fault") + SLEEP
+
+
+def test_kernel_site_is_the_first_kernel_function_past_the_scheduler():
+    assert kernel_site(classify_stack(SLEEP_K, shapes.APP)) == "do_nanosleep"
+    assert kernel_site(classify_stack(SLEEP, shapes.APP)) == ""
+    only_sched = _kernel("__schedule", "schedule_hrtimeout_range_clock", "schedule") + SLEEP
+    assert kernel_site(classify_stack(only_sched, shapes.APP)) == ""
+    unnamed = (Frame(address=0xFFFF_FFFF_8100_0000, module="[kernel]", reason="x"),
+               *_kernel("finish_task_switch.isra.0", "ep_poll"), *SLEEP)
+    assert kernel_site(classify_stack(unnamed, shapes.APP)) == "ep_poll"
+    # poll(2)'s own wrapper of schedule() is the scheduler's too; clone suffixes go.
+    polled = _kernel("__schedule", "poll_schedule_timeout.constprop.0",
+                     "do_poll.constprop.0", "do_sys_poll") + SLEEP
+    assert kernel_site(classify_stack(polled, shapes.APP)) == "do_poll"
+    # A sample in kernel code: the leaf itself.
+    assert kernel_site(classify_stack(_kernel("clear_user_erms", "read_iter_zero") + SLEEP,
+                                      shapes.APP)) == "clear_user_erms"
+
+
+def test_findings_say_where_in_the_kernel_they_wait_or_run():
+    t = FindingsTable(FINDING_KINDS, keep_members=True)
+    a = ep(KIND_BLOCKING, 1, 0, 30, SLEEP_K)
+    t.add(a)
+    t.add(ep(KIND_BLOCKING, 1, 40, 10, SLEEP))         # no kernel frames (perf backend)
+    (f,) = t.findings()
+    assert f.detail == "in the kernel at do_nanosleep 75%"
+    assert f.to_dict()["kernel_sites"] == [{"function": "do_nanosleep", "ms": 30.0}]
+    assert f.stack[0].function == "__schedule" and f.stack[0].cls == CLASS_KERNEL
+    t.remove(a)
+    (f,) = t.findings()
+    assert f.detail == "" and "kernel_sites" not in f.to_dict()
+    # A page fault says where it waits; a named waker still comes first.
+    t.add(replace(ep(KIND_BLOCKING, 1, 100, 40, FAULT_K), fault=True))
+    (f,) = t.findings()
+    assert f.detail == "in a page fault 80%, at handle_userfault"
+    u = FindingsTable(FINDING_KINDS)
+    u.add(replace(ep(KIND_BLOCKING, 1, 0, 30, SLEEP_K), waker=("w-2 (tid 8)", "")))
+    assert u.findings()[0].detail == "woken by w-2 (tid 8) 100%"
+    # cpu: the kernel share, then the function the samples ran in.
+    c = FindingsTable(FINDING_KINDS)
+    c.add(replace(ep(KIND_CPU, 1, 0, 40, _kernel("clear_user_erms", "read_iter_zero")
+                     + shapes.cpu_hog()), kernel_ns=36 * MS))
+    assert c.findings()[0].detail == "in the kernel 90%, at clear_user_erms"

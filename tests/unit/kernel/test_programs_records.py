@@ -142,3 +142,26 @@ def test_thread_times_include_the_stretch_in_progress():
     t = rec.thread_times(1, running, 2_050)
     assert (t.oncpu_ns, t.parked_ns, t.offcpu_ns, t.runq_ns) == (60, 20, 30, 40)
     assert rec.thread_times(1, running, 1_000).oncpu_ns == 10     # clock before in_ns
+
+
+def test_kernel_ips_sit_between_the_fp_ips_and_the_stack_copy():
+    kernel = (0xFFFF_FFFF_8220_03E0, 0xFFFF_FFFF_8100_2000)
+    depth = 4
+    hdr = c.OFFCPU_HDR.pack(type=c.REC_OFFCPU, tid=11, pid=10, cpu=1, start_ns=1_000,
+                            end_ns=51_000, state=1, holder_pid=0, flags=0,
+                            holder_comm=bytes(16))
+    fp = b"".join(struct.pack("<Q", v) for v in (0x401000, 0x402000)).ljust(8 * FP_DEPTH,
+                                                                            b"\0")
+    kips = b"".join(struct.pack("<Q", v) for v in kernel).ljust(8 * depth, b"\0")
+    cap = c.CAPTURE.pack(ip=0x401000, sp=0x7FFF0000, fp=0, lr=0, fp_bytes=16, stack_len=3,
+                         kernel_bytes=8 * len(kernel))
+    ev = rec.decode(hdr + cap + fp + kips + b"abc", "x86_64", FP_DEPTH, depth)
+    assert ev.stack.kernel_ips == kernel and ev.stack.fp_ips == (0x401000, 0x402000)
+    assert ev.stack.stack == b"abc"
+    # A failed or skipped walk (0 or a negative error) gives none; so does a count past
+    # the area (kernel_bytes is bounded by the area, not trusted).
+    for bad in (0, -14, 8 * (depth + 3)):
+        cap = c.CAPTURE.pack(ip=0x401000, sp=0x7FFF0000, fp=0, lr=0, fp_bytes=16,
+                             stack_len=3, kernel_bytes=bad)
+        got = rec.decode(hdr + cap + fp + kips + b"abc", "x86_64", FP_DEPTH, depth)
+        assert got.stack.kernel_ips == (kernel if bad > 0 else ())

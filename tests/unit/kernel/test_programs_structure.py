@@ -68,7 +68,8 @@ def test_helpers_maps_and_stack_slots(name):
     p = c.Params(ncpus=2)
     img = BUILDERS[name](p)
     assert set(_helpers(img)) <= ALLOWED
-    assert _helpers(img).count("get_stack") == 1
+    # The user frame-pointer walk, and the kernel stack where one says something.
+    assert _helpers(img).count("get_stack") == 2
     assert set(img.maps) <= {s.name for s in c.map_specs(p)}
     assert "hud_timing" not in img.maps
     for i in img.insns:
@@ -117,13 +118,15 @@ def test_timing_and_fp_depth_variants():
     for build in BUILDERS.values():
         img = build(p)
         assert "hud_timing" in img.maps
-        assert "get_stack" not in _helpers(build(c.Params(ncpus=1, fp_depth=0)))
+        assert "get_stack" not in _helpers(build(c.Params(ncpus=1, fp_depth=0,
+                                                          kernel_depth=0)))
     assert "hud_timing" in {s.name for s in c.map_specs(p)}
 
 
 def test_capture_buffer_sizes():
     p = c.Params(ncpus=1, stack_bytes=16384)
-    assert p.stack_off == c.HDR_SIZE + c.CAPTURE.size + 8 * 127
+    assert p.kernel_off == c.HDR_SIZE + c.CAPTURE.size + 8 * 127
+    assert p.stack_off == p.kernel_off + 8 * 48
     # One page of slack past the copy: the verifier bounds each chunk on its own.
     assert p.record_size == p.stack_off + 16384 + 4096
     specs = {s.name: s for s in c.map_specs(p)}

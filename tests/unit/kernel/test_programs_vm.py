@@ -71,6 +71,7 @@ class Task:
     sp: int = 0
     fp: int = 0
     fp_ips: tuple[int, ...] = ()
+    kernel_ips: tuple[int, ...] = ()    # what bpf_get_stack without BPF_F_USER_STACK gives
     get_stack_error: int = 0
     # The call it is in: a name of `SYSCALLS`, None for user mode (its registers saved
     # by an interrupt: -1), "kthread" for zeroed registers (a kernel thread, idle).
@@ -255,10 +256,10 @@ class Vm:
                 struct.pack_into("<Q", regs, off, v)
             return self.region(regs)
         if name == "get_stack":
-            assert a4 == uapi.BPF_F_USER_STACK
+            assert a4 in (0, uapi.BPF_F_USER_STACK)
             if cur.get_stack_error:
                 return cur.get_stack_error
-            ips = cur.fp_ips[:a3 // 8]
+            ips = (cur.fp_ips if a4 else cur.kernel_ips)[:a3 // 8]
             self.write(a2, b"".join(struct.pack("<Q", v) for v in ips))
             return 8 * len(ips)
         if name == "probe_read_user":
@@ -413,7 +414,7 @@ class Machine:
     def events(self) -> list:
         out = []
         for raw in self.records():
-            ev = rec.decode(raw, self.p.arch, self.p.fp_depth)
+            ev = rec.decode(raw, self.p.arch, self.p.fp_depth, self.p.kernel_depth)
             out.extend(ev if isinstance(ev, tuple) else (ev,))
         return out
 
@@ -601,7 +602,8 @@ def test_fp_stack_failure_is_counted_and_fp_depth_zero_skips_the_walk():
     m.switch_at(2_000, 7, S_STATE, 101)
     (ev,) = m.events()
     assert ev.stack.fp_ips == () and len(ev.stack.stack) == STACK_TOP - w.sp
-    assert "get_stack" not in {n for n, _ in m.switch.helpers}
+    assert all(args[3] != uapi.BPF_F_USER_STACK
+               for n, args in m.switch.helpers if n == "get_stack")
 
 
 def test_exit_sends_final_times_and_forgets_the_thread():
@@ -705,6 +707,7 @@ def test_the_wakers_stack_comes_for_long_waits_woken_from_inside_the_target():
     m = Machine(threshold_ns=5_000_000)
     _worker(m)
     k = _worker(m, tid=7, sp=STACK_TOP - 0x800)
+    k.kernel_ips = KERNEL_IPS                    # the waker's: try_to_wake_up, not sent
     m.task(7, TGID, comm="lock-keeper")
     m.task(8, 99, comm="other")
     m.switch_at(10_000_000, 101, S_STATE, 8)
@@ -724,6 +727,7 @@ def test_the_wakers_stack_comes_for_long_waits_woken_from_inside_the_target():
     assert (w.waker_tid, w.start_ns, w.time_ns) == (7, 50_000_000, 80_000_000)
     assert w.stack.regs.ip == k.ip and w.stack.regs.sp == k.sp and w.stack.fp_ips == k.fp_ips
     assert w.stack.stack == m.env.read_user(k.sp, STACK_TOP - k.sp)
+    assert w.stack.kernel_ips == () and not _kernel_stack_calls(m.waking)
     assert m.counters()["wake_records"] == 1
 
 
@@ -900,6 +904,60 @@ def test_runq_stacks_off_keeps_registers_only_for_preemptions():
     m.switch_at(4_000_000, 101, S_STATE, 7)       # a sleep is still captured in full
     m.switch_at(6_000_000, 7, S_STATE, 101)
     assert len(m.events()[-1].stack.stack) == STACK_TOP - w.sp
+
+
+KERNEL_IPS = (0xFFFF_FFFF_8220_03E0, 0xFFFF_FFFF_8220_1000, 0xFFFF_FFFF_8100_2000)
+
+
+def _kernel_stack_calls(prog) -> list[tuple[int, ...]]:
+    return [args for n, args in prog.helpers if n == "get_stack" and args[3] == 0]
+
+
+def test_a_blocked_switch_out_carries_its_kernel_stack():
+    m = Machine(threshold_ns=1)
+    w = _worker(m)
+    w.kernel_ips = KERNEL_IPS
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    (ev,) = m.events()
+    assert ev.stack.kernel_ips == KERNEL_IPS and ev.stack.fp_ips == w.fp_ips
+    assert len(ev.stack.stack) == STACK_TOP - w.sp       # the user copy is where it was
+    (call,) = _kernel_stack_calls(m.switch)
+    assert call[2] == 8 * m.p.kernel_depth
+    # The record is reused: a later capture whose kernel walk fails keeps no old frames.
+    w.kernel_ips = ()
+    m.switch_at(3_000, 101, D_STATE, 7)
+    m.switch_at(4_000, 7, S_STATE, 101)
+    assert m.events()[-1].stack.kernel_ips == ()
+
+
+def test_kernel_stacks_are_cut_at_kernel_depth_and_skipped_for_preemptions():
+    m = Machine(c.Params(ncpus=1, kernel_depth=2), threshold_ns=1)
+    w = _worker(m)
+    w.kernel_ips = KERNEL_IPS
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    assert m.events()[-1].stack.kernel_ips == KERNEL_IPS[:2]
+    before = len(_kernel_stack_calls(m.switch))
+    m.switch_at(3_000, 101, PREEMPTED, 7)
+    m.switch_at(4_000, 7, S_STATE, 101)
+    ev = m.events()[-1]
+    assert ev.runnable and ev.stack.kernel_ips == () and ev.stack.fp_ips == w.fp_ips
+    assert len(_kernel_stack_calls(m.switch)) == before
+    m = Machine(c.Params(ncpus=1, kernel_depth=0), threshold_ns=1)
+    _worker(m).kernel_ips = KERNEL_IPS
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    assert m.events()[-1].stack.kernel_ips == () and not _kernel_stack_calls(m.switch)
+
+
+def test_samples_carry_the_kernel_stack_the_helper_gives():
+    m = Machine()
+    w = _worker(m)
+    w.kernel_ips = KERNEL_IPS
+    m.sample_at(1_000, 101, kernel_mode=True)
+    (s,) = m.events()
+    assert s.kernel and s.stack.kernel_ips == KERNEL_IPS and s.stack.fp_ips == w.fp_ips
 
 
 def test_sample_copies_have_their_own_cap():
