@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python benchmarks/bpf_cost.py [--variant blockers-nofp|demo]
         [--scenarios sleep,cpu] [--seconds 3] [--rounds 3] [--connections 8]
-        [--no-runq-stacks]
+        [--no-runq-stacks] [--kernel-depth 48]
 
 Runs a fixture (blockers with its scenarios, or the demo HTTP server kept under
 `demo load` for the whole run: the park-heavy case) and attaches the collector twice
@@ -111,13 +111,13 @@ def _path_phase(col: EbpfCollector, seconds: float, learner: ParkLearner) -> dic
     return {k: (b[k][0] - a[k][0], b[k][1] - a[k][1]) for k in b}
 
 
-def one_round(fx, seconds: float, runq_stacks: bool = True) -> dict:
+def one_round(fx, seconds: float, runq_stacks: bool = True, kernel_depth: int = 48) -> dict:
     workers = set(fx.worker_tids)
     out: dict = {}
     for timing in (False, True):
         learner = ParkLearner(fx.pid, workers)
         with EbpfCollector(fx.pid, bpf_stats=not timing, timing=timing,
-                           runq_stacks=runq_stacks) as col:
+                           runq_stacks=runq_stacks, kernel_depth=kernel_depth) as col:
             for tid in workers:
                 col.set_role(tid, "worker")
             _drain(col, 0.5, learner)
@@ -144,7 +144,8 @@ def _ns(pair: tuple[int, int]) -> float:
 def report(rounds: list[dict], args: argparse.Namespace) -> str:
     lines = [f"{args.variant}, scenarios {args.scenarios}, {args.seconds:g} s per phase, "
              f"{len(rounds)} rounds (medians)"
-             + (", runq_stacks=False" if args.no_runq_stacks else ""), ""]
+             + (", runq_stacks=False" if args.no_runq_stacks else "")
+             + f", kernel_depth={args.kernel_depth}", ""]
     lines += ["| program | phase | runs/s | ns/run | BPF time, % of one CPU | "
               "captures/s | records/s (probes) |", "|---|---|---:|---:|---:|---:|---:|"]
     for name in (sched_switch.NAME, sampler.NAME, sched_waking.NAME, timer_flag.ENTRY,
@@ -197,6 +198,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8, help="demo load connections")
     ap.add_argument("--no-runq-stacks", action="store_true",
                     help="registers only for preempted switch-outs (runq_stacks=False)")
+    ap.add_argument("--kernel-depth", type=int, default=48,
+                    help="kernel frames per capture (0: no kernel stacks)")
     args = ap.parse_args()
     from support.fixtures import run_fixture, run_load
     demo = args.variant.startswith("demo")
@@ -214,7 +217,8 @@ def main() -> None:
             load.start()
         time.sleep(1.0)
         for _ in range(args.rounds):
-            rounds.append(one_round(fx, args.seconds, not args.no_runq_stacks))
+            rounds.append(one_round(fx, args.seconds, not args.no_runq_stacks,
+                                    args.kernel_depth))
     print(report(rounds, args))
 
 

@@ -261,7 +261,8 @@ FP_CHUNK = -64      # u64 size of the page chunk being copied
 FP_INSN = -64       # switch-out, before the capture: the instruction before the user ip
 FP_PKEY = -104      # SITE_KEY: tid, pad, ip, sp ...
 FP_IP, FP_SP, FP_FPREG, FP_LR = -96, -88, -80, -72   # ... then fp and lr follow the key
-FP_T0 = -112        # timing builds: ktime at the start of the half being timed
+FP_T0 = -216        # timing builds: ktime at the start of the half being timed (below
+                    # FP_INIT: a new thread's zeroed entry would clear it mid-path)
 FP_INIT = -200      # a zeroed THREAD, to create hud_threads entries
 FP_PATH = -208      # timing builds: PATHS index of the path taken
 

@@ -841,6 +841,10 @@ def test_timing_builds_time_each_path():
     got = {name: n for name, n in zip(c.PATHS, counts) if n}
     assert got == {"out_capture": 1, "out_park": 1, "out_other": 1, "in_other": 2,
                    "in_record": 1}
+    # The clock stands still within one run here, so every sum is 0; the first switch-out
+    # creates the thread's entry, whose zeroed value on the BPF stack once cleared the
+    # start time too (the capture path's mean was then the host's uptime).
+    assert struct.unpack_from(f"<{2 * len(c.PATHS)}Q", raw)[0::2] == (0,) * len(c.PATHS)
 
 
 def test_short_sleeps_at_unclassified_sites_are_probed_at_a_bounded_rate():
