@@ -24,14 +24,16 @@ class StackResolver:
     """
 
     def __init__(self, pid: int, debug_dirs: tuple = (), debug_files: tuple = (),
-                 cache_dir: Optional[str] = None) -> None:
-        # cache_dir: resolved addresses kept on disk per build-id (None: nothing kept).
+                 cache_dir: Optional[str] = None, kernel_frames: bool = True) -> None:
+        # cache_dir: resolved addresses kept on disk per build-id (None: nothing kept);
+        # kernel_frames False drops a capture's kernel ips (perf samples carry them).
         self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files,
                                      cache_dir=cache_dir)
         self.process = self.symbolizer.for_process(pid)
         # CFI of code whose .eh_frame was stripped may live in the separate debug file
         # the symbolizer already found (.debug_frame): share it with the unwinder.
         self.unwinder = Unwinder(self.process.maps, debug_file_for=self._debug_file_for)
+        self.kernel_frames = kernel_frames
         self._by_ips: dict = {}     # one Stack object per distinct walk: classified once
         self.counts = {"resolved": 0, "incomplete": 0}
         self.methods: dict = {}
@@ -48,14 +50,15 @@ class StackResolver:
                 self.counts["incomplete"] += 1
         if not ips:
             ips = capture.fp_ips
-        key = (ips, capture.kernel_ips) if capture.kernel_ips else ips
+        kips = capture.kernel_ips if self.kernel_frames else ()
+        key = (ips, kips) if kips else ips
         stack = self._by_ips.get(key)
         if stack is None:
             # Innermost first: where the thread is in the kernel, then the user code
             # that entered it.
             frames: list[Frame] = []
-            if capture.kernel_ips:
-                frames.extend(kernel_symbols().frames(capture.kernel_ips))
+            if kips:
+                frames.extend(kernel_symbols().frames(kips))
             for chain in self.process.symbolize(list(ips)):
                 frames.extend(chain)
             stack = tuple(frames)

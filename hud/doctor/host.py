@@ -315,6 +315,20 @@ def check_capstone(arch: str = ARCH) -> Check:
                  data={"reason": why})
 
 
+def check_kernel_symbols(table: Optional[object] = None) -> Check:
+    """Whether kernel frames get names: /proc/kallsyms as this process reads it."""
+    from hud.symbolize.kallsyms import kernel_symbols
+    syms = table if table is not None else kernel_symbols()
+    reason = getattr(syms, "reason", "")
+    data = {"functions": len(syms), "reason": reason}
+    if reason:
+        return Check("kernel_symbols", WARN, f"kernel frames will be [unknown]: {reason}",
+                     "run as root with sysctl kernel.kptr_restrict=1 or 0 (2 hides kernel "
+                     "addresses from root too)", data=data)
+    return Check("kernel_symbols", OK, f"/proc/kallsyms: {len(syms):,} kernel functions "
+                 "name kernel frames", data=data)
+
+
 def check_symbol_cache(directory: Optional[str] = None, off: bool = False) -> Check:
     """Where resolved symbols are kept between runs, and whether hud may use it."""
     from hud.symbolize.diskcache import SymbolCache, default_cache_dir
@@ -395,6 +409,7 @@ def host_checks() -> tuple[list[Check], Optional[str], HostFacts]:
     checks.append(check_perf(facts, tp_id))
     checks.append(check_max_stack())
     checks.append(check_capstone())
+    checks.append(check_kernel_symbols())
     checks.append(check_symbol_cache())
     backend_check, backend = check_backend(checks)
     checks.append(backend_check)

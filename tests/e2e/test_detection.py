@@ -327,3 +327,19 @@ def test_current_thread_runtime_worker_is_the_block_on_thread(tokio_fixture):
     assert at(report, "blocking", fx.manifest.scenarios["sleep"]) is not None, summary(report)
     assert of_function(report, "cpu", fx.manifest.scenarios["cpu"].function) is not None, \
         summary(report)
+
+
+def test_no_kernel_stacks_leaves_kernel_frames_out(tokio_fixture):
+    """--no-kernel-stacks (Profiler(kernel_stacks=False)): the programs take none and
+    samples' kernel frames are dropped, so no finding names a kernel function, and the
+    sleep is still found at its line."""
+    fx = tokio_fixture("blockers-nofp", ["sleep", "kernel_cpu"])
+    report = profile(fx.pid, backend="ebpf", kernel_stacks=False)
+    f = at(report, "blocking", fx.manifest.scenarios["sleep"])
+    assert f is not None, summary(report)
+    assert not f.get("detail") and "kernel_sites" not in f, f
+    k = at(report, "cpu", fx.manifest.scenarios["kernel_cpu"])
+    assert k is not None and k["detail"].startswith("in the kernel ") and ", at" not in \
+        k["detail"], k
+    for g in report["findings"]:
+        assert all(fr["class"] != "kernel" for fr in g["stack"]), g

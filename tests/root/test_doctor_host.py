@@ -19,7 +19,8 @@ from hud.linux import bpf
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_CHECKS = ("privileges", "kernel", "bpf", "ringbuf", "btf", "tracefs", "bpf_attach",
-               "programs", "perf", "max_stack", "capstone", "sym_cache", "backend")
+               "programs", "perf", "max_stack", "capstone", "kernel_symbols", "sym_cache",
+               "backend")
 
 
 def doctor(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

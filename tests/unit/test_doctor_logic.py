@@ -308,3 +308,15 @@ def test_no_tokio_is_told_apart_from_no_symbols():
     assert ev["symbols"] == 0 and ev["has_symtab"] and ev["version"] is None
     stripped = ElfFile.from_bytes(_elf_with_symbols([]))
     assert not tokio_evidence([stripped])["has_symtab"]
+
+
+def test_kernel_symbols_check_says_whether_kernel_frames_get_names():
+    from hud.doctor.host import check_kernel_symbols
+    from hud.symbolize.kallsyms import KernelSymbols
+    ok = check_kernel_symbols(KernelSymbols.parse(
+        "ffffffff81000000 T _stext\nffffffff81000100 t do_nanosleep\n"))
+    assert ok.status == OK and "2 kernel functions" in ok.summary
+    hidden = check_kernel_symbols(KernelSymbols.parse(
+        "0000000000000000 T _stext\n0000000000000000 t do_nanosleep\n"))
+    assert hidden.status == WARN and "kptr_restrict" in hidden.summary
+    assert "kptr_restrict" in hidden.hint
