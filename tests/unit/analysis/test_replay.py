@@ -21,6 +21,7 @@ from hud.collect.replay import (
 )
 from hud.errors import BadInput
 from hud.model import (
+    CLASS_KERNEL,
     KIND_BLOCKING,
     KIND_CPU,
     KIND_PARK,
@@ -28,6 +29,7 @@ from hud.model import (
     KIND_SCHED_DELAY,
     ROLE_BLOCKING,
     ROLE_WORKER,
+    Frame,
     Lost,
     OffCpuEvent,
     StackCapture,
@@ -106,6 +108,28 @@ def test_frames_only_recordings_replay_to_the_same_findings(tmp_path):
     assert replay.findings() == live.findings()
     assert [e.kind for e in replay.episodes] == [e.kind for e in live.episodes]
 
+
+def test_kernel_frames_replay_as_kernel_frames(tmp_path):
+    # Recorded frames carry no class: a replay classifies them again, kernel ones by
+    # their module ("[kernel]") or, for a module's ("[ext4]"), by their address.
+    kernel = (Frame(0xFFFF_FFFF_8100_0010, "__schedule", module="[kernel]"),
+              Frame(0xFFFF_FFFF_C0A0_0020, "ext4_fsync_journal", module="[ext4]"),
+              Frame(0xFFFF_FFFF_8100_0030, "do_fsync", module="[kernel]"))
+    t = StackTable()
+    evs = [off(t, 11, i * 100, 20 + i, kernel + shapes.sleep_blocker()) for i in range(3)]
+    live = Analyzer(t, threshold_ms=5, target=TARGET)
+    live.feed_all(evs)
+    live.close()
+    path = tmp_path / "r.jsonl"
+    write_recording(str(path), TARGET, evs, resolve=t)
+    rec = read_recording(str(path))
+    replay = Analyzer(rec.resolve, threshold_ms=5, target=rec.target)
+    replay.feed_all(rec.events)
+    replay.close()
+    assert replay.findings() == live.findings()
+    (f,) = replay.findings()
+    assert [fr.cls for fr in f.stack[:3]] == [CLASS_KERNEL] * 3
+    assert f.detail.startswith("in the kernel at ext4_fsync_journal ")
 
 def test_poll_identities_are_kept_so_a_replay_tells_polls_apart_as_live(tmp_path):
     # 20 samples of one async fn, a new task every 2 (hud.task_identity told them
