@@ -351,13 +351,15 @@ def read_user_regs(a: Assembler, p: Params) -> Assembler:
 
 def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8,
             light_slot: Optional[int] = None, limit: str = "stack_bytes",
-            kernel: bool = True, kind_slot: Optional[int] = None) -> Assembler:
+            kernel: bool = True, kernel_unless: Optional[tuple[int, int]] = None
+            ) -> Assembler:
     """Fill CAPTURE, the frame-pointer ips, the kernel ips (with `kernel`) and the stack
     copy of the record at `dst` from FP_IP.. and `ctx`. Needs config spilled at FP_CFG;
     clobbers r0-r5 and r9. With `light_slot`, a non-zero u64 there means registers only
     (no FP walk, no kernel stack, no copy). `limit` names the CONFIG field capping the
-    copy at run time. With `kind_slot`, a KIND_RUNNABLE there skips the kernel stack: a
-    preemption's is the interrupt's way into schedule(), the same every time.
+    copy at run time. `kernel_unless` = (slot, value): no kernel stack when the u64 at
+    that stack slot equals value (a preemption's is the interrupt's way into schedule(),
+    the same every time; a sample of user code has none, but asking still costs).
 
     The stack is copied page by page, from sp to the end of its page and then whole pages,
     stopping at the first page that cannot be read: one bpf_probe_read_user over a range
@@ -374,8 +376,9 @@ def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8,
         a.mov(r9, 0).st("u32", dst, CAP_OFF + CAPTURE.offset("fp_bytes"), 0)
         a.ldx("u64", r1, r10, light_slot).jmp("!=", r1, 0, done)
     if p.kernel_depth and kernel:
-        if kind_slot is not None:
-            a.ldx("u64", r1, r10, kind_slot).jmp("==", r1, KIND_RUNNABLE, f"kstack_none_{tag}")
+        if kernel_unless is not None:
+            slot, value = kernel_unless
+            a.ldx("u64", r1, r10, slot).jmp("==", r1, value, f"kstack_none_{tag}")
         # The kernel's own unwinder (ORC on x86_64, frame records on aarch64) from the
         # registers of ctx: for a tracepoint its caller's, for a cpu-clock sample the
         # interrupted ones (nothing when it interrupted user code). A failure leaves 0:

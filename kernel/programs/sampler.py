@@ -18,6 +18,7 @@ from kernel.programs.common import (
     CONFIG,
     F_KERNEL_MODE,
     FP_KEY,
+    FP_KIND,
     FP_ZERO,
     REC_SAMPLE,
     SAMPLE_HDR,
@@ -35,6 +36,7 @@ from kernel.programs.common import (
 
 NAME = "hud_sample"
 S = SAMPLE_HDR.offsets
+FP_MODE = FP_KIND    # u64 F_KERNEL_MODE or 0 (the switch-out's slot; free in a sample)
 
 
 def build(p: Params) -> Image:
@@ -79,9 +81,9 @@ def build(p: Params) -> Image:
     a.label("have_seq").stx("u64", r8, S["switch_seq"], r1)
     a.ldx("u64", r1, r6, regs.mode_off).alu64("&=", r1, regs.mode_mask).mov(r2, 0)
     a.jmp("==", r1, regs.user_value, "user_mode").mov(r2, F_KERNEL_MODE)
-    a.label("user_mode").stx("u32", r8, S["flags"], r2)
+    a.label("user_mode").stx("u32", r8, S["flags"], r2).stx("u64", r10, FP_MODE, r2)
     read_user_regs(a, p)
-    capture(a, p, "smp", limit="sample_stack_bytes")
+    capture(a, p, "smp", limit="sample_stack_bytes", kernel_unless=(FP_MODE, 0))
     output_capture(a, p, "ringbuf_sample", "sample_records", "smp")
     a.label("exit")
     timing_end(a, p, "smp")

@@ -208,7 +208,7 @@ def _switch_out(a: Assembler, p: Params) -> None:
     for k in (0, 8):
         a.st("u64", r8, H["holder_comm"] + k, 0)
     a.label("holder_set")
-    capture(a, p, "out", light_slot=FP_LIGHT, kind_slot=FP_KIND)
+    capture(a, p, "out", light_slot=FP_LIGHT, kernel_unless=(FP_KIND, KIND_RUNNABLE))
     a.ldx("u64", r1, r10, FP_ST).st("u32", r1, T["captured"], 1)
     count(a, "captures", "captures")
     path(a, p, "out_capture").ja("switch_in")

@@ -962,6 +962,12 @@ def test_samples_carry_the_kernel_stack_the_helper_gives():
     m.sample_at(1_000, 101, kernel_mode=True)
     (s,) = m.events()
     assert s.kernel and s.stack.kernel_ips == KERNEL_IPS and s.stack.fp_ips == w.fp_ips
+    assert len(_kernel_stack_calls(m.sampler)) == 1
+    # A sample of user code does not ask (the helper would give nothing, at a cost).
+    m.sample_at(2_000, 101)
+    s = m.events()[-1]
+    assert not s.kernel and s.stack.kernel_ips == () and s.stack.fp_ips == w.fp_ips
+    assert len(_kernel_stack_calls(m.sampler)) == 1
 
 
 def test_sample_copies_have_their_own_cap():
