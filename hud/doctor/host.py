@@ -322,10 +322,10 @@ def check_kernel_symbols(table: Optional[object] = None) -> Check:
     reason = getattr(syms, "reason", "")
     data = {"functions": len(syms), "reason": reason}
     if reason:
-        return Check("kernel_symbols", WARN, f"kernel frames will be [unknown]: {reason}",
+        return Check("kallsyms", WARN, f"kernel frames will be [unknown]: {reason}",
                      "run as root with sysctl kernel.kptr_restrict=1 or 0 (2 hides kernel "
                      "addresses from root too)", data=data)
-    return Check("kernel_symbols", OK, f"/proc/kallsyms: {len(syms):,} kernel functions "
+    return Check("kallsyms", OK, f"/proc/kallsyms: {len(syms):,} kernel functions "
                  "name kernel frames", data=data)
 
 

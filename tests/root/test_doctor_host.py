@@ -19,7 +19,7 @@ from hud.linux import bpf
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_CHECKS = ("privileges", "kernel", "bpf", "ringbuf", "btf", "tracefs", "bpf_attach",
-               "programs", "perf", "max_stack", "capstone", "kernel_symbols", "sym_cache",
+               "programs", "perf", "max_stack", "capstone", "kallsyms", "sym_cache",
                "backend")
 
 
