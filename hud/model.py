@@ -252,6 +252,9 @@ class Episode:
     kernel_ns: int = 0
     # A blocking episode spent in a page fault (not a system call).
     fault: bool = False
+    # A cpu episode's kernel time by the kernel function its samples ran in
+    # (hud.analysis.episodes.kernel_site), in ns, largest first.
+    kernel_sites: tuple[tuple[str, int], ...] = ()
 
     @property
     def duration_ns(self) -> int:

@@ -93,15 +93,20 @@ class _Stretch:
     last_oncpu: int = -1
     samples: int = 1
     kernel: int = 0                # samples that interrupted kernel code
+    ksites: Counter = field(default_factory=Counter)   # ... by kernel_site
     poll: Optional[int] = None     # the polled task, once a sample has told
     stalled_ns: int = 0            # on CPU, yet unsampled: the vCPU was not running
     by_function: Counter = field(default_factory=Counter)
     stack_of: dict = field(default_factory=dict)
 
-    def note(self, stack: Stack, info: StackInfo) -> None:
+    def note(self, stack: Stack, info: StackInfo, kernel: bool) -> None:
         name = display_function(info.blocker.function if info.blocker else None)
         self.by_function[name] += 1
         self.stack_of.setdefault(name, stack)
+        if kernel:
+            site = kernel_site(stack)
+            if site:
+                self.ksites[site] += 1
 
 
 class EpisodeBuilder:
@@ -235,7 +240,7 @@ class EpisodeBuilder:
                 cur.kernel += ev.kernel
                 if cur.poll is None:
                     cur.poll = poll
-                cur.note(stack, info)
+                cur.note(stack, info, ev.kernel)
                 return out, stack, info, role
             # The same async fn, but another task: the last poll ended, a new one began.
             self.counts["polls_told_apart"] += 1
@@ -243,7 +248,7 @@ class EpisodeBuilder:
         if task is not None:
             st = _Stretch(ev.tid, ev.switch_seq, task, ev.time_ns, ev.time_ns, period,
                           ev.oncpu_ns, ev.oncpu_ns, kernel=int(ev.kernel), poll=poll)
-            st.note(stack, info)
+            st.note(stack, info, ev.kernel)
             self._open[ev.tid] = st
         return out, stack, info, role
 
@@ -295,8 +300,10 @@ class EpisodeBuilder:
         if st.kernel:
             detail += f", {st.kernel} {IN_KERNEL}"
         kernel_ns = (end - st.first_ns) * st.kernel // st.samples
+        sites = tuple((k, (end - st.first_ns) * n // st.samples)
+                      for k, n in st.ksites.most_common())
         return [Episode(KIND_CPU, tid, st.first_ns, end, st.stack_of[name], detail,
-                        kernel_ns=kernel_ns)]
+                        kernel_ns=kernel_ns, kernel_sites=sites)]
 
 
 def _empty(c: StackCapture) -> bool:

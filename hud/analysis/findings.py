@@ -67,6 +67,15 @@ def holder_of(episode: Episode) -> tuple:
 _NAMED = {KIND_SCHED_DELAY: ("CPU held by ", "holder"), KIND_BLOCKING: (WOKEN_BY, "waker")}
 
 
+def _sites(ep: Episode) -> tuple[tuple[str, int], ...]:
+    """(kernel site, ns) of an episode: a cpu episode's from its kernel samples, a wait's
+    from its stack (the whole wait)."""
+    if ep.kernel_sites:
+        return ep.kernel_sites
+    site = kernel_site(ep.stack)
+    return ((site, ep.duration_ns),) if site else ()
+
+
 class _Group:
     """Running aggregates of one finding; removal supported when members are kept."""
 
@@ -99,9 +108,8 @@ class _Group:
             self.sorted = False
         self.durs.append(d)
         self.tids[ep.tid] += 1
-        site = kernel_site(ep.stack)
-        if site:
-            self.ksites[site] += d
+        for site, ns in _sites(ep):
+            self.ksites[site] += ns
         if ep.kind in _NAMED:
             h = holder_of(ep)
             if h:
@@ -122,11 +130,11 @@ class _Group:
         self.tids[ep.tid] -= 1
         if self.tids[ep.tid] <= 0:
             del self.tids[ep.tid]
-        site = kernel_site(ep.stack)
-        if site in self.ksites:
-            self.ksites[site] -= d
-            if self.ksites[site] <= 0:
-                del self.ksites[site]
+        for site, ns in _sites(ep):
+            if site in self.ksites:
+                self.ksites[site] -= ns
+                if self.ksites[site] <= 0:
+                    del self.ksites[site]
         if ep.kind in _NAMED:
             h = holder_of(ep)
             if h in self.holders:
@@ -167,7 +175,7 @@ class _Group:
                                    "ms": round(ns / NS_PER_MS, 3)}
                                   for k, ns in self.holders.most_common(10)]),)
         # Where in the kernel: the function past the scheduler's frames that the
-        # episodes' stacks sleep or run in, by time (a cpu episode's stack is one sample).
+        # episodes' stacks sleep in, or their kernel samples ran in, by time.
         site = self.ksites.most_common(1)[0][0] if self.ksites else ""
         at = f", at {site}" if site else ""
         if self.kind == KIND_CPU:

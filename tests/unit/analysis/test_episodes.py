@@ -17,6 +17,7 @@ from hud.model import (
     ROLE_OTHER,
     ROLE_WORKER,
     CpuSample,
+    Frame,
     StackCapture,
     Wake,
 )
@@ -219,6 +220,23 @@ def test_a_stretch_keeps_the_share_of_its_samples_in_kernel_code():
     (ep,) = kinds(b, hog_run(t, W, 100, 20)) + b.flush()
     assert ep.detail == "20 samples" and ep.kernel_ns == 0
 
+
+def test_a_stretch_keeps_its_kernel_time_by_the_kernel_function_its_samples_ran_in():
+    def kernel(*names):
+        return tuple(Frame(0xFFFF_FFFF_8100_0000 + 16 * i, n, module="[kernel]")
+                     for i, n in enumerate(names))
+    zero = kernel("clear_user_erms", "read_iter_zero", "vfs_read") + shapes.cpu_hog(120)
+    copy = kernel("_copy_to_iter", "read_iter_zero", "vfs_read") + shapes.cpu_hog(120)
+    t = StackTable()
+    b = builder(t)
+    # 20 samples: 12 in clear_user_erms, 4 in _copy_to_iter, 4 of user code (whose stack
+    # has no kernel frames; and a user sample with some would not count).
+    stacks = [zero] * 12 + [copy] * 4 + [shapes.cpu_hog(120)] * 4
+    evs = [sample(t, W, ms, st, seq=3, kernel=st is not stacks[-1])
+           for ms, st in enumerate(stacks)]
+    (ep,) = kinds(b, evs) + b.flush()
+    assert ep.kernel_ns == 16 * MS
+    assert ep.kernel_sites == (("clear_user_erms", 12 * MS), ("_copy_to_iter", 4 * MS))
 
 def test_switch_seq_change_splits_stretches():
     t = StackTable()

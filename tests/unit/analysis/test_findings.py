@@ -259,3 +259,15 @@ def test_findings_say_where_in_the_kernel_they_wait_or_run():
     c.add(replace(ep(KIND_CPU, 1, 0, 40, _kernel("clear_user_erms", "read_iter_zero")
                      + shapes.cpu_hog()), kernel_ns=36 * MS))
     assert c.findings()[0].detail == "in the kernel 90%, at clear_user_erms"
+    # A cpu episode from samples carries its kernel time by site: that, not its one
+    # representative stack, is what counts.
+    d = FindingsTable(FINDING_KINDS, keep_members=True)
+    e = replace(ep(KIND_CPU, 1, 0, 40, shapes.cpu_hog()), kernel_ns=36 * MS,
+                kernel_sites=(("read_iter_zero", 30 * MS), ("_copy_to_iter", 6 * MS)))
+    d.add(e)
+    (g,) = d.findings()
+    assert g.detail == "in the kernel 90%, at read_iter_zero"
+    assert g.to_dict()["kernel_sites"] == [{"function": "read_iter_zero", "ms": 30.0},
+                                           {"function": "_copy_to_iter", "ms": 6.0}]
+    d.remove(e)
+    assert d.findings() == [] or "kernel_sites" not in d.findings()[0].to_dict()
