@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from hud import __version__
+from hud.analysis.episodes import kernel_site
 from hud.classify import blocking_frame, display_function
 from hud.export._atomic import atomic_text
 from hud.model import (
@@ -67,6 +68,10 @@ def _args(ep: Episode, max_stack: int) -> dict:
         if ep.waker[1]:
             args["woken_at"] = ep.waker[1]
     idle = ep.kind == KIND_PARK or (ep.kind == KIND_POOL and ep.detail == "idle")
+    # Where in the kernel the slice waited or mostly ran (its own key, as the waker's).
+    site = ep.kernel_sites[0][0] if ep.kernel_sites else ("" if idle else kernel_site(ep.stack))
+    if site:
+        args["kernel"] = site
     if not idle and ep.stack:
         frames = [frame_text(f) for f in ep.stack[:max_stack]]
         if len(ep.stack) > max_stack:

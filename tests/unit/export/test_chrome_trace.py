@@ -19,6 +19,7 @@ from hud.model import (
     ROLE_BLOCKING,
     ROLE_WORKER,
     Episode,
+    Frame,
     Target,
     Thread,
 )
@@ -101,7 +102,21 @@ def test_a_waker_has_args_of_its_own():
     a, b, c = [e["args"] for e in xs(build_trace(eps, target=TARGET))]
     assert (a["waker"], a["woken_at"]) == ("k (tid 7)", at)
     assert b["waker"] == "j (tid 8)" and "woken_at" not in b
-    assert "waker" not in c and "detail" not in c
+    assert "waker" not in c and "detail" not in c and "kernel" not in c
+
+
+def test_a_slice_says_where_in_the_kernel_it_waited_or_ran():
+    kernel = tuple(Frame(0xFFFF_FFFF_8100_0000 + 16 * i, n, module="[kernel]")
+                   for i, n in enumerate(("__schedule", "schedule", "folio_wait_bit",
+                                          "file_write_and_wait_range", "do_fsync")))
+    waits = classify_stack(kernel + shapes.sleep_blocker(), shapes.APP)
+    eps = [Episode(KIND_BLOCKING, 11, 0, 30 * MS, waits),
+           Episode(KIND_CPU, 11, 40 * MS, 70 * MS, HOG, "30 samples, 20 in the kernel",
+                   kernel_ns=20 * MS, kernel_sites=(("read_iter_zero", 15 * MS),
+                                                    ("_copy_to_iter", 5 * MS)))]
+    a, b = [e["args"] for e in xs(build_trace(eps, target=TARGET))]
+    assert a["kernel"] == "folio_wait_bit" and a["stack"][0] == "__schedule"
+    assert b["kernel"] == "read_iter_zero"
 
 
 def test_overlaps_are_clamped_and_empty_slices_dropped():
