@@ -366,6 +366,15 @@ def kernel_site(stack: Stack) -> str:
     return ""
 
 
+def kernel_sites_of(ep: Episode) -> tuple[tuple[str, int], ...]:
+    """(kernel site, ns) of an episode, largest first: a cpu episode's from its kernel
+    samples (Episode.kernel_sites), a wait's from its stack (the whole wait)."""
+    if ep.kernel_sites:
+        return ep.kernel_sites
+    site = kernel_site(ep.stack)
+    return ((site, ep.duration_ns),) if site else ()
+
+
 def _place(stack: Stack) -> str:
     """`function (file:line)` of the frame that explains a waker's stack, or ""."""
     f = blocking_frame(stack)

@@ -19,7 +19,13 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Optional
 
-from hud.analysis.episodes import IN_KERNEL, IN_PAGE_FAULT, WOKEN_BY, kernel_site, waker_text
+from hud.analysis.episodes import (
+    IN_KERNEL,
+    IN_PAGE_FAULT,
+    WOKEN_BY,
+    kernel_sites_of,
+    waker_text,
+)
 from hud.classify import blocking_frame, display_function
 from hud.model import (
     KIND_BLOCKING,
@@ -67,15 +73,6 @@ def holder_of(episode: Episode) -> tuple:
 _NAMED = {KIND_SCHED_DELAY: ("CPU held by ", "holder"), KIND_BLOCKING: (WOKEN_BY, "waker")}
 
 
-def _sites(ep: Episode) -> tuple[tuple[str, int], ...]:
-    """(kernel site, ns) of an episode: a cpu episode's from its kernel samples, a wait's
-    from its stack (the whole wait)."""
-    if ep.kernel_sites:
-        return ep.kernel_sites
-    site = kernel_site(ep.stack)
-    return ((site, ep.duration_ns),) if site else ()
-
-
 class _Group:
     """Running aggregates of one finding; removal supported when members are kept."""
 
@@ -108,7 +105,7 @@ class _Group:
             self.sorted = False
         self.durs.append(d)
         self.tids[ep.tid] += 1
-        for site, ns in _sites(ep):
+        for site, ns in kernel_sites_of(ep):
             self.ksites[site] += ns
         if ep.kind in _NAMED:
             h = holder_of(ep)
@@ -130,7 +127,7 @@ class _Group:
         self.tids[ep.tid] -= 1
         if self.tids[ep.tid] <= 0:
             del self.tids[ep.tid]
-        for site, ns in _sites(ep):
+        for site, ns in kernel_sites_of(ep):
             if site in self.ksites:
                 self.ksites[site] -= ns
                 if self.ksites[site] <= 0:

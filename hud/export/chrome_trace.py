@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from hud import __version__
-from hud.analysis.episodes import kernel_site
+from hud.analysis.episodes import kernel_sites_of
 from hud.classify import blocking_frame, display_function
 from hud.export._atomic import atomic_text
 from hud.model import (
@@ -69,9 +69,9 @@ def _args(ep: Episode, max_stack: int) -> dict:
             args["woken_at"] = ep.waker[1]
     idle = ep.kind == KIND_PARK or (ep.kind == KIND_POOL and ep.detail == "idle")
     # Where in the kernel the slice waited or mostly ran (its own key, as the waker's).
-    site = ep.kernel_sites[0][0] if ep.kernel_sites else ("" if idle else kernel_site(ep.stack))
-    if site:
-        args["kernel"] = site
+    sites = () if idle else kernel_sites_of(ep)
+    if sites:
+        args["kernel"] = sites[0][0]
     if not idle and ep.stack:
         frames = [frame_text(f) for f in ep.stack[:max_stack]]
         if len(ep.stack) > max_stack:
