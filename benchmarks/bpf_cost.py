@@ -39,6 +39,7 @@ from hud.model import OffCpuEvent  # noqa: E402
 from hud.symbolize import Symbolizer  # noqa: E402
 from hud.unwind import Unwinder  # noqa: E402
 from kernel.programs import sampler, sched_switch, sched_waking, timer_flag  # noqa: E402
+from kernel.programs.common import Params  # noqa: E402
 
 PATH_LABELS = {
     "out_other": "another task's switch-out (reference)",
@@ -111,7 +112,8 @@ def _path_phase(col: EbpfCollector, seconds: float, learner: ParkLearner) -> dic
     return {k: (b[k][0] - a[k][0], b[k][1] - a[k][1]) for k in b}
 
 
-def one_round(fx, seconds: float, runq_stacks: bool = True, kernel_depth: int = 48) -> dict:
+def one_round(fx, seconds: float, runq_stacks: bool = True,
+              kernel_depth: int = Params.kernel_depth) -> dict:
     workers = set(fx.worker_tids)
     out: dict = {}
     for timing in (False, True):
@@ -198,7 +200,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8, help="demo load connections")
     ap.add_argument("--no-runq-stacks", action="store_true",
                     help="registers only for preempted switch-outs (runq_stacks=False)")
-    ap.add_argument("--kernel-depth", type=int, default=48,
+    ap.add_argument("--kernel-depth", type=int, default=Params.kernel_depth,
                     help="kernel frames per capture (0: no kernel stacks)")
     args = ap.parse_args()
     from support.fixtures import run_fixture, run_load

@@ -57,7 +57,6 @@ DEFAULT_THRESHOLD_MS = 5.0
 RESCAN_S = 0.5           # how often /proc/PID/task is re-read for new threads
 SNAPSHOT_BUDGET_S = 3.0  # attach-time stack snapshots of blocked threads, at most
 SNAPSHOT_MAX_THREADS = 512
-KERNEL_DEPTH = 48        # kernel frames per capture (eBPF): a sleep's are 9, a writeback wait ~15
 IGNORE_AFTER = 3         # stacks of a thread showing no runtime before the kernel skips it
 
 
@@ -316,9 +315,9 @@ class Profiler:
         if self.backend_choice in ("auto", "ebpf"):
             try:
                 from hud.collect.ebpf import EbpfCollector
-                col = EbpfCollector(self.target.pid,
-                                    kernel_depth=KERNEL_DEPTH if self.kernel_stacks else 0,
-                                    **kw)
+                # The collector's default depth, or none at all.
+                more = {} if self.kernel_stacks else {"kernel_depth": 0}
+                col = EbpfCollector(self.target.pid, **kw, **more)
                 for t in self.target.threads:
                     col.set_role(t.tid, "ignore" if t.tid in self._ignored else t.role)
                 col.open()

@@ -159,7 +159,8 @@ class EbpfCollector:
     def __init__(self, pid: int, threshold_ns: int = 5_000_000, freq: Optional[int] = None,
                  stack_bytes: int = 16384, *, sample: bool = True,
                  sample_stack_bytes: Optional[int] = None, fp_depth: int = 127,
-                 kernel_depth: int = 48, ringbuf_bytes: int = 1 << 24, max_threads: int = 4096,
+                 kernel_depth: int = c.Params.kernel_depth, ringbuf_bytes: int = 1 << 24,
+                 max_threads: int = 4096,
                  times_interval_s: float = 1.0, probe_interval_ns: int = 50_000_000,
                  runq_stacks: bool = True, wakers: bool = True, bpf_stats: bool = False,
                  timing: bool = False) -> None:

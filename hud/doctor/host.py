@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import platform
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from hud.doctor import explain, probes
 from hud.doctor.explain import HostFacts, denied
@@ -17,6 +17,9 @@ from hud.doctor.model import FAIL, HOST, OK, SKIP, WARN, Check
 from hud.doctor.probes import RINGBUF_BYTES, TRACEFS_DIRS, Probe
 from hud.linux import procfs
 from hud.linux.libc import ARCH
+
+if TYPE_CHECKING:   # imported where used: the doctor starts without the symbolizer
+    from hud.symbolize.kallsyms import KernelSymbols
 
 MIN_EBPF = (5, 15)      # bpf_task_pt_regs, BPF links on perf events
 MIN_KERNEL = (4, 18)    # below: no bpf_get_stack, and perf's stack copies are shaky
@@ -315,11 +318,11 @@ def check_capstone(arch: str = ARCH) -> Check:
                  data={"reason": why})
 
 
-def check_kernel_symbols(table: Optional[object] = None) -> Check:
+def check_kernel_symbols(table: Optional[KernelSymbols] = None) -> Check:
     """Whether kernel frames get names: /proc/kallsyms as this process reads it."""
     from hud.symbolize.kallsyms import kernel_symbols
     syms = table if table is not None else kernel_symbols()
-    reason = getattr(syms, "reason", "")
+    reason = syms.reason
     data = {"functions": len(syms), "reason": reason}
     if reason:
         return Check("kallsyms", WARN, f"kernel frames will be [unknown]: {reason}",
