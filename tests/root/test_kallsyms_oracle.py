@@ -61,7 +61,9 @@ def _perf_pairs(data: Path) -> dict[int, str]:
 
 def test_kernel_frames_match_perf():
     if shutil.which("perf") is None:
-        pytest.skip("perf is not installed (the linux-perf package, .ci/apt-packages)")
+        # Set-up installs it (.ci/apt-packages: linux-perf): missing is a broken set-up,
+        # not a reason to pass without the oracle (as in test_unwind_oracles).
+        pytest.fail("oracle tool missing: perf (the linux-perf package, .ci/apt-packages)")
     symbols = kernel_symbols()
     assert symbols.reason == "", symbols.reason
     tmp = Path(tempfile.mkdtemp(prefix="hud-kallsyms-"))
