@@ -154,7 +154,8 @@ class Profiler:
     HUD_CACHE_DIR and HUD_NO_CACHE), a path for that directory, False for none.
     `kernel_stacks` takes each blocked switch-out's kernel stack (eBPF) and keeps the
     kernel frames of samples, so findings say where in the kernel they waited or ran
-    (~+3 us per capture under the demo's load: docs/PERFORMANCE.md); False takes none.
+    (+2-3 us per blocked capture under the demo's load, ~0.4% of one CPU:
+    docs/PERFORMANCE.md); False takes none.
     """
 
     def __init__(self, pid: Optional[int] = None, process: Optional[str] = None, *,
