@@ -7,9 +7,9 @@ from typing import Optional
 from hud import task_identity
 from hud.classify import StackInfo
 from hud.linux import procfs
-from hud.model import Frame, Stack, StackCapture
+from hud.model import CLASS_KERNEL, Frame, Stack, StackCapture
 from hud.symbolize import Symbolizer
-from hud.symbolize.kallsyms import kernel_symbols
+from hud.symbolize.kallsyms import NO_SYMBOL, SharedKernelSymbols, shared_kernel_symbols
 from hud.unwind.snapshot import blocked_capture, unwind_blocked
 from hud.unwind.unwinder import Unwinder, UnwindResult
 
@@ -24,9 +24,11 @@ class StackResolver:
     """
 
     def __init__(self, pid: int, debug_dirs: tuple = (), debug_files: tuple = (),
-                 cache_dir: Optional[str] = None, kernel_frames: bool = True) -> None:
+                 cache_dir: Optional[str] = None, kernel_frames: bool = True,
+                 kernel_symbols: Optional[SharedKernelSymbols] = None) -> None:
         # cache_dir: resolved addresses kept on disk per build-id (None: nothing kept);
-        # kernel_frames False drops a capture's kernel ips (perf samples carry them).
+        # kernel_frames False drops a capture's kernel ips (perf samples carry them);
+        # kernel_symbols names them (the process-wide table when None).
         self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files,
                                      cache_dir=cache_dir)
         self.process = self.symbolizer.for_process(pid)
@@ -38,6 +40,9 @@ class StackResolver:
         self.counts = {"resolved": 0, "incomplete": 0}
         self.methods: dict = {}
         self._last: tuple = (None, None)       # (capture, its UnwindResult)
+        self._kernel = (kernel_symbols if kernel_symbols is not None
+                        else shared_kernel_symbols())
+        self._kernel_generation = 0            # the kernel table _by_ips was named with
 
     def __call__(self, pid: int, capture: StackCapture) -> Stack:
         ips: tuple = ()
@@ -51,22 +56,44 @@ class StackResolver:
         if not ips:
             ips = capture.fp_ips
         kips = capture.kernel_ips if self.kernel_frames else ()
+        if kips:
+            self._kernel.refresh()
+            if self._kernel.generation != self._kernel_generation:
+                self._forget_kernel_names()
         key = (ips, kips) if kips else ips
         stack = self._by_ips.get(key)
         if stack is None:
             # Innermost first: where the thread is in the kernel, then the user code
             # that entered it.
             frames: list[Frame] = []
+            keep = True
             if kips:
-                frames.extend(kernel_symbols().frames(kips))
+                kframes = self._kernel.table().frames(kips)
+                if any(f.reason == NO_SYMBOL for f in kframes):
+                    # Code loaded since the table was read, maybe: read it again (the
+                    # table says how often it may), and keep nothing unnamed meanwhile.
+                    self._kernel.refresh(missed=True)
+                    if self._kernel.generation != self._kernel_generation:
+                        self._forget_kernel_names()
+                        kframes = self._kernel.table().frames(kips)
+                    keep = not any(f.reason == NO_SYMBOL for f in kframes)
+                frames.extend(kframes)
             for chain in self.process.symbolize(list(ips)):
                 frames.extend(chain)
             stack = tuple(frames)
-            if len(self._by_ips) >= _RESOLVE_CACHE:
-                self._by_ips.pop(next(iter(self._by_ips)))
-            self._by_ips[key] = stack
+            if keep:
+                if len(self._by_ips) >= _RESOLVE_CACHE:
+                    self._by_ips.pop(next(iter(self._by_ips)))
+                self._by_ips[key] = stack
         self.counts["resolved"] += 1
         return stack
+
+    def _forget_kernel_names(self) -> None:
+        """A new kernel table (another resolver may have had it read): drop the stacks
+        named with an older one."""
+        self._kernel_generation = self._kernel.generation
+        self._by_ips = {k: v for k, v in self._by_ips.items()
+                        if not (v and v[0].cls == CLASS_KERNEL)}
 
     def poll_identity(self, pid: int, capture: StackCapture, stack: Stack,
                       info: StackInfo) -> Optional[int]:

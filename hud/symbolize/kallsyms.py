@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from array import array
 from collections.abc import Sequence
-from typing import Optional
+from typing import Callable, Optional
 
+from hud.errors import HudError
 from hud.linux import procfs
 from hud.model import CLASS_KERNEL, Frame
 
@@ -133,17 +135,110 @@ class KernelSymbols:
         return len(self._addrs)
 
 
-_lock = threading.Lock()
-_shared: Optional[KernelSymbols] = None
+# A re-read costs ~0.3 s of CPU (read and parse); looking for a change costs microseconds.
+# A table is kept at least KEEP_FOR seconds, whatever changes: a host where programs come
+# and go all the time (bpftrace runs, systemd's per-unit cgroup programs) costs hud at
+# most ~1% of a CPU in re-reads.
+CHECK_EVERY = 5.0     # seconds between looks at /proc/modules and the BPF program ids
+KEEP_FOR = 30.0
+
+
+def modules_fingerprint(text: Optional[str]) -> Optional[tuple]:
+    """What identifies the loaded modules in /proc/modules text: (name, size, address)
+    per line. The use counts and dependants columns move all the time and name no code."""
+    if text is None:
+        return None
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            out.append((parts[0], parts[1], parts[5] if len(parts) > 5 else ""))
+    return tuple(out)
+
+
+def _host_fingerprint() -> tuple:
+    """(modules, BPF program ids): what changes when kernel code comes or goes. Either is
+    None when it cannot be seen (no module support, bpf() refused)."""
+    # Imported here: ctypes and libc are not needed to name kernel addresses.
+    from hud.linux import bpf
+    try:
+        progs: Optional[tuple] = tuple(bpf.prog_ids())
+    except (OSError, HudError):
+        progs = None
+    return modules_fingerprint(procfs.read_text(f"{procfs.PROC}/modules")), progs
+
+
+class SharedKernelSymbols:
+    """The host's table, read on first use and read again when kernel code came or went.
+
+    Modules and BPF programs loaded after a read are not in the table: their addresses
+    would be unnamed, or worse, named after the last function laid out before them (a
+    new BPF program lands right after the others in the JIT's shared pages). So
+    `refresh()`, called as stacks are resolved, looks every CHECK_EVERY seconds at the
+    loaded modules and BPF program ids and re-reads when they changed, as it does for
+    an address no symbol names; a table is kept at least KEEP_FOR seconds. `generation`
+    counts the tables read, so callers know when frames they kept may be stale.
+    """
+
+    def __init__(self, read: Callable[[], Optional[str]] = procfs.read_kallsyms,
+                 fingerprint: Callable[[], object] = _host_fingerprint,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._read = read
+        self._fingerprint = fingerprint
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._table: Optional[KernelSymbols] = None
+        self._seen: object = None         # the fingerprint that went with the table
+        self._read_at = self._checked_at = 0.0
+        self.generation = 0
+
+    def table(self) -> KernelSymbols:
+        """The current table (read now if never read)."""
+        with self._lock:
+            if self._table is None:
+                self._load()
+            return self._table  # type: ignore[return-value]
+
+    def refresh(self, missed: bool = False) -> bool:
+        """Re-read the table if kernel code came or went (looked at no more often than
+        every CHECK_EVERY seconds) or, with `missed`, because an address had no symbol;
+        either only once the table is KEEP_FOR seconds old. True when it was replaced."""
+        now = self._clock()
+        if self._table is not None and (now - self._read_at < KEEP_FOR or (
+                not missed and now - self._checked_at < CHECK_EVERY)):
+            return False     # the common case: no lock, no system call
+        with self._lock:
+            if self._table is not None:
+                if now - self._read_at < KEEP_FOR:
+                    return False     # another thread read it meanwhile
+                if not missed:
+                    if now - self._checked_at < CHECK_EVERY:
+                        return False
+                    self._checked_at = now
+                    if self._fingerprint() == self._seen:
+                        return False
+            self._load()
+            return True
+
+    def _load(self) -> None:
+        # The fingerprint first: code loaded while the file is read shows up as a change
+        # at the next look, never as a table that seems to include it.
+        self._seen = self._fingerprint()
+        text = self._read()
+        self._table = (KernelSymbols.unusable(UNREADABLE) if text is None
+                       else KernelSymbols.parse(text))
+        self._read_at = self._checked_at = self._clock()
+        self.generation += 1
+
+
+_shared = SharedKernelSymbols()
+
+
+def shared_kernel_symbols() -> SharedKernelSymbols:
+    """The process-wide SharedKernelSymbols."""
+    return _shared
 
 
 def kernel_symbols() -> KernelSymbols:
-    """The host's table, read once per process on first use (thread-safe enough: a lock)
-    and shared."""
-    global _shared
-    with _lock:
-        if _shared is None:
-            text = procfs.read_kallsyms()
-            _shared = (KernelSymbols.unusable(UNREADABLE) if text is None
-                       else KernelSymbols.parse(text))
-        return _shared
+    """The host's current table, read on first use and shared by the process."""
+    return _shared.table()

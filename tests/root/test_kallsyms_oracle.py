@@ -1,5 +1,6 @@
 """KernelSymbols on the real /proc/kallsyms against perf: kernel callchains recorded
-system-wide while a child makes system calls, each kernel ip named by perf and by hud."""
+system-wide while a child makes system calls, each kernel ip named by perf and by hud;
+and a BPF program loaded after the table was read, named once it is read again."""
 from __future__ import annotations
 
 import shutil
@@ -7,10 +8,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
-from hud.symbolize.kallsyms import kernel_symbols
+from hud.bpf.loader import Program
+from hud.symbolize.kallsyms import CHECK_EVERY, KEEP_FOR, SharedKernelSymbols, kernel_symbols
+from kernel import uapi
+from kernel.asm import Assembler, r0
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -99,3 +104,41 @@ def test_kernel_frames_match_perf():
     print(f"{len(named) - len(wrong)}/{len(named)} distinct kernel ips agree ({agree:.1%}); "
           f"{len(pairs) - len(named)} [unknown] to perf")
     assert agree >= 0.99, f"{len(wrong)} of {len(named)} kernel ips disagree with perf"
+
+
+def _kallsyms_entry(suffix: str) -> Optional[tuple[int, str]]:
+    """(address, name) of the symbol whose name ends with `suffix`, from /proc/kallsyms."""
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2].endswith(suffix):
+                return int(parts[0], 16), parts[2]
+    return None
+
+
+def test_a_bpf_program_loaded_later_is_named_after_the_next_look():
+    """The real fingerprint (BPF program ids) sees a program come and go, and the table
+    read after names its JIT image as /proc/kallsyms does."""
+    now = [0.0]
+    shared = SharedKernelSymbols(clock=lambda: now[0])
+    before = shared.table()
+    assert before.reason == "", before.reason
+    a = Assembler()
+    a.mov(r0, 0).exit()
+    with Program(a.image("hud_t_late", uapi.BPF_PROG_TYPE_RAW_TRACEPOINT)) as prog:
+        assert prog.id > 0
+        entry = _kallsyms_entry("_hud_t_late")     # bpf_prog_<tag>_hud_t_late
+        assert entry is not None, "not in /proc/kallsyms (net.core.bpf_jit_kallsyms=0?)"
+        addr, name = entry
+        assert before.frame(addr).function != name
+        now[0] += CHECK_EVERY
+        assert not shared.refresh()        # seen, but a table is kept KEEP_FOR seconds
+        now[0] += KEEP_FOR
+        assert shared.refresh() and shared.generation == 2
+        frame = shared.table().frame(addr)
+        assert (frame.function, frame.module) == (name, "[bpf]")
+        now[0] += KEEP_FOR
+        assert not shared.refresh()        # nothing came or went since
+    now[0] += KEEP_FOR
+    assert shared.refresh() and shared.generation == 3      # gone
+    assert shared.table().frame(addr).function != name

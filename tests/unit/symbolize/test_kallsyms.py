@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hud.linux import procfs
 from hud.model import CLASS_KERNEL, Frame
 from hud.symbolize import kallsyms
 from hud.symbolize.kallsyms import KernelSymbols
@@ -173,23 +172,93 @@ def test_any_text_never_raises(text, ips):
                for f in frames)
 
 
-def test_kernel_symbols_reads_once_and_reports_unreadable(monkeypatch):
-    calls = []
+class _Host:
+    """A fake host for SharedKernelSymbols: kallsyms text, a fingerprint, a clock."""
 
-    def fake_read() -> None:
-        calls.append(1)
-        return None
+    def __init__(self, text=TEXT, fingerprint=("mods", (1, 2))) -> None:
+        self.text, self.fp, self.now, self.reads = text, fingerprint, 100.0, 0
 
-    monkeypatch.setattr(procfs, "read_kallsyms", fake_read)
-    monkeypatch.setattr(kallsyms, "_shared", None)
-    first = kallsyms.kernel_symbols()
+    def read(self):
+        self.reads += 1
+        return self.text
+
+    def shared(self) -> kallsyms.SharedKernelSymbols:
+        return kallsyms.SharedKernelSymbols(self.read, lambda: self.fp, lambda: self.now)
+
+
+NEW_PROG = "ffffffffc0020400 t bpf_prog_0123456789abcdef_late\t[bpf]\n"
+
+
+def test_shared_table_is_read_once_and_reports_unreadable():
+    host = _Host(text=None)
+    shared = host.shared()
+    first = shared.table()
     assert first.reason == "cannot read /proc/kallsyms"
     assert first.frame(0xFFFFFFFF81000000).reason == "cannot read /proc/kallsyms"
-    assert kallsyms.kernel_symbols() is first
-    assert calls == [1]
+    assert shared.table() is first and host.reads == 1 and shared.generation == 1
+    host.now += 10 * kallsyms.KEEP_FOR
+    assert not shared.refresh() and shared.table() is first and host.reads == 1
 
 
-def test_kernel_symbols_parses_what_procfs_returns(monkeypatch):
-    monkeypatch.setattr(procfs, "read_kallsyms", lambda: TEXT)
-    monkeypatch.setattr(kallsyms, "_shared", None)
+def test_shared_table_is_read_again_when_kernel_code_comes():
+    host = _Host()
+    shared = host.shared()
+    assert shared.refresh() and host.reads == 1        # the first read counts as new
+    old = shared.table()
+    late = 0xFFFFFFFFC0020410
+    # Before: the new program's code is named after the one laid out before it.
+    assert old.frame(late).function == "bpf_prog_6deef7357e7b4530_sd_fw_ingress"
+    host.text, host.fp = TEXT + NEW_PROG, ("mods", (1, 2, 3))
+    host.now += kallsyms.CHECK_EVERY
+    assert not shared.refresh() and host.reads == 1    # kept at least KEEP_FOR
+    host.now += kallsyms.KEEP_FOR
+    assert shared.refresh() and host.reads == 2 and shared.generation == 2
+    assert shared.table().frame(late).function == "bpf_prog_0123456789abcdef_late"
+    # Nothing changed since: looked at, not read.
+    host.now += 2 * kallsyms.KEEP_FOR
+    assert not shared.refresh() and host.reads == 2
+
+
+def test_shared_table_looks_for_changes_at_most_every_check_interval():
+    host = _Host()
+    shared = host.shared()
+    shared.table()
+    looks = []
+    shared._fingerprint = lambda: looks.append(host.now) or host.fp
+    host.now += kallsyms.KEEP_FOR
+    for _ in range(50):
+        shared.refresh()
+        host.now += 0.5
+    # 25 s of calls every 0.5 s: one look per CHECK_EVERY, not one per call.
+    assert len(looks) == int(25 / kallsyms.CHECK_EVERY) and host.reads == 1
+
+
+def test_shared_table_is_read_again_for_an_unnamed_address_at_most_every_keep_for():
+    host = _Host(fingerprint=None)      # no way to see changes (no modules, no bpf())
+    shared = host.shared()
+    shared.table()
+    host.text = TEXT + "ffffffffa0000000 t late_module_fn\t[late]\n"
+    assert not shared.refresh(missed=True) and host.reads == 1
+    host.now += kallsyms.KEEP_FOR
+    assert not shared.refresh() and host.reads == 1    # the fingerprint did not move
+    assert shared.refresh(missed=True) and host.reads == 2
+    assert shared.table().frame(0xFFFFFFFFA0000010).function == "late_module_fn"
+    assert not shared.refresh(missed=True) and host.reads == 2
+
+
+def test_modules_fingerprint_ignores_use_counts():
+    a = ("ext4 1097728 2 mbcache,jbd2, Live 0xffffffffc0a00000\n"
+         "nf_tables 352256 0 - Live 0xffffffffc0900000\n")
+    b = a.replace(" 2 mbcache", " 5 mbcache").replace(" 0 - Live", " 1 - Live")
+    c = a + "xfs 2000000 0 - Live 0xffffffffc0c00000\n"
+    fa = kallsyms.modules_fingerprint(a)
+    assert fa == kallsyms.modules_fingerprint(b) != kallsyms.modules_fingerprint(c)
+    assert kallsyms.modules_fingerprint(None) is None
+    assert kallsyms.modules_fingerprint("garbage\n\x00\n") == ()
+
+
+def test_kernel_symbols_is_the_shared_table(monkeypatch):
+    host = _Host()
+    monkeypatch.setattr(kallsyms, "_shared", host.shared())
     assert kallsyms.kernel_symbols().frame(0xFFFFFFFF81002010).function == "do_nanosleep"
+    assert kallsyms.kernel_symbols() is kallsyms.shared_kernel_symbols().table()
