@@ -13,6 +13,7 @@ Everything is released by `close()`, which every exit path reaches.
 """
 from __future__ import annotations
 
+import os
 import resource
 import threading
 import time
@@ -109,6 +110,22 @@ def resolve_target(pid: Optional[int] = None, process: Optional[str] = None) -> 
         raise TargetNotFound(f"no process with pid {pid}", "check the pid with `ps -p`")
     exe = (procfs.exe(pid) or "").removesuffix(" (deleted)")
     return Target(pid=pid, exe=exe, comm=procfs.comm(pid) or "")
+
+
+def check_readable(pid: int) -> None:
+    """Refuse a target whose /proc/PID/maps this process cannot read (PermissionDenied,
+    naming the likely cause as `hud doctor` does): without its memory map no stack can
+    be unwound or named, and a run would end with nothing to show and no reason."""
+    try:
+        fd = os.open(f"/proc/{pid}/maps", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return          # gone: the start that follows says so
+    except OSError as e:
+        from hud.doctor.explain import denied
+        from hud.doctor.host import gather_facts
+        why, hint = denied(e.errno, gather_facts(), "ptrace")
+        raise PermissionDenied(f"cannot read /proc/{pid}/maps: {why}", hint) from None
+    os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -245,6 +262,7 @@ class Profiler:
 
     def _start_live(self) -> None:
         self.target = resolve_target(self.pid, self.process)
+        check_readable(self.target.pid)
         self.discovery = Discovery(self.target.pid, self.workers_prefix)
         threads, _ = self.discovery.scan()
         if not threads:
