@@ -312,7 +312,7 @@ def _empty(c: StackCapture) -> bool:
 
 def _holder(ev: OffCpuEvent) -> str:
     comm = ev.holder_comm or "?"
-    return f"{comm} (pid {ev.holder_pid})" if ev.holder_pid else comm
+    return f"{comm} (tid {ev.holder_pid})" if ev.holder_pid else comm
 
 
 WOKEN_BY = "woken by "

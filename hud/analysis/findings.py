@@ -60,7 +60,7 @@ def group_key(episode: Episode, blocker: Optional[Frame]) -> tuple:
 
 
 def holder_of(episode: Episode) -> tuple:
-    """(who, where) an episode waited on: a sched_delay's CPU holder (`comm (pid N)`,
+    """(who, where) an episode waited on: a sched_delay's CPU holder (`comm (tid N)`,
     ""), a blocking episode's waker and where it woke it (Episode.waker); () for a
     blocking episode whose waker is unknown."""
     if episode.kind == KIND_BLOCKING:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hud.cli.text import findings_table
 from hud.model import Finding
 
-HOLDERS = ("CPU held by tokio-runtime-w (pid 4214) 15%, tokio-runtime-w (pid 4200) 10%, "
-           "demo-load (pid 4220) 9%, ksoftirqd/0 (pid 14) 5%")
+HOLDERS = ("CPU held by tokio-runtime-w (tid 4214) 15%, tokio-runtime-w (tid 4200) 10%, "
+           "demo-load (tid 4220) 9%, ksoftirqd/0 (tid 14) 5%")
 
 
 def _finding(**kw) -> Finding:

@@ -69,7 +69,7 @@ def test_findings_of_the_run(run):
     b, c, s = fs
     assert (b.count, b.total_ms, b.max_ms, b.workers, b.line) == (5, 250.0, 50.0, (W1,), 42)
     assert (c.count, c.total_ms, c.workers) == (1, 30.0, (W2,))
-    assert s.detail.startswith("CPU held by stress-ng (pid 4242)")
+    assert s.detail.startswith("CPU held by stress-ng (tid 4242)")
 
 
 def test_parks_and_pool_work_never_become_findings(run):

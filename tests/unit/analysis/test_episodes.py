@@ -106,7 +106,7 @@ def test_runnable_worker_is_sched_delay_with_the_holder_unless_parked():
                     off(t, W, 20, 9, shapes.park_epoll_124(), runnable=True,
                         holder=("kworker/0:1", 12))])
     assert [e.kind for e in eps] == [KIND_SCHED_DELAY, KIND_PARK]
-    assert eps[0].detail == "stress (pid 77)"
+    assert eps[0].detail == "stress (tid 77)"
 
 
 def test_a_futex_wait_names_its_waker_and_other_waits_do_not():

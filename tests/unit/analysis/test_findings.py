@@ -123,13 +123,13 @@ def test_park_and_pool_are_never_findings():
 
 def test_sched_delay_carries_the_holders():
     t = FindingsTable(FINDING_KINDS)
-    t.add(ep(KIND_SCHED_DELAY, 1, 0, 30, shapes.cpu_hog(), "stress (pid 9)"))
-    t.add(ep(KIND_SCHED_DELAY, 1, 50, 10, shapes.cpu_hog(line=121), "kworker/0:1 (pid 3)"))
+    t.add(ep(KIND_SCHED_DELAY, 1, 0, 30, shapes.cpu_hog(), "stress (tid 9)"))
+    t.add(ep(KIND_SCHED_DELAY, 1, 50, 10, shapes.cpu_hog(line=121), "kworker/0:1 (tid 3)"))
     (f,) = t.findings()
-    assert f.detail == "CPU held by stress (pid 9) 75%, kworker/0:1 (pid 3) 25%"
+    assert f.detail == "CPU held by stress (tid 9) 75%, kworker/0:1 (tid 3) 25%"
     d = f.to_dict()
-    assert d["holders"] == [{"holder": "stress (pid 9)", "ms": 30.0},
-                            {"holder": "kworker/0:1 (pid 3)", "ms": 10.0}]
+    assert d["holders"] == [{"holder": "stress (tid 9)", "ms": 30.0},
+                            {"holder": "kworker/0:1 (tid 3)", "ms": 10.0}]
 
 
 def test_blocking_names_its_wakers_as_shares_of_the_blocked_time():

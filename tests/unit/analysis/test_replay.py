@@ -306,7 +306,7 @@ def test_demo_recording_gives_its_ground_truth():
     (cpu,) = [f for f in fs if f.kind == KIND_CPU]
     assert 40 <= cpu.max_ms <= 80
     (sd,) = [f for f in fs if f.kind == KIND_SCHED_DELAY]
-    assert sd.detail.startswith("CPU held by stress-ng (pid 9001)")
+    assert sd.detail.startswith("CPU held by stress-ng (tid 9001)")
     assert not any(f.kind in (KIND_PARK, KIND_POOL) for f in fs)
     pool = a.pool_summary()
     assert pool.threads == (4247, 4248, 4249)
