@@ -3,6 +3,7 @@ system-wide while a child makes system calls, each kernel ip named by perf and b
 and a BPF program loaded after the table was read, named once it is read again."""
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,13 @@ from typing import Optional
 import pytest
 
 from hud.bpf.loader import Program
-from hud.symbolize.kallsyms import CHECK_EVERY, KEEP_FOR, SharedKernelSymbols, kernel_symbols
+from hud.symbolize.kallsyms import (
+    CHECK_EVERY,
+    KEEP_FOR,
+    KernelSymbols,
+    SharedKernelSymbols,
+    kernel_symbols,
+)
 from kernel import uapi
 from kernel.asm import Assembler, r0
 
@@ -142,3 +149,22 @@ def test_a_bpf_program_loaded_later_is_named_after_the_next_look():
     now[0] += KEEP_FOR
     assert shared.refresh() and shared.generation == 3      # gone
     assert shared.table().frame(addr).function != name
+
+
+def test_in_place_lookup_of_the_real_table_answers_as_parsing_each_line():
+    """This kernel's /proc/kallsyms has the shape the in-place lookup needs, and it names
+    every text symbol's address (and the bytes around it) as the line-by-line parse."""
+    with open("/proc/kallsyms") as f:
+        text = f.read()
+    fast = KernelSymbols.parse(text)
+    slow = KernelSymbols.parse(text, in_place=False)
+    assert fast._core is not None, "vmlinux's lines were not taken in place"
+    assert fast.reason == slow.reason == "" and len(fast) == len(slow) > 10_000
+    rng = random.Random(7)
+    pcs = [a + d for a in slow._addrs for d in (0, -1, 1)]
+    pcs += [rng.randrange(slow._addrs[0] - (1 << 20), slow._addrs[-1] + (2 << 20))
+            for _ in range(20_000)]
+    wrong = [hex(pc) for pc in pcs
+             if (fast.frame(pc).function, fast.frame(pc).module)
+             != (slow.frame(pc).function, slow.frame(pc).module)]
+    assert not wrong, f"{len(wrong)} of {len(pcs)} differ, e.g. {wrong[:5]}"

@@ -262,3 +262,73 @@ def test_kernel_symbols_is_the_shared_table(monkeypatch):
     monkeypatch.setattr(kallsyms, "_shared", host.shared())
     assert kallsyms.kernel_symbols().frame(0xFFFFFFFF81002010).function == "do_nanosleep"
     assert kallsyms.kernel_symbols() is kallsyms.shared_kernel_symbols().table()
+
+
+# -- vmlinux's lines looked up in place (kallsyms_core) against parsing each line ------
+
+_TYPES = "tTwWdDbBrRA"
+
+
+@st.composite
+def _kernel_text(draw, clean: bool = True):
+    """kallsyms-shaped text: vmlinux's lines sorted by address (aliases, data and per-CPU
+    symbols at 0 among them), then modules' and BPF programs' lines in any order. Not
+    `clean`: a few lines anywhere are replaced by garbage."""
+    n = draw(st.integers(min_value=1, max_value=40))
+    base = 0xFFFFFFFF81000000
+    offs = sorted(draw(st.lists(st.integers(0, 1 << 22), min_size=n, max_size=n)))
+    lines = ["0000000000000000 A fixed_percpu_data"] * draw(st.integers(0, 2))
+    for k, off in enumerate(offs):
+        kind = draw(st.sampled_from(_TYPES))
+        lines.append(f"{base + off:016x} {kind} f{k}")
+    for k in range(draw(st.integers(0, 6))):
+        addr = 0xFFFFFFFFC0000000 + draw(st.integers(0, 1 << 21))
+        mod = draw(st.sampled_from(["[ext4]", "[bpf]", "[xfs]"]))
+        lines.append(f"{addr:016x} {draw(st.sampled_from('tT'))} m{k}\t{mod}")
+    if not clean:
+        for _ in range(draw(st.integers(1, 3))):
+            at = draw(st.integers(0, len(lines) - 1))
+            lines[at] = draw(st.sampled_from(GARBAGE + ["  " + lines[at], lines[at] + " x"]))
+    return "\n".join(lines) + "\n", [base + o for o in offs]
+
+
+def _pcs(addrs, draw_offsets):
+    out = []
+    for a in addrs:
+        out += [a, a - 1, a + 1, a + 0xFFFFF, a + (1 << 20), a + (1 << 20) - 1]
+    return out + list(draw_offsets)
+
+
+def _same_answers(text, pcs):
+    fast, slow = KernelSymbols.parse(text), KernelSymbols.parse(text, in_place=False)
+    for pc in pcs:
+        for ret in (False, True):
+            a, b = fast.frame(pc, ret), slow.frame(pc, ret)
+            assert (a.function, a.module, a.reason) == (b.function, b.module, b.reason), \
+                (hex(pc), ret, text)
+    assert fast.reason == slow.reason and len(fast) == len(slow)
+    return fast
+
+
+@given(_kernel_text(), st.lists(st.integers(0xFFFFFFFF80000000, 0xFFFFFFFFC0400000),
+                                max_size=20))
+def test_in_place_lookup_answers_as_parsing_each_line(got, extra):
+    text, addrs = got
+    fast = _same_answers(text, _pcs(addrs, extra))
+    # Taken whenever vmlinux has a text symbol above 0 (else the parse decides).
+    has_text = any(line.split()[1] in "tTwW" and int(line.split()[0], 16)
+                   for line in text.splitlines() if "\t[" not in line)
+    assert (fast._core is not None) == has_text
+
+
+@given(_kernel_text(clean=False), st.lists(st.integers(0xFFFFFFFF80000000,
+                                                       0xFFFFFFFFC0400000), max_size=20))
+def test_garbage_gives_the_same_answers_either_way(got, extra):
+    text, addrs = got
+    _same_answers(text, _pcs(addrs, extra))
+
+
+def test_unsorted_vmlinux_lines_are_parsed_one_by_one():
+    assert KernelSymbols.parse(TEXT)._core is None      # TEXT is out of order
+    ordered = "ffffffff81000000 T _stext\nffffffff81001000 t two\n"
+    assert KernelSymbols.parse(ordered)._core is not None
