@@ -29,7 +29,7 @@ has no user frame inside it and no user frame between it and the scheduler entry
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 from hud.model import (
@@ -41,6 +41,7 @@ from hud.model import (
     CLASS_USER,
     Frame,
     Stack,
+    with_class,
 )
 from hud.symbolize.demangle import split_top
 
@@ -291,7 +292,7 @@ def classify_stack(stack: Stack, main_module: Optional[str] = None) -> Stack:
     out = []
     for f in stack:
         cls = classify_frame(f, main_module)
-        out.append(f if f.cls == cls else replace(f, cls=cls))
+        out.append(f if f.cls == cls else with_class(f, cls))
     return tuple(out)
 
 

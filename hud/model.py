@@ -6,7 +6,7 @@ CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns and perf `use_clockid` agree on it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 # Thread roles, decided by discovery.
@@ -233,6 +233,22 @@ class Frame:
 
 
 Stack = tuple[Frame, ...]
+
+# Frame is a plain frozen dataclass (no __slots__, no __post_init__): a copy can fill
+# __dict__ directly. Checked here, beside the class, so a change to it cannot go unseen.
+_PLAIN_FRAME = not hasattr(Frame, "__slots__") and not hasattr(Frame, "__post_init__")
+
+
+def with_class(frame: Frame, cls: str) -> Frame:
+    """`frame` with class `cls`: dataclasses.replace, without its cost (a frozen
+    dataclass's __init__ calls object.__setattr__ per field; ~0.5 us instead of ~3 us,
+    paid for every frame of every new stack)."""
+    if not _PLAIN_FRAME:
+        return replace(frame, cls=cls)
+    new = object.__new__(Frame)
+    new.__dict__.update(frame.__dict__)
+    new.__dict__["cls"] = cls
+    return new
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,9 @@ class KernelSymbols:
         self._names = names          # parallel to _addrs
         self._mods = mods            # array('I') of indexes into _modnames
         self._modnames = modnames    # "[kernel]", "[ext4]", "[bpf]" ...
-        # pc -> _entry's answer: stacks share most of their kernel frames (schedule,
-        # the system call entry), and a lookup in place splits a line each time.
-        self._memo: dict[int, Optional[tuple[int, str, str]]] = {}
+        # (address, return address?) -> its Frame: stacks share most of their kernel
+        # frames (schedule, the system call entry), and a lookup in place splits a line.
+        self._memo: dict[int, Frame] = {}
 
     @classmethod
     def unusable(cls, reason: str) -> KernelSymbols:
@@ -149,17 +149,24 @@ class KernelSymbols:
     def frame(self, address: int, return_address: bool = False) -> Frame:
         """The frame of one kernel address; a return address is looked up at address - 1,
         inside the call, since a call that ends a function returns past its end."""
+        key = address << 1 | bool(return_address)
+        got = self._memo.get(key)
+        if got is not None:
+            return got
         if self.reason:
-            return Frame(address=address, module=KERNEL, cls=CLASS_KERNEL, reason=self.reason)
-        pc = address - 1 if return_address else address
-        got = self._memo.get(pc, False)
-        if got is False:
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            got = self._memo[pc] = self._entry(pc)
-        if got is None:
-            return Frame(address=address, module=KERNEL, cls=CLASS_KERNEL, reason=NO_SYMBOL)
-        return Frame(address=address, function=got[1], module=got[2], cls=CLASS_KERNEL)
+            got = Frame(address=address, module=KERNEL, cls=CLASS_KERNEL, reason=self.reason)
+        else:
+            entry = self._entry(address - 1 if return_address else address)
+            if entry is None:
+                got = Frame(address=address, module=KERNEL, cls=CLASS_KERNEL,
+                            reason=NO_SYMBOL)
+            else:
+                got = Frame(address=address, function=entry[1], module=entry[2],
+                            cls=CLASS_KERNEL)
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()
+        self._memo[key] = got
+        return got
 
     def frames(self, ips: Sequence[int]) -> tuple[Frame, ...]:
         """Innermost first: the first ip is where the thread is, the others are return

@@ -1,7 +1,11 @@
 """hud.classify: frame classes, name parsing, and Tokio park / worker / pool signatures."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from unit.analysis import tokio_shapes as shapes
 
 from hud.classify import (
@@ -22,6 +26,7 @@ from hud.model import (
     CLASS_UNKNOWN,
     CLASS_USER,
     Frame,
+    with_class,
 )
 
 fr = shapes.fr
@@ -274,3 +279,16 @@ def test_classifier_caches_per_stack_and_is_bounded():
     for n in range(10):
         c.classify(shapes.sleep_blocker(line=100 + n))
     assert len(c._cache) <= 3
+
+
+@given(st.builds(Frame, address=st.integers(0, 1 << 64), function=st.none() | st.text(),
+                 file=st.none() | st.text(), line=st.none() | st.integers(0, 1 << 20),
+                 inlined=st.booleans(), module=st.none() | st.text(),
+                 reason=st.none() | st.text()),
+       st.sampled_from(["user", "std", "runtime", "kernel", "unknown", "third-party"]))
+def test_with_class_is_dataclasses_replace(frame, cls):
+    got, want = with_class(frame, cls), dataclasses.replace(frame, cls=cls)
+    assert got == want and hash(got) == hash(want) and repr(got) == repr(want)
+    assert frame.cls == Frame(address=0).cls      # the original is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.cls = "user"
