@@ -288,7 +288,7 @@ def _kernel_text(draw, clean: bool = True):
     if not clean:
         for _ in range(draw(st.integers(1, 3))):
             at = draw(st.integers(0, len(lines) - 1))
-            lines[at] = draw(st.sampled_from(GARBAGE + ["  " + lines[at], lines[at] + " x"]))
+            lines[at] = draw(st.sampled_from([*GARBAGE, "  " + lines[at], lines[at] + " x"]))
     return "\n".join(lines) + "\n", [base + o for o in offs]
 
 
