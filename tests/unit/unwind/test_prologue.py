@@ -63,3 +63,37 @@ def test_capstone_import_failure_is_caught(monkeypatch):
     monkeypatch.setattr(prologue, "_capstone_cache", {})
     monkeypatch.setattr(builtins, "__import__", fail)
     assert not prologue.capstone_available("x86_64")
+
+
+def _module(pattern: str, n: int = 3000) -> tuple[list, list]:
+    """A .text of `n` 16-byte functions, FP prologues where `pattern` (cycled) says 1."""
+    code = b"".join((X86_FP if pattern[i % len(pattern)] == "1" else X86_NOFP).ljust(16,
+                    b"\x90") for i in range(n))
+    return [(0x10000, code)], [0x10000 + 16 * i for i in range(n)]
+
+
+@pytest.mark.parametrize("pattern,stops", [
+    ("1", True), ("0", True), ("1111111110", True), ("10000", True),  # 100, 0, 90, 20%
+    ("10", False), ("11100", False),                                  # 50, 60%: too close
+])
+def test_scan_stops_once_the_answer_is_plain(capstone, pattern, stops):
+    """A share far from the line (60%) is settled by the first tenth of the entries, a
+    sample of the whole module; one near it needs them all."""
+    text, entries = _module(pattern)
+    frac, scanned = prologue.scan("x86_64", text, entries)
+    assert scanned == (200 if stops else prologue.MAX_SCANNED)
+    # A sample of 200 is good to ~+-0.03 (one standard deviation); the decision is what
+    # counts, and it is the full scan's.
+    share = pattern.count("1") / len(pattern)
+    assert frac == pytest.approx(share, abs=0.09 if stops else 0.03)
+    if stops:
+        assert (frac >= prologue.FP_TRUST_FRACTION) == (share >= prologue.FP_TRUST_FRACTION)
+
+
+def test_an_early_stop_samples_the_whole_module(capstone):
+    # FP prologues in the module's first half only: 50%, which needs the full scan; an
+    # early look at the lowest addresses alone would have said 100% and stopped.
+    half = 1500
+    text, entries = _module("1" * half + "0" * half)
+    frac, scanned = prologue.scan("x86_64", text, entries)
+    assert scanned == prologue.MAX_SCANNED and frac == pytest.approx(0.5, abs=0.01)
