@@ -59,7 +59,7 @@ class KernelSymbols:
 
     @classmethod
     def parse(cls, text: str, in_place: bool = True) -> KernelSymbols:
-        """Build the table from kallsyms text ("ADDR TYPE NAME[\t[MODULE]]" lines).
+        """Build the table from kallsyms text ("ADDR TYPE NAME[\\t[MODULE]]" lines).
 
         vmlinux's lines, which the kernel lists first and sorted, are looked up in place
         (hud.symbolize.kallsyms_core); the modules' and BPF programs' lines after them,
