@@ -63,8 +63,9 @@ class KernelSymbols:
 
         vmlinux's lines, which the kernel lists first and sorted, are looked up in place
         (hud.symbolize.kallsyms_core); the modules' and BPF programs' lines after them,
-        or all lines when they do not have that shape (or `in_place` is False), are
-        parsed one by one. Malformed lines are skipped, never fatal. Measured on a 6.18
+        or all lines when they do not have that shape (a vmlinux line among the modules',
+        a module inside vmlinux's span, or `in_place` False), are parsed one by one:
+        both ways answer alike, which a differential test holds them to. Malformed lines are skipped, never fatal. Measured on a 6.18
         x86_64 kernel (122k lines, 5.4 MB) with CPython 3.11 on an idle 2-CPU VM: 0.04-0.05
         s in place (13 MB kept, the lines), 0.12-0.2 s parsing each line (11.4 MB kept,
         mostly the name strings), 29 MB at the peak either way; reading the file adds
@@ -78,8 +79,15 @@ class KernelSymbols:
                 rest = cls._parse_lines(text[cut:])
                 if rest.reason == EMPTY or rest.reason == HIDDEN:
                     rest = cls.unusable("")
-                rest._core = core
-                return rest
+                # Two tables answer as one only when the rest is modules' and programs'
+                # code outside vmlinux's span (as the kernel lays them out): a vmlinux
+                # line after the cut, or a module inside the span, would end a vmlinux
+                # function early, as the line-by-line parse has it.
+                lo, hi = core.span()
+                if 0 not in rest._mods and not any(lo <= a < hi + _MAX_TAIL
+                                                   for a in rest._addrs):
+                    rest._core = core
+                    return rest
         return cls._parse_lines(text)
 
     @classmethod
@@ -132,19 +140,28 @@ class KernelSymbols:
 
     def _entry(self, pc: int) -> Optional[tuple[int, str, str]]:
         """(start, name, module) of the text symbol holding `pc`, or None."""
+        core = self._core
         best = None
-        if self._core is not None:
-            got = self._core.entry(pc, _MAX_TAIL)
+        lo = -1
+        if core is not None:
+            got = core.entry(pc, _MAX_TAIL)
             if got is not None:
                 best = (got[0], got[1], KERNEL)
+            lo = core.span()[0]
         addrs = self._addrs
         i = bisect.bisect_right(addrs, pc) - 1
         if i < 0 or (best is not None and addrs[i] < best[0]):
             return best
-        last = i + 1 == len(addrs) or self._mods[i + 1] != self._mods[i]
-        if last and pc - addrs[i] >= _MAX_TAIL:
+        start = addrs[i]
+        if start < lo <= pc:
+            return best      # vmlinux's functions lie between: the symbol ends before
+        nxt = addrs[i + 1] if i + 1 < len(addrs) else None
+        # The last of its module, or the last before vmlinux's own (modules are kept
+        # outside vmlinux's span, see parse): it gets at most _MAX_TAIL.
+        last = nxt is None or self._mods[i + 1] != self._mods[i] or start < lo <= nxt
+        if last and pc - start >= _MAX_TAIL:
             return best
-        return addrs[i], self._names[i], self._modnames[self._mods[i]]
+        return start, self._names[i], self._modnames[self._mods[i]]
 
     def frame(self, address: int, return_address: bool = False) -> Frame:
         """The frame of one kernel address; a return address is looked up at address - 1,

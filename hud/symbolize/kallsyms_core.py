@@ -98,6 +98,10 @@ class SortedCore:
                     return addrs[i], name
             i -= 1
 
+    def span(self) -> tuple[int, int]:
+        """The addresses of the first and the last text symbol."""
+        return self._addrs[self._first], self._addrs[self._last]
+
     def count(self) -> int:
         """Distinct addresses of text symbols (computed on first use)."""
         if self._count < 0:

@@ -273,7 +273,8 @@ _TYPES = "tTwWdDbBrRA"
 def _kernel_text(draw, clean: bool = True):
     """kallsyms-shaped text: vmlinux's lines sorted by address (aliases, data and per-CPU
     symbols at 0 among them), then modules' and BPF programs' lines in any order. Not
-    `clean`: a few lines anywhere are replaced by garbage."""
+    `clean`: a few lines anywhere are replaced by garbage (one with a "\t[" cuts
+    vmlinux's lines short), and modules may lie inside vmlinux's span."""
     n = draw(st.integers(min_value=1, max_value=40))
     base = 0xFFFFFFFF81000000
     offs = sorted(draw(st.lists(st.integers(0, 1 << 22), min_size=n, max_size=n)))
@@ -281,8 +282,10 @@ def _kernel_text(draw, clean: bool = True):
     for k, off in enumerate(offs):
         kind = draw(st.sampled_from(_TYPES))
         lines.append(f"{base + off:016x} {kind} f{k}")
+    # Not clean: modules may also sit among vmlinux's functions (never seen in a kernel).
+    mod_bases = [0xFFFFFFFFC0000000] if clean else [0xFFFFFFFFC0000000, base]
     for k in range(draw(st.integers(0, 6))):
-        addr = 0xFFFFFFFFC0000000 + draw(st.integers(0, 1 << 21))
+        addr = draw(st.sampled_from(mod_bases)) + draw(st.integers(0, 1 << 21))
         mod = draw(st.sampled_from(["[ext4]", "[bpf]", "[xfs]"]))
         lines.append(f"{addr:016x} {draw(st.sampled_from('tT'))} m{k}\t{mod}")
     if not clean:
