@@ -194,7 +194,7 @@ _FORMS = [
     ("exit", re.compile(r"^exit$")),
     ("goto", re.compile(r"^goto pc([+-]\d+)$")),
     ("gotol", re.compile(r"^gotol pc([+-]\d+)$")),
-    ("call_helper", re.compile(r"^call (?:bpf_\w+)?#(\d+)$")),
+    ("call_helper", re.compile(r"^call (?:bpf_\w+)?#(-?\d+)$")),
     ("call_rel", re.compile(r"^call pc([+-]\d+)$")),
     ("call_kfunc", re.compile(r"^call kfunc#(-?\d+)$")),
     ("jmp", re.compile(rf"^if {_R} (==|!=|>=|<=|>|<|s>=|s<=|s>|s<|&) (?:{_R}|{_NUM}) "
