@@ -92,8 +92,9 @@ class _Stretch:
     first_oncpu: int = -1
     last_oncpu: int = -1
     samples: int = 1
-    kernel: int = 0                # samples that interrupted kernel code
+    kernel: int = 0                # samples in kernel code on the thread's behalf
     ksites: Counter = field(default_factory=Counter)   # ... by kernel_site
+    irq: int = 0                   # samples in interrupt work (see in_interrupt)
     poll: Optional[int] = None     # the polled task, once a sample has told
     stalled_ns: int = 0            # on CPU, yet unsampled: the vCPU was not running
     by_function: Counter = field(default_factory=Counter)
@@ -103,10 +104,15 @@ class _Stretch:
         name = display_function(info.blocker.function if info.blocker else None)
         self.by_function[name] += 1
         self.stack_of.setdefault(name, stack)
-        if kernel:
-            site = kernel_site(stack)
-            if site:
-                self.ksites[site] += 1
+        if not kernel:
+            return
+        if in_interrupt(stack):
+            self.irq += 1
+            return
+        self.kernel += 1
+        site = kernel_site(stack)
+        if site:
+            self.ksites[site] += 1
 
 
 class EpisodeBuilder:
@@ -237,7 +243,6 @@ class EpisodeBuilder:
                 cur.last_ns = ev.time_ns
                 cur.last_oncpu = ev.oncpu_ns
                 cur.samples += 1
-                cur.kernel += ev.kernel
                 if cur.poll is None:
                     cur.poll = poll
                 cur.note(stack, info, ev.kernel)
@@ -247,7 +252,7 @@ class EpisodeBuilder:
         out.extend(self._close(ev.tid, None))
         if task is not None:
             st = _Stretch(ev.tid, ev.switch_seq, task, ev.time_ns, ev.time_ns, period,
-                          ev.oncpu_ns, ev.oncpu_ns, kernel=int(ev.kernel), poll=poll)
+                          ev.oncpu_ns, ev.oncpu_ns, poll=poll)
             st.note(stack, info, ev.kernel)
             self._open[ev.tid] = st
         return out, stack, info, role
@@ -299,6 +304,8 @@ class EpisodeBuilder:
         detail = f"{st.samples} samples"
         if st.kernel:
             detail += f", {st.kernel} {IN_KERNEL}"
+        if st.irq:
+            detail += f", {st.irq} {IN_INTERRUPTS}"
         kernel_ns = (end - st.first_ns) * st.kernel // st.samples
         sites = tuple((k, (end - st.first_ns) * n // st.samples)
                       for k, n in st.ksites.most_common())
@@ -318,6 +325,7 @@ def _holder(ev: OffCpuEvent) -> str:
 WOKEN_BY = "woken by "
 IN_PAGE_FAULT = "in a page fault"
 IN_KERNEL = "in the kernel"
+IN_INTERRUPTS = "in interrupts"
 # Waits that only another task ends, with FUTEX_WAKE: the task current at the wake is
 # then the one that released the lock, set the event, sent on the channel. Other waits
 # (sleeps, disk and network I/O) end from interrupts, where the current task is
@@ -350,6 +358,10 @@ def _futex_wait(stack: Stack) -> bool:
 # `poll_schedule_timeout` ...).
 _SCHEDULER = re.compile(r"(?:^|_)(?:schedule|cond_resched|finish_task_switch|context_switch)"
                         r"(?:$|[._])")
+# Where interrupts come back on. A cpu-clock sample cannot fire while they are off, so
+# it lands here, at the end of the caller's interrupts-off section (sampling skid): the
+# caller is where the time went.
+_IRQS_ON = re.compile(r"^_raw_(?:spin|read|write)_unlock_irq(?:restore)?$")
 
 
 def kernel_site(stack: Stack) -> str:
@@ -361,9 +373,31 @@ def kernel_site(stack: Stack) -> str:
         if f.cls != CLASS_KERNEL:
             break
         name = f.function
-        if name is not None and not _SCHEDULER.search(name):
+        if name is not None and not _SCHEDULER.search(name) and not _IRQS_ON.match(name):
             return name.split(".", 1)[0] or name
     return ""
+
+
+# Interrupt entries: x86_64 (`asm_sysvec_apic_timer_interrupt`, `sysvec_*`,
+# `asm_common_interrupt`, `common_interrupt`) and aarch64 (`el0t_64_irq`, `el1h_64_irq`,
+# `el0_interrupt`). Softirq work under one (`handle_softirqs` at `__irq_exit_rcu`) is
+# the interrupt's too; but softirqs run from a system call (`__local_bh_enable_ip` in
+# `sendto`: on loopback the sender delivers the packet) are that call's own work, as
+# are exceptions (`asm_exc_page_fault`).
+_INTERRUPT = re.compile(r"^(?:asm_)?(?:sysvec_|common_interrupt|spurious_interrupt)"
+                        r"|^el[01]\w*_irq(?:_handler)?$|^el[01]_interrupt$")
+
+
+def in_interrupt(stack: Stack) -> bool:
+    """Is a sample's kernel code interrupt work (a timer or device interrupt, network
+    processing in its softirq)? Such work runs in whatever thread the interrupt found
+    on the CPU: it is not the thread's system call or fault."""
+    for f in stack:
+        if f.cls != CLASS_KERNEL:
+            return False
+        if f.function is not None and _INTERRUPT.search(f.function):
+            return True
+    return False
 
 
 def kernel_sites_of(ep: Episode) -> tuple[tuple[str, int], ...]:

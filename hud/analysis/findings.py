@@ -176,8 +176,9 @@ class _Group:
         site = self.ksites.most_common(1)[0][0] if self.ksites else ""
         at = f", at {site}" if site else ""
         if self.kind == KIND_CPU:
-            # Samples that interrupted kernel code: a system call, a fault, or interrupt
-            # work done in the thread's time; its user frames are only where it entered.
+            # Samples in kernel code on the thread's behalf: a system call or a fault,
+            # whose user frames are only where it entered. Interrupt work that ran in
+            # the thread's time is not counted (episodes.in_interrupt).
             extra = (("kernel_ms", round(self.kernel_ns / NS_PER_MS, 3)),)
             if self.kernel_ns * SHARE_SHOWN >= self.total_ns > 0:
                 detail = f"{IN_KERNEL} {100 * self.kernel_ns / self.total_ns:.0f}%{at}"

@@ -5,7 +5,7 @@ import pytest
 from unit.analysis import tokio_shapes as shapes
 from unit.analysis.helpers import MS, StackTable, off, sample
 
-from hud.analysis.episodes import EpisodeBuilder
+from hud.analysis.episodes import EpisodeBuilder, kernel_site
 from hud.classify import Classifier
 from hud.model import (
     KIND_BLOCKING,
@@ -385,3 +385,54 @@ def test_offcpu_without_a_stack_makes_no_episode():
     eps, _ = b.offcpu(OffCpuEvent(1, W, 0, 10 * MS, 60 * MS, 1, False, StackCapture()))
     assert [e.kind for e in eps] == [KIND_CPU]        # the stretch still ends there
     assert b.counts["offcpu_without_stack"] == 1
+
+
+def test_interrupt_work_in_a_poll_is_not_its_kernel_time():
+    """A timer or device interrupt (and the network softirq at its exit) runs in
+    whatever thread it finds on the CPU: a poll hashing in user code must not read as
+    spending its time in the kernel, at an interrupt's function."""
+    def kernel(*names):
+        return tuple(Frame(0xFFFF_FFFF_8100_0000 + 16 * i, n, module="[kernel]")
+                     for i, n in enumerate(names))
+    softirq = kernel("__ip_queue_xmit", "net_rx_action", "handle_softirqs",
+                     "__irq_exit_rcu", "sysvec_apic_timer_interrupt",
+                     "asm_sysvec_apic_timer_interrupt") + shapes.cpu_hog(120)
+    exit_path = kernel("_raw_spin_unlock_irqrestore", "irqentry_exit_to_user_mode",
+                       "sysvec_call_function_single",
+                       "asm_sysvec_call_function_single") + shapes.cpu_hog(120)
+    arm = kernel("gic_handle_irq", "el0_interrupt", "el0t_64_irq_handler",
+                 "el0t_64_irq") + shapes.cpu_hog(120)
+    fault = kernel("clear_page_erms", "handle_mm_fault", "exc_page_fault",
+                   "asm_exc_page_fault") + shapes.cpu_hog(120)
+    syscall = kernel("clear_user_erms", "read_iter_zero", "vfs_read", "do_syscall_64",
+                     "entry_SYSCALL_64_after_hwframe") + shapes.cpu_hog(120)
+    # On loopback a sendto delivers its own packet: the softirq is the call's work.
+    loopback = kernel("tcp_v4_rcv", "net_rx_action", "handle_softirqs", "do_softirq.part.0",
+                      "__local_bh_enable_ip", "__dev_queue_xmit", "tcp_sendmsg",
+                      "__sys_sendto", "do_syscall_64") + shapes.cpu_hog(120)
+    # A device interrupt in the middle of a system call is not the call's.
+    in_call = kernel("handle_softirqs", "__irq_exit_rcu", "common_interrupt",
+                     "asm_common_interrupt", "tcp_sendmsg_locked", "__sys_sendto",
+                     "do_syscall_64") + shapes.cpu_hog(120)
+    t = StackTable()
+    b = builder(t)
+    stacks = [softirq] * 3 + [exit_path] * 2 + [arm] + [fault] * 2 + [syscall] * 4 + \
+        [loopback] * 2 + [in_call] + [shapes.cpu_hog(120)] * 5
+    evs = [sample(t, W, ms, st, seq=3, kernel=st is not stacks[-1])
+           for ms, st in enumerate(stacks)]
+    (ep,) = kinds(b, evs) + b.flush()
+    assert ep.detail == "20 samples, 8 in the kernel, 7 in interrupts"
+    assert ep.kernel_ns == 8 * MS
+    assert ep.kernel_sites == (("clear_user_erms", 4 * MS), ("clear_page_erms", 2 * MS),
+                               ("tcp_v4_rcv", 2 * MS))
+
+
+def test_a_sample_where_interrupts_come_back_on_counts_for_its_caller():
+    """Sampling skid: a timer sample cannot fire while interrupts are off, so it lands
+    on the unlock that turns them back on; the function that held the lock is where
+    the time went."""
+    stack = tuple(Frame(0xFFFF_FFFF_8100_0000 + 16 * i, n, module="[kernel]", cls="kernel")
+                  for i, n in enumerate(("_raw_spin_unlock_irqrestore", "sock_def_readable",
+                                         "tcp_rcv_established", "do_syscall_64")))
+    assert kernel_site(stack) == "sock_def_readable"
+    assert kernel_site(stack[:1]) == ""
