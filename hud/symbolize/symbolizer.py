@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Optional
 
 from hud.errors import BadInput
-from hud.model import Frame
+from hud.model import PLAIN_FRAME, Frame
 from hud.symbolize.debugfile import find_debug_file
 from hud.symbolize.demangle import demangle, split_top
 from hud.symbolize.diskcache import MAX_ENTRIES, SymbolCache, content_key
@@ -273,7 +273,7 @@ def _frame_by_dict(address: int, function: Optional[str], file: Optional[str],
                    module: Optional[str], reason: Optional[str]) -> Frame:
     # A frozen dataclass's __init__ pays object.__setattr__ per field (2.6 us a frame);
     # filling __dict__ directly makes the same object in a third of that. Only used while
-    # Frame is a plain (no __slots__, no __post_init__) dataclass: see _FAST_FRAMES.
+    # Frame is a plain dataclass (model.PLAIN_FRAME) with these fields: see _FAST_FRAMES.
     f = _new(Frame)
     f.__dict__.update(address=address, function=function, file=file, line=line,
                       column=column, inlined=inlined, module=module, cls=_CLS, reason=reason)
@@ -282,10 +282,8 @@ def _frame_by_dict(address: int, function: Optional[str], file: Optional[str],
 
 _new = object.__new__
 _CLS = Frame.__dataclass_fields__["cls"].default
-_FAST_FRAMES = (not hasattr(Frame, "__slots__") and not hasattr(Frame, "__post_init__")
-                and set(Frame.__dataclass_fields__) == {
-                    "address", "function", "file", "line", "column", "inlined", "module",
-                    "cls", "reason"})
+_FAST_FRAMES = PLAIN_FRAME and set(Frame.__dataclass_fields__) == {
+    "address", "function", "file", "line", "column", "inlined", "module", "cls", "reason"}
 make_frame = _frame_by_dict if _FAST_FRAMES else _frame_by_init
 
 
