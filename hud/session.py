@@ -13,7 +13,7 @@ Everything is released by `close()`, which every exit path reaches.
 """
 from __future__ import annotations
 
-import os
+import errno
 import resource
 import threading
 import time
@@ -116,16 +116,14 @@ def check_readable(pid: int) -> None:
     """Refuse a target whose /proc/PID/maps this process cannot read (PermissionDenied,
     naming the likely cause as `hud doctor` does): without its memory map no stack can
     be unwound or named, and a run would end with nothing to show and no reason."""
-    try:
-        fd = os.open(f"/proc/{pid}/maps", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return          # gone: the start that follows says so
-    except OSError as e:
-        from hud.doctor.explain import denied
-        from hud.doctor.host import gather_facts
-        why, hint = denied(e.errno, gather_facts(), "ptrace")
-        raise PermissionDenied(f"cannot read /proc/{pid}/maps: {why}", hint) from None
-    os.close(fd)
+    from hud.doctor.probes import open_errno
+    err = open_errno(f"/proc/{pid}/maps")
+    if err is None or err == errno.ENOENT:
+        return          # readable, or gone: the start that follows says so
+    from hud.doctor.explain import denied
+    from hud.doctor.host import gather_facts
+    why, hint = denied(err, gather_facts(), "ptrace")
+    raise PermissionDenied(f"cannot read /proc/{pid}/maps: {why}", hint)
 
 
 @dataclass(frozen=True)

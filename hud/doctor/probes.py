@@ -35,6 +35,16 @@ def read_small(path: str) -> Optional[str]:
         return None
 
 
+def open_errno(path: str) -> Optional[int]:
+    """None when `path` opens for reading, else the errno (the file is closed at once)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        return e.errno or _errno.EIO
+    os.close(fd)
+    return None
+
+
 def to_int(text: Optional[str]) -> Optional[int]:
     try:
         return int((text or "").strip())

@@ -7,7 +7,6 @@ container boundary may name another file). Nothing of the target's is ever execu
 """
 from __future__ import annotations
 
-import errno as _errno
 import os
 import re
 import time
@@ -18,6 +17,7 @@ from typing import Any, Optional
 from hud.doctor import explain
 from hud.doctor.explain import HostFacts
 from hud.doctor.model import FAIL, OK, SKIP, TARGET, WARN, Check
+from hud.doctor.probes import open_errno
 from hud.errors import HudError
 from hud.linux import procfs
 from hud.symbolize.elf import SHT_DYNSYM, SHT_SYMTAB, ElfFile
@@ -128,27 +128,17 @@ def _found(pid: int) -> Check:
 
 # -- access --------------------------------------------------------------------------------
 
-def _try_open(path: str) -> Optional[int]:
-    """None when `path` opens for reading, else the errno."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as e:
-        return e.errno or _errno.EIO
-    os.close(fd)
-    return None
-
-
 def check_access(info: TargetInfo, facts: HostFacts) -> Check:
     """/proc/PID/maps (without it nothing symbolizes) and /proc/PID/mem (the vdso)."""
     pid = info.pid
-    maps_err = _try_open(f"/proc/{pid}/maps")
+    maps_err = open_errno(f"/proc/{pid}/maps")
     data: dict[str, Any] = {"maps": maps_err is None}
     if maps_err is not None:
         why, hint = explain.denied(maps_err, facts, "ptrace")
         data["errno"] = explain.errno_name(maps_err)
         return Check("access", FAIL, f"/proc/{pid}/maps unreadable: {why}", hint, TARGET,
                      data=data)
-    mem_err = _try_open(f"/proc/{pid}/mem")
+    mem_err = open_errno(f"/proc/{pid}/mem")
     data["mem"] = mem_err is None
     if mem_err is not None:
         why, hint = explain.denied(mem_err, facts, "ptrace")
