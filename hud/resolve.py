@@ -58,8 +58,7 @@ class StackResolver:
         kips = capture.kernel_ips if self.kernel_frames else ()
         if kips:
             self._kernel.refresh()
-            if self._kernel.generation != self._kernel_generation:
-                self._forget_kernel_names()
+            self._follow_kernel_table()
         key = (ips, kips) if kips else ips
         stack = self._by_ips.get(key)
         if stack is None:
@@ -73,8 +72,7 @@ class StackResolver:
                     # Code loaded since the table was read, maybe: read it again (the
                     # table says how often it may), and keep nothing unnamed meanwhile.
                     self._kernel.refresh(missed=True)
-                    if self._kernel.generation != self._kernel_generation:
-                        self._forget_kernel_names()
+                    if self._follow_kernel_table():
                         kframes = self._kernel.table().frames(kips)
                     keep = not any(f.reason == NO_SYMBOL for f in kframes)
                 frames.extend(kframes)
@@ -88,12 +86,15 @@ class StackResolver:
         self.counts["resolved"] += 1
         return stack
 
-    def _forget_kernel_names(self) -> None:
-        """A new kernel table (another resolver may have had it read): drop the stacks
-        named with an older one."""
+    def _follow_kernel_table(self) -> bool:
+        """On a new kernel table (another resolver may have had it read), drop the
+        stacks named with an older one; True when there was one."""
+        if self._kernel.generation == self._kernel_generation:
+            return False
         self._kernel_generation = self._kernel.generation
         self._by_ips = {k: v for k, v in self._by_ips.items()
                         if not (v and v[0].cls == CLASS_KERNEL)}
+        return True
 
     def poll_identity(self, pid: int, capture: StackCapture, stack: Stack,
                       info: StackInfo) -> Optional[int]:

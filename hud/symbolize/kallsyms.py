@@ -19,9 +19,6 @@ UNREADABLE = "cannot read /proc/kallsyms"
 EMPTY = "no kernel symbols"
 NO_SYMBOL = "no kernel symbol"
 
-# Text symbols only: data (d, D, b, B, r, R ...) never holds an instruction, and leaving
-# it out keeps a data symbol from cutting short the function laid out before it.
-_TEXT_TYPES = TEXT_TYPES
 # %px prints an address in full: 16 hex digits (8 on a 32-bit kernel). Holding to that
 # width keeps int() from a hostile million-digit line and from most of the other forms it
 # takes ("0x10", "1_0", "-1"); it costs nothing, where a check of each digit would add a
@@ -102,7 +99,7 @@ class KernelSymbols:
         for line in text.splitlines():
             parts = line.split()
             n = len(parts)
-            if n < 3 or n > 4 or parts[1] not in _TEXT_TYPES or len(parts[0]) not in _WIDTHS:
+            if n < 3 or n > 4 or parts[1] not in TEXT_TYPES or len(parts[0]) not in _WIDTHS:
                 continue
             try:
                 addr = int(parts[0], 16)

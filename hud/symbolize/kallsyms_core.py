@@ -20,6 +20,8 @@ from bisect import bisect_right
 from itertools import islice
 from typing import Optional
 
+# Text symbols only: data (d, D, b, B, r, R ...) never holds an instruction, and leaving
+# it out keeps a data symbol from cutting short the function laid out before it.
 TEXT_TYPES = frozenset("tTwW")
 _WIDTH = 16      # a 64-bit kernel's %px
 
