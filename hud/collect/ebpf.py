@@ -93,7 +93,8 @@ ROLES = {ROLE_UNKNOWN: c.ROLE_UNKNOWN, ROLE_WORKER: c.ROLE_WORKER,
 LOST_SOURCES = {"ringbuf_offcpu": "ringbuf offcpu", "ringbuf_sample": "ringbuf sample",
                 "ringbuf_exit": "ringbuf exit", "stack_copy": "stack copy",
                 "fp_stack": "fp stack", "threads_full": "threads full",
-                "captures_full": "captures full", "ringbuf_wake": "ringbuf wake"}
+                "captures_full": "captures full", "ringbuf_wake": "ringbuf wake",
+                "kernel_stack": "kernel stack"}
 POLL_STEP_S = 0.025   # 16 MiB of 32 KiB records drains 20k records/s at this pace
 _KEY0 = struct.pack("<I", 0)
 _U32 = struct.Struct("<I")

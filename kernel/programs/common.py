@@ -69,10 +69,10 @@ SITE_PARK, SITE_NOT_PARK = 1, 2
 # hud_counts slots: failures become Lost events, the rest are statistics.
 COUNTERS = ("captures", "offcpu_records", "sample_records", "exits", "probes",
             "ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_stack",
-            "threads_full", "captures_full", "wake_records", "ringbuf_wake")
+            "threads_full", "captures_full", "wake_records", "ringbuf_wake", "kernel_stack")
 C = {name: i for i, name in enumerate(COUNTERS)}
 LOSSES = ("ringbuf_offcpu", "ringbuf_sample", "ringbuf_exit", "stack_copy", "fp_stack",
-          "threads_full", "captures_full", "ringbuf_wake")
+          "threads_full", "captures_full", "ringbuf_wake", "kernel_stack")
 
 CONFIG = Layout("hud_config", [
     ("tgid", "I"), ("flags", "I"), ("threshold_ns", "Q"), ("stack_bytes", "I"),
@@ -382,10 +382,15 @@ def capture(a: Assembler, p: Params, tag: str, ctx: Reg = r6, dst: Reg = r8,
         # The kernel's own unwinder (ORC on x86_64, frame records on aarch64) from the
         # registers of ctx: for a tracepoint its caller's, for a cpu-clock sample the
         # interrupted ones (nothing when it interrupted user code). A failure leaves 0:
-        # the user stack matters more and is still taken.
+        # the user stack matters more and is still taken. 0 is no failure: a sample of
+        # user code has no kernel frames.
         a.mov(r1, ctx).mov(r2, dst).alu64("+=", r2, p.kernel_off).mov(r3, 8 * p.kernel_depth)
         a.mov(r4, 0).call("get_stack")
-        a.jmp("s<=", r0, 0, f"kstack_none_{tag}")
+        a.jmp("s>", r0, 0, f"kstack_ok_{tag}")
+        a.jmp("==", r0, 0, f"kstack_none_{tag}")
+        count(a, "kernel_stack", f"kstack_{tag}")
+        a.ja(f"kstack_none_{tag}")
+        a.label(f"kstack_ok_{tag}")
         a.stx("u32", dst, CAP_OFF + CAPTURE.offset("kernel_bytes"), r0)
         a.label(f"kstack_none_{tag}")
     if p.fp_depth:

@@ -73,6 +73,7 @@ class Task:
     fp_ips: tuple[int, ...] = ()
     kernel_ips: tuple[int, ...] = ()    # what bpf_get_stack without BPF_F_USER_STACK gives
     get_stack_error: int = 0
+    kernel_stack_error: int = 0         # bpf_get_stack without BPF_F_USER_STACK only
     # The call it is in: a name of `SYSCALLS`, None for user mode (its registers saved
     # by an interrupt: -1), "kthread" for zeroed registers (a kernel thread, idle).
     syscall: Optional[str] = "futex"
@@ -259,6 +260,8 @@ class Vm:
             assert a4 in (0, uapi.BPF_F_USER_STACK)
             if cur.get_stack_error:
                 return cur.get_stack_error
+            if cur.kernel_stack_error and not a4:
+                return cur.kernel_stack_error
             ips = (cur.fp_ips if a4 else cur.kernel_ips)[:a3 // 8]
             self.write(a2, b"".join(struct.pack("<Q", v) for v in ips))
             return 8 * len(ips)
@@ -933,6 +936,22 @@ def test_a_blocked_switch_out_carries_its_kernel_stack():
     m.switch_at(3_000, 101, D_STATE, 7)
     m.switch_at(4_000, 7, S_STATE, 101)
     assert m.events()[-1].stack.kernel_ips == ()
+
+
+def test_a_failed_kernel_walk_is_counted_as_lost_and_the_user_side_still_taken():
+    m = Machine(threshold_ns=1)
+    w = _worker(m)
+    w.kernel_ips, w.kernel_stack_error = KERNEL_IPS, -EFAULT
+    m.switch_at(1_000, 101, S_STATE, 7)
+    m.switch_at(2_000, 7, S_STATE, 101)
+    (ev,) = m.events()
+    assert ev.stack.kernel_ips == () and ev.stack.fp_ips == w.fp_ips and ev.stack.stack
+    assert m.counters()["kernel_stack"] == 1 and m.counters()["fp_stack"] == 0
+    # No kernel frames is no failure (a sample of user code has none).
+    w.kernel_ips, w.kernel_stack_error = (), 0
+    m.switch_at(3_000, 101, S_STATE, 7)
+    m.switch_at(4_000, 7, S_STATE, 101)
+    assert m.events()[-1].stack.kernel_ips == () and m.counters()["kernel_stack"] == 1
 
 
 def test_kernel_stacks_are_cut_at_kernel_depth_and_skipped_for_preemptions():
