@@ -215,6 +215,7 @@ def test_captures_carry_the_kernel_stack_where_the_thread_sleeps_or_runs(target)
     with EbpfCollector(t.pid, threshold_ns=5_000_000) as col:
         events = _collect(col, 3.0, lambda ev: len(_of(ev, OffCpuEvent, sleeper)) >= 10
                           and len(_of(ev, CpuSample, reader)) >= 100)
+        lost = col.stats().get("lost", {})
     offs = _of(events, OffCpuEvent, sleeper)
     # A preemption (runnable) is taken without a kernel stack: it is the interrupt's way
     # into schedule(), the same every time (CI met one past 5 ms with a build beside).
@@ -227,7 +228,7 @@ def test_captures_carry_the_kernel_stack_where_the_thread_sleeps_or_runs(target)
         names = [f.function for f in syms.frames(e.stack.kernel_ips)]
         # Into schedule() from the sleep system call, every frame named; or, after the
         # sleep, from the futex wait for the GIL the reader holds between its reads.
-        assert "schedule" in names and None not in names, names
+        assert "schedule" in names and None not in names, (names, lost)
         assert "do_nanosleep" in names or "futex_wait" in names, names
         sleeps += "do_nanosleep" in names
         assert e.stack.fp_ips and e.stack.stack         # the user side as before
