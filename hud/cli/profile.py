@@ -187,6 +187,8 @@ def _run_headless(prof, duration: Optional[float], stop: threading.Event,
         prof.finish()
     width = terminal_width() if sys.stdout.isatty() else 80
     findings = prof.findings()
+    if not findings and not prof.saw_runtime():
+        return      # "no finding" would read as a healthy runtime: the caller says why
     click.echo(findings_table(findings, width=width), nl=False)
     bare = without_lines(findings)
     if bare and not quiet:

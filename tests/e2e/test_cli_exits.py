@@ -128,7 +128,7 @@ def test_a_process_without_a_tokio_runtime_is_no_clean_bill_of_health(tmp_path):
     target = subprocess.Popen(["sleep", "60"])
     try:
         out = tmp_path / "r.json"
-        code, _, stderr = finish(hud("--pid", str(target.pid), "--headless",
+        code, stdout, stderr = finish(hud("--pid", str(target.pid), "--headless",
                                           "--duration", "2", "--export", str(out),
                                           "--format", "report"))
     finally:
@@ -136,6 +136,7 @@ def test_a_process_without_a_tokio_runtime_is_no_clean_bill_of_health(tmp_path):
         target.wait()
     assert code == 11, stderr
     assert f"no Tokio worker thread seen in pid {target.pid} (sleep)" in stderr, stderr
+    assert stdout == ""     # not "no finding above the threshold"
     assert "looks like a Tokio worker yet" in stderr and "Traceback" not in stderr
     report = json.loads(out.read_text())
     assert validate_report(report) == [] and report["target"]["workers"] == []
