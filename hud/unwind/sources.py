@@ -7,11 +7,14 @@ from typing import Any, Callable, Optional
 from hud.errors import HudError
 from hud.symbolize.elf import ElfFile
 from hud.symbolize.normalize import KIND_ELF, KIND_VDSO, Module
+from hud.symbolize.symtab import SymbolTable
 from hud.unwind import prologue
 from hud.unwind.cfi import FrameSection
 from hud.unwind.table import CfiTable
 
 _SHF_EXECINSTR = 0x4
+_PAGE = 4096
+_PAGES_KEPT = 64       # code pages a module keeps for stack scans (hud.unwind.scan)
 
 
 def _frame_section(elf: ElfFile, name: str, is_eh: bool) -> Optional[FrameSection]:
@@ -63,6 +66,9 @@ class ModuleInfo:
         self.bias = module.bias
         self._opener = opener
         self._strategy: Optional[prologue.ModuleStrategy] = None
+        self._debug_path = debug_path
+        self._pages: dict[int, Optional[bytes]] = {}
+        self._symbols: Optional[SymbolTable] = None
         self.arch = ""
         self.reason = ""
         self.table = CfiTable()
@@ -105,6 +111,66 @@ class ModuleInfo:
         if elf is None:
             self.reason = "no file to read"
         return elf
+
+    def code(self, vaddr: int, size: int) -> Optional[bytes]:
+        """`size` bytes of the module's file image at link-time `vaddr` (None where it has
+        none), page by page from the file; for stack scans, which look at a few call
+        sites only."""
+        out = b""
+        while size > 0:
+            page = vaddr - vaddr % _PAGE
+            data = self._page(page)
+            if data is None:
+                return None
+            chunk = data[vaddr - page:vaddr - page + size]
+            if not chunk:
+                return None
+            out += chunk
+            vaddr += len(chunk)
+            size -= len(chunk)
+        return out
+
+    def _page(self, page: int) -> Optional[bytes]:
+        if page in self._pages:
+            return self._pages[page]
+        if len(self._pages) >= _PAGES_KEPT:
+            self._pages.pop(next(iter(self._pages)))
+        data = None
+        elf = self._open()
+        if elf is not None:
+            try:
+                off = elf.vaddr_to_offset(page)
+                if off is not None:
+                    data = elf.read(off, min(_PAGE, elf.size - off))
+            except HudError:
+                data = None
+            finally:
+                elf.close()
+        self._pages[page] = data
+        return data
+
+    def function_start(self, vaddr: int) -> Optional[int]:
+        """The link-time start of the function symbol holding `vaddr` (the separate debug
+        file's .symtab first), read on the first stack scan in this module."""
+        if self._symbols is None:
+            elves: list = []
+            try:
+                if self._debug_path:
+                    try:
+                        elves.append(ElfFile.open(self._debug_path))
+                    except HudError:
+                        pass
+                elf = self._open()
+                if elf is not None:
+                    elves.append(elf)
+                try:
+                    self._symbols = SymbolTable(elves)
+                except HudError:
+                    self._symbols = SymbolTable([])
+            finally:
+                for e in elves:
+                    e.close()
+        return self._symbols.start_of(vaddr)
 
     def strategy(self) -> prologue.ModuleStrategy:
         """The module's FP/CFI strategy (scans prologues once, on first call)."""

@@ -1,8 +1,9 @@
 """The public unwinder: captured regs + stack copy -> instruction pointers, innermost first.
 
 CFI first, frame by frame across modules; where a module has no CFI for a pc but keeps
-frame pointers (decided by its prologue scan), one frame-pointer step; where the walk still
-stops early, the kernel's own FP chain (StackCapture.fp_ips) is appended from the last
+frame pointers (decided by its prologue scan), one frame-pointer step; on x86_64 code with
+neither (musl's libc), a stack scan for the return address into its caller
+(hud.unwind.scan); where the walk still stops early, the kernel's own FP chain (StackCapture.fp_ips) is appended from the last
 frame both agree on, as far as it runs through modules that keep frame pointers.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hud.unwind.dwarf import cfi_step, value
 from hud.unwind.fp import END, MAX_DEPTH, NO_PROGRESS, fp_step, fp_walk
 from hud.unwind.memory import RecordingMemory, StackMemory, same_reads
 from hud.unwind.prologue import ModuleStrategy
+from hud.unwind.scan import Code, scan_step
 from hud.unwind.sources import ModuleInfo, opener_for
 
 NO_MODULE = "no_module"        # the pc is not in any mapped module (JIT, garbage)
@@ -28,6 +30,10 @@ REASONS = (END, MAX_DEPTH, NO_PROGRESS, NO_MODULE, NO_CFI, NO_REGS, UNSUPPORTED_
 METHOD_CFI = "cfi"
 METHOD_FP = "fp"
 METHOD_MIXED = "cfi+fp"
+METHOD_SCAN = "cfi+scan"     # a stack scan found at least one return address
+_USED_FP, _USED_SCAN = 1, 2
+_METHODS = {0: METHOD_CFI, _USED_FP: METHOD_MIXED, _USED_SCAN: METHOD_SCAN,
+            _USED_FP | _USED_SCAN: "cfi+fp+scan"}
 METHOD_NONE = "none"
 
 _CACHE_LIMIT = 1 << 19
@@ -40,7 +46,7 @@ class UnwindResult:
 
     ips: tuple[int, ...]
     reason: str    # why the walk stopped: "end" is a complete stack
-    method: str    # "cfi" | "fp" | "cfi+fp" | "none"
+    method: str    # "cfi" | "fp" | "cfi+fp" | "cfi+scan" | "cfi+fp+scan" | "none"
     # The stack pointer in each frame the walk itself recovered (sps[0] is the captured
     # sp; sps[k] is frame k-1's CFA), so frame k's own stack bytes are [sps[k], sps[k+1]).
     # Frames spliced from the kernel's FP chain have none.
@@ -64,6 +70,8 @@ class Unwinder:
         self._pc: dict[int, tuple] = {}
         self._memo: dict = {}
         self.memo_hits = 0
+        self.scans = 0             # frames found by stack scanning
+        self._code = Code(self._code_read, self._function_start)
 
     # -- module and pc resolution -------------------------------------------------------
 
@@ -107,6 +115,21 @@ class Unwinder:
             entry = self._resolve(pc)
         return entry[1]
 
+    def _module_info(self, addr: int) -> Optional[ModuleInfo]:
+        module = self.maps.find(addr)
+        return self._info(module) if module is not None else None
+
+    def _code_read(self, addr: int, size: int) -> Optional[bytes]:
+        info = self._module_info(addr)
+        return info.code(addr - info.bias, size) if info is not None else None
+
+    def _function_start(self, addr: int) -> Optional[int]:
+        info = self._module_info(addr)
+        if info is None:
+            return None
+        start = info.function_start(addr - info.bias)
+        return start + info.bias if start is not None else None
+
     def invalidate(self) -> None:
         """Forget cached modules and rows (after the target's maps changed)."""
         self._infos.clear()
@@ -148,8 +171,9 @@ class Unwinder:
 
     def unwind(self, capture: StackCapture, max_frames: int = 128,
                mode: str = "auto", memory: Optional[StackMemory] = None) -> UnwindResult:
-        """Unwind one capture. mode: "auto" (CFI, FP where trusted, kernel FP splice),
-        "cfi" (CFI only) or "fp" (frame pointers only)."""
+        """Unwind one capture. mode: "auto" (CFI, FP where trusted, stack scans of x86_64
+        code without either, kernel FP splice), "cfi" (CFI only) or "fp" (frame pointers
+        only)."""
         regs = capture.regs
         max_frames = max(1, max_frames)
         if regs is None or not capture.stack:
@@ -164,9 +188,10 @@ class Unwinder:
             ips, reason = fp_walk(arch, regs.ip, regs.sp, regs.fp, mem, max_frames)
             return UnwindResult(ips, reason, METHOD_FP)
         sps = [regs.sp]
-        ips, reason, used_fp = self._walk(arch, regs.ip, arch.initial(regs), mem, max_frames,
-                                          mode == "auto" and self.use_fp, sps)
-        method = METHOD_MIXED if used_fp else METHOD_CFI
+        ips, reason, used = self._walk(arch, regs.ip, arch.initial(regs), mem, max_frames,
+                                       mode == "auto" and self.use_fp, sps,
+                                       allow_scan=mode == "auto")
+        method = _METHODS[used]
         if reason != END and mode == "auto" and self.use_fp and capture.fp_ips:
             spliced = self._splice(ips, capture.fp_ips, max_frames)
             if spliced is not None:
@@ -175,11 +200,11 @@ class Unwinder:
 
     def _walk(self, arch: Arch, pc: int, state: dict[int, int], mem: StackMemory,
               max_frames: int, allow_fp: bool, sps: Optional[list] = None,
-              ) -> tuple[list[int], str, bool]:
+              allow_scan: bool = False) -> tuple[list[int], str, int]:
         ips = [pc]
         exact = True          # the innermost pc (and one after a signal frame) is exact
         same_sp = 0
-        used_fp = False
+        used = 0
         cache = self._pc
         sp_reg = arch.sp
         while len(ips) < max_frames:
@@ -189,11 +214,11 @@ class Unwinder:
                 entry = self._resolve(key)
             info, crow = entry
             if info is None:
-                return ips, NO_MODULE, used_fp
+                return ips, NO_MODULE, used
             if crow is not None and (info.arch == arch.name):
                 if not crow.ra_saved and len(ips) > 1 and not exact:
                     # Only the innermost frame may still hold its RA in the link register.
-                    return ips, NO_PROGRESS, used_fp
+                    return ips, NO_PROGRESS, used
                 new, ra, why = cfi_step(arch, crow, state, mem)
                 signal = crow.signal_frame
             elif len(ips) == 1 and arch.lr >= 0 and value(state, arch.lr, mem):
@@ -205,22 +230,36 @@ class Unwinder:
                 signal = False
             elif allow_fp and info.strategy().trusts_fp:
                 new, ra, why = fp_step(arch, state, mem)
-                used_fp = True
+                used |= _USED_FP
                 signal = False
+            elif allow_scan and arch.name == "x86_64" and info.arch == arch.name:
+                found = scan_step(key, state.get(sp_reg, 0), mem, self._code)
+                if found is None:
+                    return ips, NO_CFI, used
+                ra, slot, saves = found
+                new = dict(state)
+                for reg, addr in saves:
+                    new[reg] = (addr,)              # read lazily, as CFI restores are
+                new[sp_reg] = slot + 8
+                new[arch.ip] = ra
+                why = ""
+                signal = False
+                used |= _USED_SCAN
+                self.scans += 1
             else:
-                return ips, NO_CFI, used_fp
+                return ips, NO_CFI, used
             if new is None:
-                return ips, why, used_fp
+                return ips, why, used
             if ra == 0:
-                return ips, END, used_fp
+                return ips, END, used
             sp = state.get(sp_reg, 0)
             new_sp = new[sp_reg]
             if new_sp < sp:
-                return ips, NO_PROGRESS, used_fp
+                return ips, NO_PROGRESS, used
             if new_sp == sp:
                 same_sp += 1
                 if same_sp > 1 or ra == pc:
-                    return ips, NO_PROGRESS, used_fp
+                    return ips, NO_PROGRESS, used
             else:
                 same_sp = 0
             ips.append(ra)
@@ -229,7 +268,7 @@ class Unwinder:
             state = new
             pc = ra
             exact = signal
-        return ips, MAX_DEPTH, used_fp
+        return ips, MAX_DEPTH, used
 
     def _splice(self, ips: list[int], fp_ips: tuple[int, ...], max_frames: int
                 ) -> Optional[tuple[int, ...]]:

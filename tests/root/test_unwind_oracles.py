@@ -63,6 +63,13 @@ def programs(tmp_path_factory) -> dict[str, Path]:
     paths["signal"] = out / "signal_loop"
     subprocess.run(["gcc", "-O2", "-g", "-fomit-frame-pointer", "-fno-optimize-sibling-calls",
                     "-o", str(paths["signal"]), str(SRC.with_name("signal.c"))], check=True)
+    # Static musl: its libc has no CFI and no frame pointers (musl builds without unwind
+    # tables), the case of Rust's x86_64-unknown-linux-musl and Alpine images.
+    _need("musl-gcc")
+    paths["musl"] = out / "deep_musl"
+    subprocess.run(["musl-gcc", "-static", "-O2", "-g", "-fomit-frame-pointer",
+                    "-fno-optimize-sibling-calls", "-o", str(paths["musl"]), str(SRC)],
+                   check=True)
     paths["vdso"] = out / "vdso_loop"
     subprocess.run(["gcc", "-O2", "-g", "-fomit-frame-pointer", "-fno-optimize-sibling-calls",
                     "-o", str(paths["vdso"]), str(SRC.with_name("vdso.c"))], check=True)
@@ -250,6 +257,77 @@ def test_perf_samples_of_nofp_build_unwind_to_the_known_chain(programs, running)
     fp_good = sum(bool(grammar.match(" ".join(_names(s.stack.fp_ips, maps, programs["nofp"],
                                                       syms)))) for s in samples)
     assert fp_good < 0.5 * len(samples)
+
+
+_OURS = {"leaf_spin", "leaf_sleep", "cmp", "recurse", "worker", "main"}
+# deep.c's chain with musl's functions (any name not ours) where glibc's frames were: the
+# walk must come back into our code through every libc frame, up to main or worker.
+_MUSL_GRAMMAR = re.compile(r"^(musl )*((leaf_spin|leaf_sleep|cmp) )?(musl )*(recurse )+"
+                           r"((cmp )(musl )+(recurse )+)?(main|worker)( musl)*$")
+
+
+def _musl_names(ips, maps: ProcessMaps, exe: Path, syms: Symbols) -> str:
+    return " ".join(n if n in _OURS else "musl" for n in _names(ips, maps, exe, syms))
+
+
+def test_static_musl_build_unwinds_through_libc_code_without_cfi(programs, running):
+    """memset, qsort and nanosleep of a static musl binary have no CFI: samples in them
+    (and in cmp, called back from qsort) come back into our code by stack scanning. Above
+    qsort, recurse finds its CFA through rbp (its buffer is a variable-length array),
+    which qsort's helpers use as a general register: it is restored from their pushes.
+    A CFI-only walk stops in the first musl frame."""
+    exe = programs["musl"]
+    prog = running("musl")
+    samples, maps = _sample(prog, want=60, wanted=lambda s: True)
+    syms = Symbols(exe)
+    uw = Unwinder(maps)
+    good, bad, scanned, cfi_only_stuck = 0, [], 0, 0
+    for s in samples:
+        res = uw.unwind(s.stack)
+        text = _musl_names(res.ips, maps, exe, syms)
+        if _MUSL_GRAMMAR.match(text):
+            good += 1
+        else:
+            bad.append((res.reason, res.method, text))
+        if res.method.endswith("scan"):
+            scanned += 1
+            cfi = uw.unwind(s.stack, mode="cfi")
+            cfi_only_stuck += cfi.reason == "no_cfi" and not _MUSL_GRAMMAR.match(
+                _musl_names(cfi.ips, maps, exe, syms))
+    assert len(samples) >= 60
+    assert good >= 0.95 * len(samples), bad[:5]
+    assert scanned >= 10 and cfi_only_stuck == scanned, (scanned, cfi_only_stuck)
+    assert uw.scans >= scanned
+
+
+def test_static_musl_build_offcpu_captures_unwind_from_the_syscall(programs, running):
+    """A switch-out in musl's nanosleep (no CFI from the system call up to our code) is
+    unwound to leaf_sleep and every recursion level above it."""
+    from hud.collect.ebpf import EbpfCollector
+    from hud.model import OffCpuEvent
+    exe = programs["musl"]
+    prog = running("musl")
+    time.sleep(0.1)
+    events = []
+    with EbpfCollector(prog.pid, threshold_ns=100_000, sample=False) as col:
+        end = time.monotonic() + 8
+        while time.monotonic() < end and len(events) < 40:
+            events += [e for e in col.poll(0.05) if isinstance(e, OffCpuEvent)
+                       and not e.runnable]
+    maps = ProcessMaps(prog.pid)
+    syms = Symbols(exe)
+    uw = Unwinder(maps)
+    full, bad = 0, []
+    for e in events:
+        res = uw.unwind(e.stack)
+        names = _musl_names(res.ips, maps, exe, syms).split()
+        if (_MUSL_GRAMMAR.match(" ".join(names)) and "leaf_sleep" in names
+                and names.count("recurse") >= DEPTH + 1 and names[0] == "musl"):
+            full += 1
+        else:
+            bad.append((res.reason, res.method, " ".join(names)))
+    assert len(events) >= 20
+    assert full >= 0.9 * len(events), bad[:5]
 
 
 def _prefix_in_binary(ips, maps: ProcessMaps, exe: Path) -> list[int]:

@@ -1,0 +1,166 @@
+"""Stack scanning of x86_64 code without CFI (hud.unwind.scan) on synthetic code and
+stacks: which words are taken as return addresses and which are left as stale."""
+from __future__ import annotations
+
+import struct
+from typing import Optional
+
+from hud.unwind import prologue, scan
+from hud.unwind.memory import StackMemory
+from hud.unwind.scan import Code, call_target, jumps_to, prologue_saves, scan_step
+
+CODE = 0x400000          # one module's code, [CODE, CODE + len(image))
+OTHER = 0x7F0000000000   # a second module (a shared libc)
+SP = 0x7FFF0000
+
+
+def _call(at: int, target: int) -> bytes:
+    return b"\xe8" + struct.pack("<i", target - (at + 5))
+
+
+class Image:
+    """Bytes of two modules and their function symbols."""
+
+    def __init__(self) -> None:
+        self.mem: dict[int, bytearray] = {CODE: bytearray(0x4000), OTHER: bytearray(0x1000)}
+        self.funcs: dict[int, list[tuple[int, int]]] = {CODE: [], OTHER: []}
+        self.symbols = True
+
+    def put(self, addr: int, data: bytes) -> None:
+        base = OTHER if addr >= OTHER else CODE
+        self.mem[base][addr - base:addr - base + len(data)] = data
+
+    def func(self, start: int, end: int) -> None:
+        base = OTHER if start >= OTHER else CODE
+        self.funcs[base].append((start, end))
+
+    def code(self) -> Code:
+        def base(addr: int) -> Optional[int]:
+            for b, m in self.mem.items():
+                if b <= addr < b + len(m):
+                    return b
+            return None
+
+        def read(addr: int, size: int) -> Optional[bytes]:
+            b = base(addr)
+            if b is None or addr + size > b + len(self.mem[b]):
+                return None
+            return bytes(self.mem[b][addr - b:addr - b + size])
+
+        def start(addr: int) -> Optional[int]:
+            b = base(addr)
+            if b is None or not self.symbols:
+                return None
+            return next((s for s, e in self.funcs[b] if s <= addr < e), None)
+
+        return Code(read, start)
+
+
+def _stack(*words: int) -> StackMemory:
+    return StackMemory(SP, b"".join(struct.pack("<Q", w) for w in words))
+
+
+def test_only_a_direct_call_before_a_return_address_is_taken():
+    assert call_target(_call(0x1000, 0x2000), 0x1005) == 0x2000
+    assert call_target(b"\x90" + _call(0x1000, 0x800), 0x1005) == 0x800
+    # Through the GOT, a register or a PLT-less memory operand: destination unknown.
+    assert call_target(b"\xff\x15\x10\x20\x00\x00"[1:], 0x1006) is None
+    assert call_target(b"\x90\x90\x90\xff\xd0", 0x1005) is None
+    assert call_target(b"\x00\x00\x00\x00\x00", 0x1005) is None
+
+
+def test_tail_jumps_are_found_in_a_stub():
+    assert jumps_to(b"\xe9" + struct.pack("<i", -0x30), 0x1000, 0x1000 + 5 - 0x30)
+    assert jumps_to(b"\xf3\x0f\x1e\xfa\xeb\x10", 0x1000, 0x1004 + 2 + 0x10)
+    # After setting arguments up (musl's qsort: mov r8, rcx; lea rcx, [rip-0x1a]; jmp).
+    qsort = b"\x49\x89\xc8\x48\x8d\x0d\xe6\xff\xff\xff\xe9" + struct.pack("<i", 0x1701)
+    assert jumps_to(qsort, 0x4017C0, 0x4017CA + 5 + 0x1701)
+    assert not jumps_to(qsort, 0x4017C0, 0x4017CA + 5 + 0x1700)
+    assert not jumps_to(b"\x48\x89\xe5", 0x1000, 0x1003)
+
+
+def _musl_like() -> Image:
+    """caller (CFI) -> outer (no CFI) -> stub `jmp leaf` -> leaf (no CFI, pc inside),
+    the shape of musl's nanosleep -> __clock_nanosleep -> __syscall_cp -> __syscall_cp_c."""
+    im = Image()
+    im.func(CODE + 0x100, CODE + 0x200)                 # caller (has CFI)
+    im.func(CODE + 0x1000, CODE + 0x1100)               # outer
+    im.func(CODE + 0x1200, CODE + 0x1210)               # stub
+    im.func(CODE + 0x1300, CODE + 0x1340)               # leaf
+    im.put(CODE + 0x150, _call(CODE + 0x150, CODE + 0x1000))
+    im.put(CODE + 0x1050, _call(CODE + 0x1050, CODE + 0x1200))
+    im.put(CODE + 0x1200, b"\xe9" + struct.pack("<i", 0x1300 - 0x1205))
+    im.put(CODE + 0x1080, _call(CODE + 0x1080, CODE + 0x1300))   # a direct call of leaf
+    im.put(CODE + 0x1090, _call(CODE + 0x1090, CODE + 0x1000))   # outer calling itself
+    return im
+
+
+def test_the_first_call_into_the_current_function_is_taken_stale_ones_are_not():
+    im = _musl_like()
+    code = im.code()
+    into_outer_via_stub = CODE + 0x1055
+    into_caller = CODE + 0x155
+    stale_into_outer = CODE + 0x1095       # a call of outer, not of leaf
+    mem = _stack(7, stale_into_outer, 0, into_outer_via_stub, 0x1234, into_caller)
+    # In leaf: its caller reached it through the stub; the call of outer is skipped.
+    assert scan_step(CODE + 0x1310, SP, mem, code)[:2] == (into_outer_via_stub, SP + 24)
+    # From outer (pc = return address - 1 in it): the next call of outer above.
+    assert scan_step(into_outer_via_stub - 1, SP + 32, mem, code)[:2] == (into_caller, SP + 40)
+
+
+def test_without_a_symbol_for_the_function_nothing_is_scanned():
+    im = _musl_like()
+    near = CODE + 0x1085                   # a real call of leaf
+    assert scan_step(CODE + 0x1310, SP, _stack(near), im.code())[:2] == (near, SP)
+    im.symbols = False
+    assert scan_step(CODE + 0x1310, SP, _stack(near), im.code()) is None
+
+
+def test_a_call_through_a_plt_entry_is_not_taken():
+    im = _musl_like()
+    im.func(OTHER + 0x100, OTHER + 0x200)                # libc's function
+    im.put(CODE + 0x1400, b"\xff\x25\x00\x10\x00\x00")   # PLT entry: jmp [rip + x]
+    im.put(CODE + 0x160, _call(CODE + 0x160, CODE + 0x1400))
+    assert scan_step(OTHER + 0x120, SP, _stack(CODE + 0x165), im.code()) is None
+
+
+def test_the_scan_ends_at_the_end_of_the_copy_or_its_window():
+    im = _musl_like()
+    assert scan_step(CODE + 0x1310, SP, _stack(1, 2, 3), im.code()) is None
+    assert scan_step(CODE + 0x1310, SP, _stack(), im.code()) is None
+
+
+# musl's trinkle (gcc 12 -O2): pushes with moves scheduled between them, then the frame.
+TRINKLE = bytes.fromhex("4157" "4989cf" "4156" "4155" "4989fd" "4154" "55" "53" "bb01000000"
+                        "4881ecd8030000" "498b28")
+R15, R14, R13, R12, RBP, RBX = 15, 14, 13, 12, 6, 3
+
+
+def test_prologue_pushes_are_found_between_scheduled_moves():
+    assert prologue.capstone_available("x86_64")
+    at = 0x402CB0
+    assert prologue_saves(TRINKLE, at, at + 0x100) == [
+        (R15, 8), (R14, 16), (R13, 24), (R12, 32), (RBP, 40), (RBX, 48)]
+    # At a pc inside the prologue, only the pushes before it have run.
+    assert prologue_saves(TRINKLE, at, at + 7) == [(R15, 8), (R14, 16)]
+    # endbr64 first; a push of an immediate takes a slot but saves no register; a
+    # change of rsp ends the prologue.
+    code = bytes.fromhex("f30f1efa" "6a00" "55" "4883ec08" "53")
+    assert prologue_saves(code, 0x1000, 0x2000) == [(RBP, 16)]
+
+
+def test_without_capstone_only_back_to_back_pushes_are_read(monkeypatch):
+    monkeypatch.setattr(scan.prologue, "_disassembler", lambda arch: None)
+    assert prologue_saves(TRINKLE, 0x402CB0, 0x402E00) == [(R15, 8)]
+    assert prologue_saves(bytes.fromhex("f30f1efa" "4157" "55" "53" "4889e5"), 0, 100) == [
+        (R15, 8), (RBP, 16), (RBX, 24)]
+
+
+def test_the_scan_restores_what_the_prologue_pushed():
+    im = _musl_like()
+    im.put(CODE + 0x1000, bytes.fromhex("55" "53" "4883ec18"))   # outer: push rbp, rbx
+    into_caller = CODE + 0x155
+    mem = _stack(0, 0, 0, 0xBB, 0xAA, into_caller)
+    ra, slot, saves = scan_step(CODE + 0x1055 - 1, SP, mem, im.code())
+    assert (ra, slot) == (into_caller, SP + 40)
+    assert saves == [(RBP, SP + 32), (RBX, SP + 24)]
