@@ -14,7 +14,10 @@ Frame classes (DESIGN.md §3), first rule that decides wins:
    std, ``mio::``, ``parking_lot::``, ``futures::`` ... third-party); for a qualified name
    ``<A as B>::m`` the crate of ``A`` counts (the trait's when ``A`` is not a path).
 6. a well-known C runtime symbol (``_start``, ``main``, ``__libc_*``, ``pthread_*`` ...) is std.
-7. a source file that matched no pattern above is user code (``/usr/src/app``, ``/home``...).
+7. a C function (not a Rust path) whose file has no line is third-party: the file is an
+   ELF STT_FILE name, so this is a C library linked in without DWARF (musl's internal
+   helpers in a static musl build). Any other source file that matched no pattern above
+   is user code (``/usr/src/app``, ``/home``...).
 8. the module: the main binary is user code, any other shared library third-party; a Rust
    path with no module at all is user code.
 
@@ -276,6 +279,11 @@ def classify_frame(frame: Frame, main_module: Optional[str] = None) -> str:
             return cls
     elif _is_c_runtime(frame.function):
         return CLASS_STD
+    elif frame.file and not frame.line:
+        # C code without DWARF, its file an ELF STT_FILE name: a C library linked into
+        # the binary (musl's own helpers in a static musl build: qsort's sift, DNS's
+        # name_from_dns), not the service's code.
+        return CLASS_THIRD_PARTY
     if frame.file:
         return CLASS_USER
     if module:

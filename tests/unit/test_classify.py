@@ -86,6 +86,12 @@ def info_of(stack):
     (fr("my_app::handlers::load"), CLASS_USER),          # main module, no debug info
     (fr("somelib::f", module="/opt/lib/libsome.so"), CLASS_THIRD_PARTY),
     (fr("my_c_helper"), CLASS_USER),                      # a C function of the app itself
+    (fr("my_c_helper", "src/helper.c", 7), CLASS_USER),   # ... with its DWARF
+    # C without DWARF, named by its STT_FILE: musl's helpers in a static musl binary
+    (fr("name_from_dns", "lookup_name.lo"), CLASS_THIRD_PARTY),
+    (fr("sift", "qsort.lo"), CLASS_THIRD_PARTY),
+    (fr("__syscall_cp_c", "__syscall_cp.lo"), CLASS_STD),
+    (fr("my_app::f", "my_app.a1b2c3d4e5f60718-cgu.0"), CLASS_USER),  # Rust, no DWARF
     # kernel and unresolved
     (fr("do_syscall_64", module="[kernel.kallsyms]"), CLASS_KERNEL),
     (Frame(address=0xFFFFFFFF81000000, function="schedule"), CLASS_KERNEL),
