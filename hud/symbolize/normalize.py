@@ -72,6 +72,8 @@ class ProcessMaps:
         self._modules: list[Module] = []
         self._starts: list[int] = []
         self._ranges: list[tuple[int, int, Module]] = []
+        self._code: list[tuple[int, int]] = []       # executable mappings of modules
+        self._code_starts: list[int] = []
         # Modules survive refreshes: re-reading ELF headers of unchanged mappings is waste.
         self._known: dict[tuple, Module] = {}
         self._last_miss_refresh = 0.0
@@ -95,6 +97,9 @@ class ProcessMaps:
             for e in group:
                 ranges.append((e.start, e.end, mod))
         ranges.sort(key=lambda r: r[0])
+        self._code = [(e.start, e.end) for e in entries if e.executable]
+        self._code.sort()
+        self._code_starts = [c[0] for c in self._code]
         self._known = known
         self._modules = modules
         self._ranges = ranges
@@ -110,6 +115,16 @@ class ProcessMaps:
                 self.refresh()
                 mod = self._lookup(addr)
         return mod
+
+    def find_known(self, addr: int) -> Optional[Module]:
+        """The module mapping `addr` among those already read, never re-reading the maps
+        (for callers that ask about arbitrary words, most of which map nothing)."""
+        return self._lookup(addr)
+
+    def is_code(self, addr: int) -> bool:
+        """Whether `addr` lies in an executable mapping already read (no re-read)."""
+        i = bisect.bisect_right(self._code_starts, addr) - 1
+        return i >= 0 and addr < self._code[i][1]
 
     def modules(self) -> list[Module]:
         """All modules, in address order."""

@@ -38,6 +38,14 @@ class StackMemory:
     def contains(self, addr: int, size: int = 8) -> bool:
         return self.base <= addr and addr + size <= self.end
 
+    def words(self, addr: int, count: int) -> tuple[int, ...]:
+        """Up to `count` u64 words from addr, fewer where the copy ends."""
+        off = addr - self.base
+        n = min(count, (len(self.data) - off) // 8) if off >= 0 else 0
+        if n <= 0:
+            return ()
+        return struct.unpack_from(f"<{n}Q", self.data, off)
+
 
 class RecordingMemory(StackMemory):
     """A StackMemory that remembers which bytes a walk read, so a later capture can be
@@ -61,6 +69,14 @@ class RecordingMemory(StackMemory):
     def contains(self, addr: int, size: int = 8) -> bool:
         self.reads.append((addr - self.base, -size))   # a bounds check reads no bytes
         return StackMemory.contains(self, addr, size)
+
+    def words(self, addr: int, count: int) -> tuple[int, ...]:
+        got = StackMemory.words(self, addr, count)
+        # What was read, and where the copy ended when it gave fewer words.
+        self.reads.append((addr - self.base, 8 * len(got)))
+        if len(got) < count:
+            self.reads.append((addr - self.base + 8 * len(got), -8))
+        return got
 
     def fingerprint(self) -> tuple:
         """Every read as (offset, size, bytes) — bytes None when it was out of bounds

@@ -21,6 +21,7 @@ uses as a general register); the others are taken as unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Optional
 
 from hud.unwind import prologue
@@ -30,6 +31,7 @@ from hud.unwind.memory import StackMemory
 SCAN_WORDS = 1024          # 8 KiB above sp: musl's deepest frames (getaddrinfo) fit
 _STUB_BYTES = 32           # how far into a call target a tail jump is looked for
 _CALL_BEFORE = 5           # call rel32
+_CHUNK = 16                # words read at a time
 _MASK = (1 << 64) - 1
 _ENDBR64 = b"\xf3\x0f\x1e\xfa"
 
@@ -65,17 +67,30 @@ def jumps_to(code: bytes, at: int, dest: int) -> bool:
     return False
 
 
+# Where a thread's stack begins in a libc without CFI: musl's process and thread entry
+# points (its crt's _start, _start_c and __libc_start_main, which calls main from
+# libc_start_main_stage2; pthread_create's start / start_c, called from __clone). glibc's
+# equivalents say so in their CFI (the return address undefined); these can only be
+# known by name. Without it the walk would scan to the end of the copy for a caller
+# that does not exist.
+ENTRY_POINTS = frozenset({"_start", "_start_c", "__libc_start_main", "libc_start_main_stage2",
+                          "start", "start_c", "__clone"})
+
+
 @dataclass(frozen=True)
 class Code:
     """What a scan may ask of the modules around it, in runtime addresses.
 
+    `in_code(addr)` is a cheap first test of a stack word (most are data): does an
+    executable mapping hold it;
     `read(addr, size)` gives module bytes (None outside a module's loaded bytes);
-    `function_start(addr)` the start of the function symbol holding addr (None when no
-    symbol does).
+    `function(addr)` the (start, names) of the function symbol holding addr (None when
+    no symbol does).
     """
 
+    in_code: Callable[[int], bool]
     read: Callable[[int, int], Optional[bytes]]
-    function_start: Callable[[int], Optional[int]]
+    function: Callable[[int], Optional[tuple[int, tuple[str, ...]]]]
 
 
 # x86 register numbers (opcode order, REX.B adds 8) to DWARF's (psABI 3.6.2).
@@ -86,7 +101,8 @@ _PROLOGUE_INSNS = 16
 _ENDS = ("call", "ret", "jmp", "hlt", "ud2", "int3", "syscall", "leave", "enter")
 
 
-def prologue_saves(code: bytes, at: int, pc: int) -> list[tuple[int, int]]:
+@lru_cache(maxsize=4096)
+def prologue_saves(code: bytes, at: int, pc: int) -> tuple[tuple[int, int], ...]:
     """(DWARF register, slot offset below the return address) of the pushes that open the
     function at `at` and ran before `pc`: the first push sits right below the return
     address, the next below it. gcc and clang save callee-saved registers this way
@@ -95,7 +111,7 @@ def prologue_saves(code: bytes, at: int, pc: int) -> list[tuple[int, int]]:
     back to back are read."""
     md = prologue._disassembler("x86_64")
     if md is None:
-        return _pushes_only(code, at, pc)
+        return tuple(_pushes_only(code, at, pc))
     out: list[tuple[int, int]] = []
     pushed = 0
     seen: set[int] = set()
@@ -110,7 +126,7 @@ def prologue_saves(code: bytes, at: int, pc: int) -> list[tuple[int, int]]:
                 out.append((reg, 8 * pushed))
         elif ops.startswith("rsp") or ops.startswith("esp"):
             break                                      # sub/and/mov/lea rsp: frame set up
-    return out
+    return tuple(out)
 
 
 def _pushes_only(code: bytes, at: int, pc: int) -> list[tuple[int, int]]:
@@ -132,31 +148,38 @@ def _pushes_only(code: bytes, at: int, pc: int) -> list[tuple[int, int]]:
 def scan_step(pc: int, sp: int, mem: StackMemory, code: Code
               ) -> Optional[tuple[int, int, list[tuple[int, int]]]]:
     """(return address, its slot, saved registers) of the function holding `pc`, found
-    above `sp`, or None. The saved registers are (DWARF register, stack address) of the
+    above `sp`, or None; (0, 0, []) when that function is an ENTRY_POINTS one (the stack
+    ends there). The saved registers are (DWARF register, stack address) of the
     callee-saved registers its prologue pushed, to be restored for the caller: code with
     CFI above may compute its CFA from rbp (a frame with a variable-length array).
 
     `pc` is the frame's own address (for a caller frame, its return address - 1).
     """
-    start = code.function_start(pc)
-    if start is None:
+    function = code.function(pc)
+    if function is None:
         return None       # no symbol: any call nearby would pass for its caller's
-    for k in range(SCAN_WORDS):
-        slot = sp + 8 * k
-        ra = mem.u64(slot)
-        if ra is None:
-            return None
-        if ra < _CALL_BEFORE:
-            continue
-        before = code.read(ra - _CALL_BEFORE, _CALL_BEFORE)
-        target = call_target(before, ra) if before is not None else None
-        if target is None:
-            continue
-        if target != start:
-            stub = code.read(target, _STUB_BYTES)
-            if stub is None or not jumps_to(stub, target, start):
+    start, names = function
+    if not ENTRY_POINTS.isdisjoint(names):
+        return 0, 0, []
+    for first in range(0, SCAN_WORDS, _CHUNK):
+        # Read in chunks, not the whole window: the walk's memo compares exactly the
+        # bytes a walk read, and the words past the return address are no business of it.
+        words = mem.words(sp + 8 * first, _CHUNK)
+        for k, ra in enumerate(words):
+            if ra < _CALL_BEFORE or not code.in_code(ra):
                 continue
-        head = code.read(start, _PROLOGUE_BYTES)
-        saves = prologue_saves(head, start, pc) if head is not None else []
-        return ra, slot, [(reg, slot - off) for reg, off in saves]
+            before = code.read(ra - _CALL_BEFORE, _CALL_BEFORE)
+            target = call_target(before, ra) if before is not None else None
+            if target is None:
+                continue
+            if target != start:
+                stub = code.read(target, _STUB_BYTES)
+                if stub is None or not jumps_to(stub, target, start):
+                    continue
+            slot = sp + 8 * (first + k)
+            head = code.read(start, _PROLOGUE_BYTES)
+            saves = prologue_saves(head, start, pc) if head is not None else []
+            return ra, slot, [(reg, slot - off) for reg, off in saves]
+        if len(words) < _CHUNK:
+            return None                                # the copy ends
     return None

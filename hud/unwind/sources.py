@@ -149,9 +149,9 @@ class ModuleInfo:
         self._pages[page] = data
         return data
 
-    def function_start(self, vaddr: int) -> Optional[int]:
-        """The link-time start of the function symbol holding `vaddr` (the separate debug
-        file's .symtab first), read on the first stack scan in this module."""
+    def function_span(self, vaddr: int) -> Optional[tuple[int, tuple[str, ...]]]:
+        """(link-time start, names) of the function symbol holding `vaddr` (the separate
+        debug file's .symtab first), read on the first stack scan in this module."""
         if self._symbols is None:
             elves: list = []
             try:
@@ -170,7 +170,8 @@ class ModuleInfo:
             finally:
                 for e in elves:
                     e.close()
-        return self._symbols.start_of(vaddr)
+        span = self._symbols.span_of(vaddr)
+        return (span[0], span[2]) if span is not None else None
 
     def strategy(self) -> prologue.ModuleStrategy:
         """The module's FP/CFI strategy (scans prologues once, on first call)."""

@@ -71,7 +71,14 @@ class Unwinder:
         self._memo: dict = {}
         self.memo_hits = 0
         self.scans = 0             # frames found by stack scanning
-        self._code = Code(self._code_read, self._function_start)
+        # Stack words are looked up among the modules already known: a miss must not
+        # make ProcessMaps re-read /proc/PID/maps, as an unknown pc does.
+        self._find_known = getattr(maps, "find_known", maps.find)
+        is_code = getattr(maps, "is_code", None)
+        if is_code is None:
+            def is_code(addr: int) -> bool:
+                return self._find_known(addr) is not None
+        self._code = Code(is_code, self._code_read, self._function)
 
     # -- module and pc resolution -------------------------------------------------------
 
@@ -116,19 +123,19 @@ class Unwinder:
         return entry[1]
 
     def _module_info(self, addr: int) -> Optional[ModuleInfo]:
-        module = self.maps.find(addr)
+        module = self._find_known(addr)
         return self._info(module) if module is not None else None
 
     def _code_read(self, addr: int, size: int) -> Optional[bytes]:
         info = self._module_info(addr)
         return info.code(addr - info.bias, size) if info is not None else None
 
-    def _function_start(self, addr: int) -> Optional[int]:
+    def _function(self, addr: int) -> Optional[tuple[int, tuple[str, ...]]]:
         info = self._module_info(addr)
         if info is None:
             return None
-        start = info.function_start(addr - info.bias)
-        return start + info.bias if start is not None else None
+        span = info.function_span(addr - info.bias)
+        return (span[0] + info.bias, span[1]) if span is not None else None
 
     def invalidate(self) -> None:
         """Forget cached modules and rows (after the target's maps changed)."""
@@ -237,6 +244,8 @@ class Unwinder:
                 if found is None:
                     return ips, NO_CFI, used
                 ra, slot, saves = found
+                if ra == 0:
+                    return ips, END, used            # a libc entry point: nothing above
                 new = dict(state)
                 for reg, addr in saves:
                     new[reg] = (addr,)              # read lazily, as CFI restores are

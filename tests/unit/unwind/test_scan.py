@@ -23,16 +23,16 @@ class Image:
 
     def __init__(self) -> None:
         self.mem: dict[int, bytearray] = {CODE: bytearray(0x4000), OTHER: bytearray(0x1000)}
-        self.funcs: dict[int, list[tuple[int, int]]] = {CODE: [], OTHER: []}
+        self.funcs: dict[int, list[tuple[int, int, str]]] = {CODE: [], OTHER: []}
         self.symbols = True
 
     def put(self, addr: int, data: bytes) -> None:
         base = OTHER if addr >= OTHER else CODE
         self.mem[base][addr - base:addr - base + len(data)] = data
 
-    def func(self, start: int, end: int) -> None:
+    def func(self, start: int, end: int, name: str = "f") -> None:
         base = OTHER if start >= OTHER else CODE
-        self.funcs[base].append((start, end))
+        self.funcs[base].append((start, end, name))
 
     def code(self) -> Code:
         def base(addr: int) -> Optional[int]:
@@ -47,13 +47,13 @@ class Image:
                 return None
             return bytes(self.mem[b][addr - b:addr - b + size])
 
-        def start(addr: int) -> Optional[int]:
+        def function(addr: int) -> Optional[tuple[int, tuple[str, ...]]]:
             b = base(addr)
             if b is None or not self.symbols:
                 return None
-            return next((s for s, e in self.funcs[b] if s <= addr < e), None)
+            return next(((s, (n,)) for s, e, n in self.funcs[b] if s <= addr < e), None)
 
-        return Code(read, start)
+        return Code(lambda addr: base(addr) is not None, read, function)
 
 
 def _stack(*words: int) -> StackMemory:
@@ -139,21 +139,23 @@ R15, R14, R13, R12, RBP, RBX = 15, 14, 13, 12, 6, 3
 def test_prologue_pushes_are_found_between_scheduled_moves():
     assert prologue.capstone_available("x86_64")
     at = 0x402CB0
-    assert prologue_saves(TRINKLE, at, at + 0x100) == [
-        (R15, 8), (R14, 16), (R13, 24), (R12, 32), (RBP, 40), (RBX, 48)]
+    assert prologue_saves(TRINKLE, at, at + 0x100) == (
+        (R15, 8), (R14, 16), (R13, 24), (R12, 32), (RBP, 40), (RBX, 48))
     # At a pc inside the prologue, only the pushes before it have run.
-    assert prologue_saves(TRINKLE, at, at + 7) == [(R15, 8), (R14, 16)]
+    assert prologue_saves(TRINKLE, at, at + 7) == ((R15, 8), (R14, 16))
     # endbr64 first; a push of an immediate takes a slot but saves no register; a
     # change of rsp ends the prologue.
     code = bytes.fromhex("f30f1efa" "6a00" "55" "4883ec08" "53")
-    assert prologue_saves(code, 0x1000, 0x2000) == [(RBP, 16)]
+    assert prologue_saves(code, 0x1000, 0x2000) == ((RBP, 16),)
 
 
 def test_without_capstone_only_back_to_back_pushes_are_read(monkeypatch):
     monkeypatch.setattr(scan.prologue, "_disassembler", lambda arch: None)
-    assert prologue_saves(TRINKLE, 0x402CB0, 0x402E00) == [(R15, 8)]
-    assert prologue_saves(bytes.fromhex("f30f1efa" "4157" "55" "53" "4889e5"), 0, 100) == [
-        (R15, 8), (RBP, 16), (RBX, 24)]
+    prologue_saves.cache_clear()
+    assert prologue_saves(TRINKLE, 0x402CB0, 0x402E00) == ((R15, 8),)
+    assert prologue_saves(bytes.fromhex("f30f1efa" "4157" "55" "53" "4889e5"), 0, 100) == (
+        (R15, 8), (RBP, 16), (RBX, 24))
+    prologue_saves.cache_clear()
 
 
 def test_the_scan_restores_what_the_prologue_pushed():
@@ -164,3 +166,11 @@ def test_the_scan_restores_what_the_prologue_pushed():
     ra, slot, saves = scan_step(CODE + 0x1055 - 1, SP, mem, im.code())
     assert (ra, slot) == (into_caller, SP + 40)
     assert saves == [(RBP, SP + 32), (RBX, SP + 24)]
+
+
+def test_musl_entry_points_end_the_stack_without_a_scan():
+    im = _musl_like()
+    im.func(CODE + 0x2000, CODE + 0x2100, "libc_start_main_stage2")
+    im.func(CODE + 0x2100, CODE + 0x2200, "start")
+    for pc in (CODE + 0x2010, CODE + 0x2110):
+        assert scan_step(pc, SP, _stack(CODE + 0x155), im.code()) == (0, 0, [])
