@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/unwind.py [--seconds 2] [--rounds 5]
 
-Three sample sets: the committed aarch64 qemu snapshots (anywhere, no root), x86_64
+Four sample sets: the committed aarch64 qemu snapshots (anywhere, no root), x86_64
 perf samples recorded live from tests/data/unwind/x86_64/deep.c built without frame
-pointers (root + gcc), and from the blockers-nofp Tokio fixture (root, fixture built). Each row gives frames/s of CPU time (time.process_time) for a cold
+pointers against glibc (root + gcc) and statically against musl, whose libc has no CFI
+(musl-gcc; unwound in "auto" mode, which scans the stack there), and from the
+blockers-nofp Tokio fixture (root, fixture built). Each row gives frames/s of CPU time (time.process_time) for a cold
 unwinder (first pass: ELF sections read, CFI indexed, rows computed) and a warm one
 (medians of --rounds passes), and the ratio against a reference run in the same
 invocation: the frame-pointer walk over the same captures. Goal: >= 50,000 frames/s warm.
@@ -38,10 +40,11 @@ def _rate(uw: Unwinder, caps: list[StackCapture], mode: str) -> tuple[float, int
     return frames / dt if dt > 0 else float("inf"), frames
 
 
-def _measure(name: str, make, caps: list[StackCapture], rounds: int) -> dict:
+def _measure(name: str, make, caps: list[StackCapture], rounds: int,
+             mode: str = "cfi") -> dict:
     uw = make()
-    cold, frames = _rate(uw, caps, "cfi")
-    warm = statistics.median(_rate(uw, caps, "cfi")[0] for _ in range(rounds))
+    cold, frames = _rate(uw, caps, mode)
+    warm = statistics.median(_rate(uw, caps, mode)[0] for _ in range(rounds))
     ref = statistics.median(_rate(uw, caps, "fp")[0] for _ in range(rounds))
     return {"set": name, "samples": len(caps), "frames": frames,
             "per_sample": frames / max(1, len(caps)), "cold": cold, "warm": warm,
@@ -63,31 +66,47 @@ def aarch64_set(rounds: int) -> dict:
 
 
 def x86_set(seconds: float, rounds: int) -> list[dict]:
+    """deep.c built with gcc against glibc (CFI everywhere), and with musl-gcc -static
+    (musl's libc has no CFI: the unwinder's "auto" mode crosses it by stack scans)."""
     if os.geteuid() != 0 or shutil.which("gcc") is None:
         print("x86_64 live set skipped: needs root and gcc", file=sys.stderr)
         return []
+    src = ROOT / "tests" / "data" / "unwind" / "x86_64" / "deep.c"
+    flags = ["-O2", "-fomit-frame-pointer", "-fno-optimize-sibling-calls"]
+    builds = [("x86_64 perf samples, no-FP C + glibc", ["gcc", *flags], ["-lpthread"], "cfi")]
+    if shutil.which("musl-gcc"):
+        builds.append(("x86_64 perf samples, no-FP C + static musl (scans)",
+                       ["musl-gcc", "-static", *flags], [], "auto"))
+    else:
+        print("static musl row skipped: no musl-gcc (musl-tools)", file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hud-bench-") as tmp:
+        for k, (name, cc, libs, mode) in enumerate(builds):
+            exe = Path(tmp) / f"deep_{k}"
+            subprocess.run([*cc, "-o", str(exe), str(src), *libs], check=True)
+            rows.append(_record_and_measure(name, exe, seconds, rounds, mode))
+    return rows
+
+
+def _record_and_measure(name: str, exe: Path, seconds: float, rounds: int,
+                        mode: str) -> dict:
     from hud.collect.perf_sampler import PerfSampler
     from hud.symbolize.normalize import ProcessMaps
-    src = ROOT / "tests" / "data" / "unwind" / "x86_64" / "deep.c"
-    with tempfile.TemporaryDirectory(prefix="hud-bench-") as tmp:
-        exe = Path(tmp) / "deep_nofp"
-        subprocess.run(["gcc", "-O2", "-fomit-frame-pointer", "-fno-optimize-sibling-calls",
-                        "-o", str(exe), str(src), "-lpthread"], check=True)
-        proc = subprocess.Popen([str(exe), "14"])
-        try:
-            time.sleep(0.2)
-            caps = []
-            with PerfSampler(proc.pid, freq=499, stack_bytes=16384) as sampler:
-                sampler.start()
-                end = time.monotonic() + seconds
-                while time.monotonic() < end:
-                    time.sleep(0.05)
-                    caps += [s.stack for s in sampler.read() if isinstance(s, CpuSample)]
-            return [_measure("x86_64 perf samples, no-FP C + glibc",
-                             lambda: Unwinder(ProcessMaps(proc.pid)), caps, rounds)]
-        finally:
-            proc.kill()
-            proc.wait()
+    proc = subprocess.Popen([str(exe), "14"])
+    try:
+        time.sleep(0.2)
+        caps = []
+        with PerfSampler(proc.pid, freq=499, stack_bytes=16384) as sampler:
+            sampler.start()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                time.sleep(0.05)
+                caps += [s.stack for s in sampler.read() if isinstance(s, CpuSample)]
+        # Unwound while the program runs: modules are read through /proc/PID/map_files.
+        return _measure(name, lambda: Unwinder(ProcessMaps(proc.pid)), caps, rounds, mode)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def tokio_set(seconds: float, rounds: int) -> list[dict]:
