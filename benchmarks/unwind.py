@@ -88,20 +88,26 @@ def x86_set(seconds: float, rounds: int) -> list[dict]:
     return rows
 
 
+def _record(pid: int, seconds: float, stack_bytes: int) -> list[StackCapture]:
+    """The stacks of `seconds` of 499 Hz perf samples of `pid`."""
+    from hud.collect.perf_sampler import PerfSampler
+    caps = []
+    with PerfSampler(pid, freq=499, stack_bytes=stack_bytes) as sampler:
+        sampler.start()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.05)
+            caps += [s.stack for s in sampler.read() if isinstance(s, CpuSample)]
+    return caps
+
+
 def _record_and_measure(name: str, exe: Path, seconds: float, rounds: int,
                         mode: str) -> dict:
-    from hud.collect.perf_sampler import PerfSampler
     from hud.symbolize.normalize import ProcessMaps
     proc = subprocess.Popen([str(exe), "14"])
     try:
         time.sleep(0.2)
-        caps = []
-        with PerfSampler(proc.pid, freq=499, stack_bytes=16384) as sampler:
-            sampler.start()
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                time.sleep(0.05)
-                caps += [s.stack for s in sampler.read() if isinstance(s, CpuSample)]
+        caps = _record(proc.pid, seconds, 16384)
         # Unwound while the program runs: modules are read through /proc/PID/map_files.
         return _measure(name, lambda: Unwinder(ProcessMaps(proc.pid)), caps, rounds, mode)
     finally:
@@ -119,18 +125,11 @@ def tokio_set(seconds: float, rounds: int) -> list[dict]:
     except ImportError as e:
         print(f"Tokio set skipped: {e}", file=sys.stderr)
         return []
-    from hud.collect.perf_sampler import PerfSampler
     from hud.symbolize.normalize import ProcessMaps
     try:
         with run_fixture("blockers-nofp", ["cpu:40/60", "sleep", "mutex"]) as fx:
             time.sleep(0.3)
-            caps = []
-            with PerfSampler(fx.pid, freq=499, stack_bytes=32768) as sampler:
-                sampler.start()
-                end = time.monotonic() + seconds
-                while time.monotonic() < end:
-                    time.sleep(0.05)
-                    caps += [s.stack for s in sampler.read() if isinstance(s, CpuSample)]
+            caps = _record(fx.pid, seconds, 32768)
             return [_measure("x86_64 perf samples, Tokio blockers-nofp",
                              lambda: Unwinder(ProcessMaps(fx.pid)), caps, rounds)]
     except FixtureError as e:
