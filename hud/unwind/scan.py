@@ -1,22 +1,27 @@
 """x86_64 stack scanning: the caller of code that has no CFI, found by its call instruction.
 
 musl is built without unwind tables (`-fno-asynchronous-unwind-tables`): in a static musl
-binary (Rust's x86_64-unknown-linux-musl links one by default) a thread blocked in a
-system call sits in libc code no CFI covers, and a CFI-only walk ends at its first frame.
-Such functions keep no frame pointer either. What they do keep is the call contract: the
-return address into their caller is a word on the stack above sp, and the bytes before
-it are a call instruction.
+binary (Rust's x86_64-unknown-linux-musl links one by default) or with a shared libc.musl
+(Alpine), a thread blocked in a system call sits in libc code no CFI covers, and a
+CFI-only walk ends at its first frame. Such functions keep no frame pointer either. What
+they do keep is the call contract: the return address into their caller is a word on
+the stack above sp, and the bytes before it are a call instruction.
 
-A scan takes the first word above sp that is a return address whose `call rel32` goes to
-the function the walk is in, by its symbol, or to a stub that jumps there within its first
-bytes (musl's `__syscall_cp: jmp __syscall_cp_c`, `qsort: mov; lea; jmp __qsort_r`).
+A word above sp is taken as the frame's return address when the call before it is
+confirmed, in this order:
+- by the frame size: decoding the function from its entry (its symbol's start or,
+  without a symbol, the direct call's target) along its branches to the pc gives how
+  far rsp sits below the return address; only the word in exactly that slot is taken,
+  whatever call precedes it (a PLT entry, the GOT, a register). This covers hidden and
+  stripped functions and dynamic linking;
+- failing that (no path decoded), by the call's target: a `call rel32` of the function's
+  symbol, or of a stub that jumps there within its first bytes (musl's
+  `__syscall_cp: jmp __syscall_cp_c`, `qsort: mov; lea; jmp __qsort_r`).
 Stale return addresses of earlier calls sit below sp or in frames that called something
-else, so the call-target check is what keeps them out; it needs the function's symbol,
-so a stripped binary is not scanned, and neither are calls through a PLT entry or the
-GOT (a dynamically linked musl, as on Alpine): their destination is not in the stack
-copy. The callee-saved registers the function's prologue pushed are restored from right
-below the return address (code with CFI above may find its CFA through rbp, which musl
-uses as a general register); the others are taken as unchanged.
+else; both checks keep them out, and a function with neither a symbol nor a decodable
+path is not scanned. The callee-saved registers the function's prologue pushed are
+restored from right below the return address (code with CFI above may find its CFA
+through rbp, which musl uses as a general register); the others are taken as unchanged.
 """
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ from hud.unwind.memory import StackMemory
 
 SCAN_WORDS = 1024          # 8 KiB above sp: musl's deepest frames (getaddrinfo) fit
 _STUB_BYTES = 32           # how far into a call target a tail jump is looked for
-_CALL_BEFORE = 5           # call rel32
+_CALL_LONGEST = 6          # bytes before a return address looked at: call [rip + disp32]
+_MAX_FUNCTION = 8192       # bytes decoded from a function's entry to find its frame size
 _CHUNK = 16                # words read at a time
 _MASK = (1 << 64) - 1
 _ENDBR64 = b"\xf3\x0f\x1e\xfa"
@@ -38,16 +44,25 @@ _ENDBR64 = b"\xf3\x0f\x1e\xfa"
 
 def call_target(code: bytes, ra: int) -> Optional[int]:
     """Where the `call rel32` that returns to `ra` goes, from the `code` bytes that end
-    right before it; None when they are no such call.
-
-    Indirect calls (through a register, memory, the GOT or a PLT entry) are not taken:
-    their destination is not in the stack copy, so nothing would tell a stale return
-    address from a live one.
-    """
+    right before it; None when they are no such call."""
     n = len(code)
     if n >= 5 and code[n - 5] == 0xE8:
         return (ra + int.from_bytes(code[n - 4:], "little", signed=True)) & _MASK
     return None
+
+
+def is_indirect_call(code: bytes) -> bool:
+    """Whether the `code` bytes end with an indirect call: `call [rip + disp32]` (the GOT,
+    as rustc calls another module), `call reg`, `call [reg + disp8]`. Its destination is
+    not in the stack copy: only a frame size can confirm such a return address."""
+    n = len(code)
+    if n >= 6 and code[n - 6] == 0xFF and code[n - 5] == 0x15:
+        return True
+    if n >= 2 and code[n - 2] == 0xFF and 0xD0 <= code[n - 1] <= 0xD7:
+        return True
+    if n >= 3 and code[n - 3] == 0xFF and 0x50 <= code[n - 2] <= 0x57 and code[n - 2] != 0x54:
+        return True
+    return False
 
 
 def jumps_to(code: bytes, at: int, dest: int) -> bool:
@@ -99,6 +114,8 @@ _DWARF_OF = {name: n for n, name in enumerate(X86_64.names[:16])}
 _PROLOGUE_BYTES = 48       # endbr64, six pushes and the moves scheduled between them
 _PROLOGUE_INSNS = 16
 _ENDS = ("call", "ret", "jmp", "hlt", "ud2", "int3", "syscall", "leave", "enter")
+_PATH_ENDS = ("ret", "hlt", "ud2", "int3", "leave", "enter", "pushfq", "popfq")
+_MAX_PATH_INSNS = 2000
 
 
 @lru_cache(maxsize=4096)
@@ -145,7 +162,57 @@ def _pushes_only(code: bytes, at: int, pc: int) -> list[tuple[int, int]]:
     return out
 
 
-def scan_step(pc: int, sp: int, mem: StackMemory, code: Code
+@lru_cache(maxsize=512)    # keys hold up to _MAX_FUNCTION bytes of code: ~4 MiB at most
+def frame_size(code: bytes, at: int, boundary: int) -> Optional[int]:
+    """How far rsp sits below the return address's slot at `boundary`, in the function
+    entered at `at` whose `code` this is: pushes, pops and `sub`/`add rsp, imm` added up
+    along a path of the function's branches from the entry to `boundary` (a compiler
+    keeps rsp the same on every path to a place). None when no path gets there, or rsp
+    is set in a way not followed (from a register, `and`, `leave`): then nothing is
+    claimed. Needs capstone."""
+    md = prologue._disassembler("x86_64")
+    if md is None or not at <= boundary < at + len(code):
+        return None
+    # One linear decode of the whole window: functions are contiguous instructions
+    # (padding included), so branch targets land on these boundaries.
+    insns = {a: (n, mnem, ops) for a, n, mnem, ops in md.disasm_lite(code, at)}
+    work = [(at, 0)]
+    seen: set[int] = set()
+    while work:
+        addr, size = work.pop()
+        while addr not in seen:
+            if addr == boundary:
+                return size
+            seen.add(addr)
+            insn = insns.get(addr)
+            if insn is None or len(seen) > _MAX_PATH_INSNS:
+                break
+            n, mnem, ops = insn
+            if mnem == "push":
+                size += 8
+            elif mnem == "pop":
+                size -= 8
+            elif ops.startswith("rsp") and mnem != "cmp" and mnem != "test":
+                imm = ops[5:]
+                if mnem not in ("sub", "add") or not (imm.startswith("0x") or imm.isdigit()):
+                    return None                        # and/mov/lea rsp: not followed
+                size += int(imm, 0) if mnem == "sub" else -int(imm, 0)
+            elif mnem in _PATH_ENDS:
+                break
+            elif mnem.startswith("j"):
+                dest = int(ops, 0) if ops.startswith("0x") else None
+                if mnem == "jmp":
+                    if dest is None:
+                        break                          # a computed jump or a tail call
+                    addr = dest
+                    continue
+                if dest is not None:
+                    work.append((dest, size))
+            addr += n
+    return None
+
+
+def scan_step(pc: int, sp: int, mem: StackMemory, code: Code, exact: bool = True
               ) -> Optional[tuple[int, int, list[tuple[int, int]]]]:
     """(return address, its slot, saved registers) of the function holding `pc`, found
     above `sp`, or None; (0, 0, []) when that function is an ENTRY_POINTS one (the stack
@@ -153,33 +220,69 @@ def scan_step(pc: int, sp: int, mem: StackMemory, code: Code
     callee-saved registers its prologue pushed, to be restored for the caller: code with
     CFI above may compute its CFA from rbp (a frame with a variable-length array).
 
-    `pc` is the frame's own address (for a caller frame, its return address - 1).
+    `pc` is the frame's own address: exact for the innermost frame, its return address
+    - 1 for a caller (`exact` False). A word is taken when the call before it goes to the
+    function's symbol (or a stub jumping there), or when the function's frame size at
+    `pc` puts the return address in exactly that slot: the function's symbol start or,
+    without one, the direct call's target is its entry. The latter covers hidden and
+    stripped functions and calls through a PLT entry or the GOT.
     """
     function = code.function(pc)
-    if function is None:
-        return None       # no symbol: any call nearby would pass for its caller's
-    start, names = function
+    start, names = function if function is not None else (None, ())
     if not ENTRY_POINTS.isdisjoint(names):
         return 0, 0, []
+    boundary = pc if exact else pc + 1
+    sized = _frame_size_at(code, start, boundary) if start is not None else None
     for first in range(0, SCAN_WORDS, _CHUNK):
         # Read in chunks, not the whole window: the walk's memo compares exactly the
         # bytes a walk read, and the words past the return address are no business of it.
         words = mem.words(sp + 8 * first, _CHUNK)
         for k, ra in enumerate(words):
-            if ra < _CALL_BEFORE or not code.in_code(ra):
+            if ra < _CALL_LONGEST or not code.in_code(ra):
                 continue
-            before = code.read(ra - _CALL_BEFORE, _CALL_BEFORE)
-            target = call_target(before, ra) if before is not None else None
-            if target is None:
-                continue
-            if target != start:
-                stub = code.read(target, _STUB_BYTES)
-                if stub is None or not jumps_to(stub, target, start):
-                    continue
             slot = sp + 8 * (first + k)
-            head = code.read(start, _PROLOGUE_BYTES)
-            saves = prologue_saves(head, start, pc) if head is not None else []
+            entry = _entry_if_caller(code, ra, slot - sp, start, sized, boundary)
+            if entry is None:
+                continue
+            head = code.read(entry, _PROLOGUE_BYTES)
+            saves = prologue_saves(head, entry, pc) if head is not None else ()
             return ra, slot, [(reg, slot - off) for reg, off in saves]
         if len(words) < _CHUNK:
             return None                                # the copy ends
+    return None
+
+
+def _frame_size_at(code: Code, entry: int, boundary: int) -> Optional[int]:
+    if not 0 <= boundary - entry < _MAX_FUNCTION:
+        return None
+    # The paths to `boundary` may run past it (a loop entered at its bottom).
+    body = code.read(entry, _MAX_FUNCTION) or code.read(entry, boundary - entry + 16)
+    return frame_size(body, entry, boundary) if body is not None else None
+
+
+def _entry_if_caller(code: Code, ra: int, depth: int, start: Optional[int],
+                     sized: Optional[int], boundary: int) -> Optional[int]:
+    """The entry of the function holding the frame, if `ra` (found `depth` bytes above
+    sp) is its return address; None if it is not."""
+    before = code.read(ra - _CALL_LONGEST, _CALL_LONGEST)
+    if before is None:
+        return None
+    target = call_target(before, ra)
+    if target is None and not is_indirect_call(before):
+        return None
+    if start is not None:
+        if sized is not None:
+            # The frame size says where the return address is: no other slot, however
+            # good its call looks (a stale one of an earlier call would).
+            return start if sized == depth else None
+        if target == start:
+            return start
+        if target is not None:
+            stub = code.read(target, _STUB_BYTES)
+            if stub is not None and jumps_to(stub, target, start):
+                return start
+        return None
+    # No symbol: the direct call's target is the entry if the frame size agrees.
+    if target is not None and _frame_size_at(code, target, boundary) == depth:
+        return target
     return None

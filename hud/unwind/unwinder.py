@@ -240,7 +240,7 @@ class Unwinder:
                 used |= _USED_FP
                 signal = False
             elif allow_scan and arch.name == "x86_64" and info.arch == arch.name:
-                found = scan_step(key, state.get(sp_reg, 0), mem, self._code)
+                found = scan_step(key, state.get(sp_reg, 0), mem, self._code, exact)
                 if found is None:
                     return ips, NO_CFI, used
                 ra, slot, saves = found

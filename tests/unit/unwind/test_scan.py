@@ -7,7 +7,15 @@ from typing import Optional
 
 from hud.unwind import prologue, scan
 from hud.unwind.memory import StackMemory
-from hud.unwind.scan import Code, call_target, jumps_to, prologue_saves, scan_step
+from hud.unwind.scan import (
+    Code,
+    call_target,
+    frame_size,
+    is_indirect_call,
+    jumps_to,
+    prologue_saves,
+    scan_step,
+)
 
 CODE = 0x400000          # one module's code, [CODE, CODE + len(image))
 OTHER = 0x7F0000000000   # a second module (a shared libc)
@@ -19,10 +27,12 @@ def _call(at: int, target: int) -> bytes:
 
 
 class Image:
-    """Bytes of two modules and their function symbols."""
+    """Bytes of two modules and their function symbols. Code is int3 where a test put
+    nothing: no path runs through it, so no frame size is known there."""
 
     def __init__(self) -> None:
-        self.mem: dict[int, bytearray] = {CODE: bytearray(0x4000), OTHER: bytearray(0x1000)}
+        self.mem: dict[int, bytearray] = {CODE: bytearray(b"\xcc" * 0x4000),
+                                          OTHER: bytearray(b"\xcc" * 0x1000)}
         self.funcs: dict[int, list[tuple[int, int, str]]] = {CODE: [], OTHER: []}
         self.symbols = True
 
@@ -60,12 +70,15 @@ def _stack(*words: int) -> StackMemory:
     return StackMemory(SP, b"".join(struct.pack("<Q", w) for w in words))
 
 
-def test_only_a_direct_call_before_a_return_address_is_taken():
+def test_call_forms_before_a_return_address():
     assert call_target(_call(0x1000, 0x2000), 0x1005) == 0x2000
     assert call_target(b"\x90" + _call(0x1000, 0x800), 0x1005) == 0x800
-    # Through the GOT, a register or a PLT-less memory operand: destination unknown.
-    assert call_target(b"\xff\x15\x10\x20\x00\x00"[1:], 0x1006) is None
-    assert call_target(b"\x90\x90\x90\xff\xd0", 0x1005) is None
+    # Through the GOT or a register: no destination, but a call all the same.
+    assert call_target(b"\xff\x15\x10\x20\x00\x00", 0x1006) is None
+    assert is_indirect_call(b"\xff\x15\x10\x20\x00\x00")
+    assert is_indirect_call(b"\x90\x90\x90\xff\xd0")          # call rax
+    assert is_indirect_call(b"\x90\x90\xff\x55\x08")          # call [rbp + 8]
+    assert not is_indirect_call(b"\x00\x00\x00\x00\x00")
     assert call_target(b"\x00\x00\x00\x00\x00", 0x1005) is None
 
 
@@ -108,20 +121,45 @@ def test_the_first_call_into_the_current_function_is_taken_stale_ones_are_not():
     assert scan_step(into_outer_via_stub - 1, SP + 32, mem, code)[:2] == (into_caller, SP + 40)
 
 
-def test_without_a_symbol_for_the_function_nothing_is_scanned():
+def test_without_a_symbol_a_direct_call_is_taken_only_when_the_frame_size_agrees():
     im = _musl_like()
-    near = CODE + 0x1085                   # a real call of leaf
-    assert scan_step(CODE + 0x1310, SP, _stack(near), im.code())[:2] == (near, SP)
     im.symbols = False
-    assert scan_step(CODE + 0x1310, SP, _stack(near), im.code()) is None
+    # leaf (CODE+0x1300): push rbx; sub rsp, 0x10; nop...: 24 bytes below its RA slot.
+    im.put(CODE + 0x1300, bytes.fromhex("53" "4883ec10") + b"\x90" * 0x20)
+    near = CODE + 0x1085                   # a real call of leaf (CODE+0x1080)
+    other = CODE + 0x155                   # a call of outer: another function's frame
+    mem = _stack(other, near, 0, near, 0)   # the first `near` is at the wrong depth
+    assert scan_step(CODE + 0x1310, SP, mem, im.code()) == (near, SP + 24, [(RBX, SP + 16)])
+    # At the first nop: only the push and the sub ran, the same 24 bytes.
+    assert scan_step(CODE + 0x1305, SP, mem, im.code())[:2] == (near, SP + 24)
+    # Where no path reaches the pc (int3 on the way), nothing is claimed.
+    im.put(CODE + 0x1308, b"\xcc")
+    assert scan_step(CODE + 0x1310, SP, mem, im.code()) is None
 
 
-def test_a_call_through_a_plt_entry_is_not_taken():
+def test_a_known_frame_size_picks_the_slot_even_through_a_plt_entry():
     im = _musl_like()
-    im.func(OTHER + 0x100, OTHER + 0x200)                # libc's function
+    im.func(OTHER + 0x100, OTHER + 0x200)                # libc's function: a leaf
+    im.put(OTHER + 0x100, b"\x90" * 0x40)
     im.put(CODE + 0x1400, b"\xff\x25\x00\x10\x00\x00")   # PLT entry: jmp [rip + x]
     im.put(CODE + 0x160, _call(CODE + 0x160, CODE + 0x1400))
-    assert scan_step(OTHER + 0x120, SP, _stack(CODE + 0x165), im.code()) is None
+    im.put(OTHER + 0x300, _call(OTHER + 0x300, OTHER + 0x100))  # a direct call, stale
+    via_plt, stale = CODE + 0x165, OTHER + 0x305
+    assert scan_step(OTHER + 0x120, SP, _stack(via_plt, stale), im.code())[:2] == (via_plt, SP)
+    # The frame size puts the return address at sp: a good call in another slot is stale.
+    assert scan_step(OTHER + 0x120, SP, _stack(0, stale), im.code()) is None
+
+
+def test_frame_sizes_follow_branches_and_give_up_on_what_they_cannot_follow():
+    at = 0x1000
+    # push rbp; push rbx; sub rsp, 0x28; jmp L; T: int3; int3; L: call rax; nop; jmp T
+    code = bytes.fromhex("55" "53" "4883ec28" "eb02" "cccc" "ffd0" "90" "ebf9")
+    assert frame_size(code, at, at + 0x0C) == 0x38          # past the call, jumped to
+    assert frame_size(code, at, at + 0x08) == 0x38          # reached by the jump back
+    assert frame_size(code, at, at + 0x03) is None          # inside an instruction
+    assert frame_size(code, at, at + 0x01) == 8             # after push rbp
+    assert frame_size(bytes.fromhex("55" "4883e4f0" "90"), at, at + 5) is None   # and rsp
+    assert frame_size(bytes.fromhex("55" "c9" "90"), at, at + 2) is None         # leave
 
 
 def test_the_scan_ends_at_the_end_of_the_copy_or_its_window():
