@@ -2,8 +2,12 @@
 stacks: which words are taken as return addresses and which are left as stale."""
 from __future__ import annotations
 
+import os
 import struct
 from typing import Optional
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hud.unwind import prologue, scan
 from hud.unwind.memory import StackMemory
@@ -212,3 +216,24 @@ def test_musl_entry_points_end_the_stack_without_a_scan():
     im.func(CODE + 0x2100, CODE + 0x2200, "start")
     for pc in (CODE + 0x2010, CODE + 0x2110):
         assert scan_step(pc, SP, _stack(CODE + 0x155), im.code()) == (0, 0, [])
+
+
+@settings(max_examples=int(os.environ.get("HUD_FUZZ_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(code=st.binary(min_size=64, max_size=512), words=st.lists(
+    st.one_of(st.integers(0, (1 << 64) - 1), st.integers(CODE, CODE + 0x3FFF)), max_size=40),
+    pc=st.integers(0, 0x1FF), exact=st.booleans(), symbols=st.booleans())
+def test_hostile_code_and_stacks_give_a_slot_in_the_copy_or_nothing(code, words, pc, exact,
+                                                                    symbols):
+    """Bytes from the target are hostile: any code and any stack give None, the end of
+    the stack, or a return address read from a slot inside the copy, never an error."""
+    im = Image()
+    im.symbols = symbols
+    im.func(CODE + 0x1000, CODE + 0x1000 + len(code))
+    im.put(CODE + 0x1000, code)
+    mem = _stack(*words)
+    got = scan_step(CODE + 0x1000 + pc % len(code), SP, mem, im.code(), exact)
+    if got is not None and got != (0, 0, []):
+        ra, slot, saves = got
+        assert SP <= slot < SP + 8 * len(words) and mem.u64(slot) == ra
+        assert all(addr < slot for _reg, addr in saves)   # below the return address
