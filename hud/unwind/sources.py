@@ -114,40 +114,38 @@ class ModuleInfo:
 
     def code(self, vaddr: int, size: int) -> Optional[bytes]:
         """`size` bytes of the module's file image at link-time `vaddr` (None where it has
-        none), page by page from the file; for stack scans, which look at a few call
-        sites only."""
-        out = b""
-        while size > 0:
-            page = vaddr - vaddr % _PAGE
-            data = self._page(page)
-            if data is None:
-                return None
-            chunk = data[vaddr - page:vaddr - page + size]
-            if not chunk:
-                return None
-            out += chunk
-            vaddr += len(chunk)
-            size -= len(chunk)
-        return out
+        none), from pages kept for stack scans, which look at a few call sites and
+        function bodies only; the pages not kept yet are read with one open."""
+        first = vaddr - vaddr % _PAGE
+        pages = range(first, vaddr + size, _PAGE)
+        missing = [p for p in pages if p not in self._pages]
+        if missing:
+            self._load(missing)
+        parts = [self._pages.get(p) for p in pages]
+        # Every page there, and whole but for the last (where the file may end).
+        if any(d is None for d in parts) or any(len(d) < _PAGE for d in parts[:-1]):
+            return None
+        data = b"".join(parts)[vaddr - first:vaddr - first + size]
+        return data if len(data) == size else None
 
-    def _page(self, page: int) -> Optional[bytes]:
-        if page in self._pages:
-            return self._pages[page]
-        if len(self._pages) >= _PAGES_KEPT:
+    def _load(self, pages: list[int]) -> None:
+        while len(self._pages) + len(pages) > _PAGES_KEPT and self._pages:
             self._pages.pop(next(iter(self._pages)))
-        data = None
         elf = self._open()
-        if elf is not None:
-            try:
-                off = elf.vaddr_to_offset(page)
-                if off is not None:
-                    data = elf.read(off, min(_PAGE, elf.size - off))
-            except HudError:
+        try:
+            for page in pages:
                 data = None
-            finally:
+                if elf is not None:
+                    try:
+                        off = elf.vaddr_to_offset(page)
+                        if off is not None:
+                            data = elf.read(off, min(_PAGE, elf.size - off))
+                    except HudError:
+                        data = None
+                self._pages[page] = data
+        finally:
+            if elf is not None:
                 elf.close()
-        self._pages[page] = data
-        return data
 
     def function_span(self, vaddr: int) -> Optional[tuple[int, tuple[str, ...]]]:
         """(link-time start, names) of the function symbol holding `vaddr` (the separate
