@@ -25,7 +25,7 @@ through rbp, which musl uses as a general register); the others are taken as unc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -38,6 +38,7 @@ _STUB_BYTES = 32           # how far into a call target a tail jump is looked fo
 _CALL_LONGEST = 6          # bytes before a return address looked at: call [rip + disp32]
 _MAX_FUNCTION = 8192       # bytes decoded from a function's entry to find its frame size
 _CHUNK = 16                # words read at a time
+_SIZES_KEPT = 8192         # frame sizes remembered per unwinder
 _MASK = (1 << 64) - 1
 _ENDBR64 = b"\xf3\x0f\x1e\xfa"
 
@@ -106,6 +107,9 @@ class Code:
     in_code: Callable[[int], bool]
     read: Callable[[int, int], Optional[bytes]]
     function: Callable[[int], Optional[tuple[int, tuple[str, ...]]]]
+    # (entry, boundary) -> frame_size: the same call sites come back walk after walk.
+    # Runtime addresses: its owner clears it when the process's maps change.
+    sizes: dict = field(default_factory=dict, compare=False)
 
 
 # x86 register numbers (opcode order, REX.B adds 8) to DWARF's (psABI 3.6.2).
@@ -162,7 +166,6 @@ def _pushes_only(code: bytes, at: int, pc: int) -> list[tuple[int, int]]:
     return out
 
 
-@lru_cache(maxsize=512)    # keys hold up to _MAX_FUNCTION bytes of code: ~4 MiB at most
 def frame_size(code: bytes, at: int, boundary: int) -> Optional[int]:
     """How far rsp sits below the return address's slot at `boundary`, in the function
     entered at `at` whose `code` this is: pushes, pops and `sub`/`add rsp, imm` added up
@@ -255,9 +258,16 @@ def scan_step(pc: int, sp: int, mem: StackMemory, code: Code, exact: bool = True
 def _frame_size_at(code: Code, entry: int, boundary: int) -> Optional[int]:
     if not 0 <= boundary - entry < _MAX_FUNCTION:
         return None
+    key = (entry, boundary)
+    if key in code.sizes:
+        return code.sizes[key]
     # The paths to `boundary` may run past it (a loop entered at its bottom).
     body = code.read(entry, _MAX_FUNCTION) or code.read(entry, boundary - entry + 16)
-    return frame_size(body, entry, boundary) if body is not None else None
+    size = frame_size(body, entry, boundary) if body is not None else None
+    if len(code.sizes) >= _SIZES_KEPT:
+        code.sizes.clear()
+    code.sizes[key] = size
+    return size
 
 
 def _entry_if_caller(code: Code, ra: int, depth: int, start: Optional[int],

@@ -142,6 +142,7 @@ class Unwinder:
         self._infos.clear()
         self._pc.clear()
         self._memo.clear()
+        self._code.sizes.clear()
 
     def strategies(self) -> list[ModuleStrategy]:
         """The FP/CFI strategy of every module seen so far (scans their prologues)."""
