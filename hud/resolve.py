@@ -10,6 +10,7 @@ from hud.linux import procfs
 from hud.model import CLASS_KERNEL, Frame, Stack, StackCapture
 from hud.symbolize import Symbolizer
 from hud.symbolize.kallsyms import NO_SYMBOL, SharedKernelSymbols, shared_kernel_symbols
+from hud.symbolize.symtab import SymbolTable
 from hud.unwind.snapshot import blocked_capture, unwind_blocked
 from hud.unwind.unwinder import Unwinder, UnwindResult
 
@@ -34,7 +35,8 @@ class StackResolver:
         self.process = self.symbolizer.for_process(pid)
         # CFI of code whose .eh_frame was stripped may live in the separate debug file
         # the symbolizer already found (.debug_frame): share it with the unwinder.
-        self.unwinder = Unwinder(self.process.maps, debug_file_for=self._debug_file_for)
+        self.unwinder = Unwinder(self.process.maps, debug_file_for=self._debug_file_for,
+                                 symbols_for=self._symbols_for)
         self.kernel_frames = kernel_frames
         self._by_ips: dict = {}     # one Stack object per distinct walk: classified once
         self.counts = {"resolved": 0, "incomplete": 0}
@@ -112,6 +114,10 @@ class StackResolver:
         obj, _ = self.process._object(module)
         debug = getattr(obj, "debug", None)
         return getattr(debug, "name", None) if debug is not None else None
+
+    def _symbols_for(self, module: object) -> Optional[SymbolTable]:
+        obj, _ = self.process._object(module)
+        return obj.symtab if obj is not None else None
 
     def blocked_stack(self, pid: int, tid: int) -> Optional[tuple[Stack, bool]]:
         """(frames, complete) of a thread blocked in a syscall, read at attach time

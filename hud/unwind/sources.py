@@ -61,7 +61,8 @@ class ModuleInfo:
     """What the unwinder knows about one module: its bias, arch, CFI and strategy."""
 
     def __init__(self, module: Module, opener: Callable[[], Optional[ElfFile]],
-                 debug_path: Optional[str] = None) -> None:
+                 debug_path: Optional[str] = None,
+                 symbols: Optional[Callable[[], Optional[SymbolTable]]] = None) -> None:
         self.module = module
         self.bias = module.bias
         self._opener = opener
@@ -69,6 +70,7 @@ class ModuleInfo:
         self._debug_path = debug_path
         self._pages: dict[int, Optional[bytes]] = {}
         self._symbols: Optional[SymbolTable] = None
+        self._symbols_from = symbols     # a table someone already read (the symbolizer's)
         self.arch = ""
         self.reason = ""
         self.table = CfiTable()
@@ -149,7 +151,13 @@ class ModuleInfo:
 
     def function_span(self, vaddr: int) -> Optional[tuple[int, tuple[str, ...]]]:
         """(link-time start, names) of the function symbol holding `vaddr` (the separate
-        debug file's .symtab first), read on the first stack scan in this module."""
+        debug file's .symtab first): the table given at construction, or read on the
+        first stack scan in this module."""
+        if self._symbols is None and self._symbols_from is not None:
+            try:
+                self._symbols = self._symbols_from()
+            except HudError:
+                self._symbols = None
         if self._symbols is None:
             elves: list = []
             try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from hud.model import StackCapture
+from hud.symbolize.symtab import SymbolTable
 from hud.unwind.arch import ARCHES, Arch
 from hud.unwind.dwarf import cfi_step, value
 from hud.unwind.fp import END, MAX_DEPTH, NO_PROGRESS, fp_step, fp_walk
@@ -62,10 +63,14 @@ class Unwinder:
     with `find(addr) -> Module` and, for the vdso, `read_vdso(module) -> bytes`)."""
 
     def __init__(self, maps: Any, debug_file_for: Optional[Callable[[Any], Optional[str]]] = None,
-                 use_fp: bool = True) -> None:
+                 use_fp: bool = True,
+                 symbols_for: Optional[Callable[[Any], Optional[SymbolTable]]] = None) -> None:
+        # symbols_for(module): its function symbols when the caller has them read already
+        # (stack scans need them); otherwise a module's are read on its first scan.
         self.maps = maps
         self.use_fp = use_fp
         self._debug_file_for = debug_file_for
+        self._symbols_for = symbols_for
         self._infos: dict[tuple, Optional[ModuleInfo]] = {}
         self._pc: dict[int, tuple] = {}
         self._memo: dict = {}
@@ -98,7 +103,11 @@ class Unwinder:
                 debug = self._debug_file_for(module)
             except Exception:
                 debug = None
-        info = ModuleInfo(module, opener_for(module, self.maps), debug)
+        symbols = None
+        if self._symbols_for is not None:
+            def symbols() -> Optional[SymbolTable]:
+                return self._symbols_for(module)
+        info = ModuleInfo(module, opener_for(module, self.maps), debug, symbols)
         self._infos[key] = info
         return info
 

@@ -237,3 +237,23 @@ def test_hostile_code_and_stacks_give_a_slot_in_the_copy_or_nothing(code, words,
         ra, slot, saves = got
         assert SP <= slot < SP + 8 * len(words) and mem.u64(slot) == ra
         assert all(addr < slot for _reg, addr in saves)   # below the return address
+
+
+def test_a_module_scans_with_the_symbol_table_it_is_given():
+    """The resolver hands the unwinder the symbolizer's table: a module's symbols are
+    not read a second time for its stack scans."""
+    import sys
+
+    from hud.symbolize.elf import ElfFile
+    from hud.symbolize.normalize import KIND_ELF, Module
+    from hud.symbolize.symtab import SymbolTable
+    from hud.unwind.sources import ModuleInfo
+    with ElfFile.open(sys.executable) as elf:
+        table = SymbolTable([elf])
+    assert len(table) > 0
+    start = table._starts[len(table) // 2]
+    mod = Module(sys.executable, "", 0, 1 << 47, 0, None, KIND_ELF)
+    given = ModuleInfo(mod, lambda: None, symbols=lambda: table)
+    assert given.function_span(start)[0] == start
+    # The same module with nothing given and no file to read has no symbols.
+    assert ModuleInfo(mod, lambda: None).function_span(start) is None
