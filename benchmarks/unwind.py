@@ -2,13 +2,13 @@
 
     .venv/bin/python benchmarks/unwind.py [--seconds 2] [--rounds 5]
 
-Four sample sets: the committed aarch64 qemu snapshots (anywhere, no root), x86_64
-perf samples recorded live from tests/data/unwind/x86_64/deep.c built without frame
-pointers against glibc (root + gcc) and statically against musl, whose libc has no CFI
-(musl-gcc; unwound in "auto" mode, which scans the stack there), and from the
-blockers-nofp Tokio fixture (root, fixture built). Each row gives frames/s of CPU time (time.process_time) for a cold
-unwinder (first pass: ELF sections read, CFI indexed, rows computed) and a warm one
-(medians of --rounds passes), and the ratio against a reference run in the same
+Four sample sets: the committed aarch64 qemu snapshots (anywhere, no root), x86_64 perf
+samples recorded live from tests/data/unwind/x86_64/deep.c built without frame pointers
+against glibc (root + gcc) and statically against musl, whose libc has no CFI (musl-gcc;
+unwound in "auto" mode, which scans the stack there), and from the blockers-nofp Tokio
+fixture (root, fixture built). Each row gives frames/s of CPU time (time.process_time)
+for a cold unwinder (first pass: ELF sections read, CFI indexed, rows computed) and a
+warm one (medians of --rounds passes), and the ratio against a reference run in the same
 invocation: the frame-pointer walk over the same captures. Goal: >= 50,000 frames/s warm.
 """
 from __future__ import annotations

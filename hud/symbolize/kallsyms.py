@@ -62,11 +62,11 @@ class KernelSymbols:
         (hud.symbolize.kallsyms_core); the modules' and BPF programs' lines after them,
         or all lines when they do not have that shape (a vmlinux line among the modules',
         a module inside vmlinux's span, or `in_place` False), are parsed one by one:
-        both ways answer alike, which a differential test holds them to. Malformed lines are skipped, never fatal. Measured on a 6.18
-        x86_64 kernel (122k lines, 5.4 MB) with CPython 3.11 on an idle 2-CPU VM: 0.04-0.05
-        s in place (13 MB kept, the lines), 0.12-0.2 s parsing each line (11.4 MB kept,
-        mostly the name strings), 29 MB at the peak either way; reading the file adds
-        0.06-0.09 s.
+        both ways answer alike, which a differential test holds them to. Malformed lines
+        are skipped, never fatal. Measured on a 6.18 x86_64 kernel (122k lines, 5.4 MB)
+        with CPython 3.11 on an idle 2-CPU VM: 0.04-0.05 s in place (13 MB kept, the
+        lines), 0.12-0.2 s parsing each line (11.4 MB kept, mostly the name strings),
+        29 MB at the peak either way; reading the file adds 0.06-0.09 s.
         """
         if in_place:
             cut = text.find("\t[")

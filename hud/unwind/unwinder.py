@@ -1,10 +1,11 @@
 """The public unwinder: captured regs + stack copy -> instruction pointers, innermost first.
 
 CFI first, frame by frame across modules; where a module has no CFI for a pc but keeps
-frame pointers (decided by its prologue scan), one frame-pointer step; on x86_64 code with
-neither (musl's libc), a stack scan for the return address into its caller
-(hud.unwind.scan); where the walk still stops early, the kernel's own FP chain (StackCapture.fp_ips) is appended from the last
-frame both agree on, as far as it runs through modules that keep frame pointers.
+frame pointers (decided by its prologue scan), one frame-pointer step; on x86_64 code
+with neither (musl's libc), a stack scan for the return address into its caller
+(hud.unwind.scan); where the walk still stops early, the kernel's own FP chain
+(StackCapture.fp_ips) is appended from the last frame both agree on, as far as it runs
+through modules that keep frame pointers.
 """
 from __future__ import annotations
 
