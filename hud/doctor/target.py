@@ -414,7 +414,7 @@ _DEBUG_HINT = ("pass --debug-file FILE (or --debug-dir), install the debug packa
 # -- unwinding -----------------------------------------------------------------------------
 
 _HOW = {"cfi": "CFI", "fp": "frame pointers", "both": "CFI + frame pointers",
-        "none": "nothing: stacks stop here"}
+        "none": "nothing: stack scans only (x86_64), else stacks stop here"}
 
 
 _SYSTEM_DIRS = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/")
@@ -490,8 +490,10 @@ def check_unwind(info: TargetInfo) -> Check:
     summary = f"{os.path.basename(m.file_path)}: {_strategy_text(s, eh)}"
     if none:
         return Check("unwind", WARN, f"{summary}; no CFI and no frame pointers in "
-                     f"{', '.join(none)}", "stacks stop in those modules; rebuild them "
-                     "with -C force-frame-pointers=yes or keep .eh_frame", TARGET,
+                     f"{', '.join(none)}", "stacks stop in those modules, or on x86_64 cross them "
+                     "by stack scans where a symbol or frame size confirms each caller; "
+                     "rebuild them with -C force-frame-pointers=yes or keep .eh_frame",
+                     TARGET,
                      details=details, data=data)
     return Check("unwind", OK, summary, scope=TARGET, details=details, data=data)
 
