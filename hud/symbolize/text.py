@@ -14,9 +14,8 @@ def format_frames(frames: tuple, address: Optional[int] = None, basenames: bool 
         lines += ["??", "??:0"]
         return "\n".join(lines)
     for f in frames:
-        lines.append(f.function or "??")
         file = f.file or "??"
         if basenames and f.file:
             file = file.rsplit("/", 1)[-1]
-        lines.append(f"{file}:{f.line if f.line else '?'}")
+        lines.append(f"{f.function or '??'}\n{file}:{f.line or '?'}")
     return "\n".join(lines)
