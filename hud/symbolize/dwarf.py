@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Callable, Optional
 
 from hud.symbolize import dwarf_lines
-from hud.symbolize.dwarf_forms import DwarfError
+from hud.symbolize.dwarf_forms import DwarfError, initial_length
 from hud.symbolize.dwarf_lines import LineTable
 from hud.symbolize.dwarf_names import NameResolver
 from hud.symbolize.dwarf_scopes import UnitScopes, scan
@@ -209,6 +209,11 @@ class DwarfInfo:
         self.units.load(unit)
         state = (None, None)
         if not unit.error:
+            try:
+                self.units.ensure(unit)
+            except DwarfError as e:
+                unit.error = f"unreadable unit at {unit.offset:#x}: {e}"
+        if not unit.error:
             state = (self._line_table(unit), self._unit_scopes(unit))
         self._state[unit.index] = state
         return state
@@ -219,6 +224,7 @@ class DwarfInfo:
         table = None
         if unit.stmt_list >= 0:
             try:
+                self._ensure_program(unit.stmt_list)
                 table = dwarf_lines.decode(
                     self.sections.get(".debug_line"), unit.stmt_list, unit.addr_size,
                     unit.comp_dir, lambda form, val: self.units.string(unit, form, val))
@@ -226,6 +232,13 @@ class DwarfInfo:
                 self._errors[unit.index] = f"bad line table: {e}"
         self._lines[unit.index] = table
         return table
+
+    def _ensure_program(self, offset: int) -> None:
+        """Make the line program at `offset` of .debug_line readable (when lazy)."""
+        if self.sections.is_lazy(".debug_line"):
+            length, after, _size = initial_length(
+                self.sections.peek(".debug_line", offset, offset + 12), 0)
+            self.sections.ensure(".debug_line", offset, offset + after + length)
 
     def _unit_scopes(self, unit: Unit) -> Optional[UnitScopes]:
         if unit.index in self._scopes:

@@ -83,6 +83,8 @@ class NameResolver:
             raise DwarfError(f"DIE offset {off:#x} is in no unit")
         if not unit.loaded:
             table.load(unit)
+        if not unit.resident:
+            table.ensure(unit)
         data = table.info
         code = data[off]
         if code < 0x80:

@@ -36,6 +36,7 @@ from hud.symbolize.dwarf_forms import (
     str_at,
     uleb,
 )
+from hud.symbolize.lazysection import CHUNK, LazySection
 
 # DWARF 5 unit types.
 UT_COMPILE = 1
@@ -52,12 +53,17 @@ SECTIONS = (".debug_info", ".debug_abbrev", ".debug_str", ".debug_line_str", ".d
 _MAX_RANGE_ENTRIES = 1 << 20
 
 
+# The longest unit header: 64-bit initial length, version, type, sizes, abbrev offset,
+# a split/type unit's id and type offset.
+_MAX_HEADER = 12 + 2 + 2 + 8 + 8 + 8
+
+
 class Unit:
     """One unit of .debug_info: header fields, then root-DIE attributes once `load`ed."""
 
     __slots__ = ("abbrev_offset", "abbrevs", "addr_base", "addr_size", "base_address",
                  "comp_dir", "die_offset", "end", "error", "index", "loaded", "low_pc",
-                 "name", "offset", "offset_size", "ranges_attr", "rnglists_base",
+                 "name", "offset", "offset_size", "ranges_attr", "resident", "rnglists_base",
                  "root_end", "stmt_list", "str_offsets_base", "unit_type", "version")
 
     def __init__(self, index: int, offset: int, end: int, version: int, unit_type: int,
@@ -75,6 +81,7 @@ class Unit:
         self.abbrevs: dict[int, Abbrev] = {}
         self.root_end = die_offset   # where the root DIE's attributes end, once loaded
         self.loaded = False
+        self.resident = False   # all its bytes readable (see UnitTable.ensure)
         self.error = ""
         self.name = ""
         self.comp_dir = ""
@@ -88,21 +95,72 @@ class Unit:
 
 
 class DwarfSections:
-    """The debug sections of one file, read (and decompressed) on first use."""
+    """The debug sections of one file, read (and decompressed) on first use.
 
-    def __init__(self, loader: Callable[[str], Optional[bytes]]) -> None:
+    With `lazy`, a section it gives a LazySection for (a big, uncompressed one) is read
+    piece by piece: its readers `ensure` a range before reading it (units, line
+    programs, strings); `get` gives the buffer all the same."""
+
+    def __init__(self, loader: Callable[[str], Optional[bytes]],
+                 lazy: Optional[Callable[[str], Optional[LazySection]]] = None) -> None:
         self._loader = loader
-        self._cache: dict[str, bytes] = {}
+        self._lazy_loader = lazy
+        self._cache: dict[str, object] = {}
+        self._lazy: dict[str, LazySection] = {}
 
     def get(self, name: str) -> bytes:
         data = self._cache.get(name)
         if data is None:
-            data = self._loader(name) or b""
+            got = self._lazy_loader(name) if self._lazy_loader is not None else None
+            if got is not None:
+                self._lazy[name] = got
+                data = got.data
+            else:
+                data = self._loader(name) or b""
             self._cache[name] = data
-        return data
+        return data   # type: ignore[return-value]   # bytes, or a LazySection's mmap
+
+    def ensure(self, name: str, start: int, end: int) -> None:
+        """Make [start, end) of section `name` readable (nothing to do unless lazy)."""
+        lazy = self._lazy.get(name)
+        if lazy is not None:
+            lazy.ensure(start, end)
+
+    def peek(self, name: str, start: int, end: int) -> bytes:
+        """[start, end) of section `name` without making it resident (see LazySection)."""
+        lazy = self._lazy.get(name)
+        if lazy is not None:
+            return lazy.peek(start, end)
+        return self.get(name)[start:end]
+
+    def is_lazy(self, name: str) -> bool:
+        self.get(name)
+        return name in self._lazy
+
+    def string(self, name: str, offset: int) -> str:
+        """The NUL-terminated string at `offset` of string section `name`."""
+        data = self._cache.get(name)
+        if data is None:
+            data = self.get(name)
+        lazy = self._lazy.get(name)
+        if lazy is None:
+            return str_at(data, offset)
+        if not 0 <= offset < len(lazy):
+            raise DwarfError(f"string offset {offset:#x} out of range")
+        end = lazy.cstring_end(offset)
+        if end < 0:
+            raise DwarfError("unterminated string")
+        return lazy.data[offset:end].decode("utf-8", "replace")
 
     def size(self) -> int:
-        return sum(len(d) for d in self._cache.values())
+        """Bytes held: whole sections, and what was read of lazy ones."""
+        return sum(self._lazy[n].resident if n in self._lazy else len(d)
+                   for n, d in self._cache.items())
+
+    def close(self) -> None:
+        """Release lazy sections' mappings (idempotent)."""
+        for lazy in self._lazy.values():
+            lazy.close()
 
 
 class UnitTable:
@@ -114,6 +172,7 @@ class UnitTable:
                  role_required: frozenset = frozenset()) -> None:
         self.sec = sections
         self.info = sections.get(".debug_info")
+        self.lazy = sections.is_lazy(".debug_info")
         self.units: list[Unit] = self._parse_headers()
         self._unit_offsets = [u.offset for u in self.units]
         self._abbrev_cache: dict[tuple, dict[int, Abbrev]] = {}
@@ -134,26 +193,33 @@ class UnitTable:
 
     def _parse_headers(self) -> list[Unit]:
         data = self.info
-        units = []
-        pos = 0
+        units: list[Unit] = []
+        start = 0
         n = len(data)
-        while pos + 11 <= n:
-            start = pos
+        lazy = self.lazy
+        while start + 11 <= n:
+            # Positions in `hdr` are relative to `base`: a lazy section is not read for
+            # its headers, each is fetched on its own (a few dozen bytes a unit).
+            if lazy:
+                hdr, base = self.sec.peek(".debug_info", start, start + _MAX_HEADER), start
+            else:
+                hdr, base = data, 0
+            pos = start - base
             try:
-                length, pos, offset_size = initial_length(data, pos)
+                length, pos, offset_size = initial_length(hdr, pos)
             except DwarfError:
                 break
-            end = pos + length
+            end = base + pos + length
             if length < 7 or end > n:
                 break  # a corrupt length: units after it cannot be found reliably
-            version = struct.unpack_from("<H", data, pos)[0]
-            pos += 2
             try:
+                version = struct.unpack_from("<H", hdr, pos)[0]
+                pos += 2
                 if version >= 5:
-                    unit_type = data[pos]
-                    addr_size = data[pos + 1]
+                    unit_type = hdr[pos]
+                    addr_size = hdr[pos + 1]
                     pos += 2
-                    abbrev_offset = int.from_bytes(data[pos:pos + offset_size], "little")
+                    abbrev_offset = int.from_bytes(hdr[pos:pos + offset_size], "little")
                     pos += offset_size
                     if unit_type in (UT_SKELETON, UT_SPLIT_COMPILE):
                         pos += 8
@@ -161,20 +227,29 @@ class UnitTable:
                         pos += 8 + offset_size
                 elif version >= 2:
                     unit_type = UT_COMPILE
-                    abbrev_offset = int.from_bytes(data[pos:pos + offset_size], "little")
+                    abbrev_offset = int.from_bytes(hdr[pos:pos + offset_size], "little")
                     pos += offset_size
-                    addr_size = data[pos]
+                    addr_size = hdr[pos]
                     pos += 1
                 else:
-                    pos = end
+                    start = end
                     continue
-            except IndexError:
+            except (IndexError, struct.error):
                 break
-            if version <= 5 and addr_size in (4, 8) and pos <= end:
+            die_offset = base + pos
+            if version <= 5 and addr_size in (4, 8) and die_offset <= end:
                 units.append(Unit(len(units), start, end, version, unit_type, addr_size,
-                                  offset_size, abbrev_offset, pos))
-            pos = end
+                                  offset_size, abbrev_offset, die_offset))
+            start = end
         return units
+
+    def ensure(self, unit: Unit) -> None:
+        """Make all of the unit's bytes readable (raises DwarfError if the file cannot
+        give them). Whatever walks a unit's DIEs calls this first."""
+        if not unit.resident:
+            if self.lazy:
+                self.sec.ensure(".debug_info", unit.offset, unit.end)
+            unit.resident = True
 
     def unit_at(self, offset: int) -> Optional[Unit]:
         """The unit whose bytes hold .debug_info `offset`."""
@@ -231,6 +306,11 @@ class UnitTable:
         return unit
 
     def _load_root(self, unit: Unit) -> None:
+        if self.lazy and not unit.resident:
+            # Finding units for addresses outside .debug_aranges reads every root:
+            # a window, not the unit (roots are a few dozen bytes).
+            self.sec.ensure(".debug_info", unit.die_offset,
+                            min(unit.end, unit.die_offset + CHUNK))
         data = self.info
         code, pos = uleb(data, unit.die_offset)
         ab = self._root_abbrev(unit, code)
@@ -275,16 +355,16 @@ class UnitTable:
         if form == FORM_STRING:
             return val.decode("utf-8", "replace") if isinstance(val, bytes) else ""
         if form == FORM_STRP:
-            return str_at(self.sec.get(".debug_str"), val)
+            return self.sec.string(".debug_str", val)
         if form == FORM_LINE_STRP:
-            return str_at(self.sec.get(".debug_line_str"), val)
+            return self.sec.string(".debug_line_str", val)
         if form in STRX_FORMS:
             offs = self.sec.get(".debug_str_offsets")
             at = unit.str_offsets_base + val * unit.offset_size
             if at + unit.offset_size > len(offs):
                 raise DwarfError("string index out of range")
-            return str_at(self.sec.get(".debug_str"),
-                          int.from_bytes(offs[at:at + unit.offset_size], "little"))
+            return self.sec.string(".debug_str",
+                                   int.from_bytes(offs[at:at + unit.offset_size], "little"))
         return ""
 
     def address(self, unit: Unit, form: int, val: object) -> int:

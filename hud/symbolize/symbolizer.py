@@ -16,12 +16,13 @@ from typing import Optional
 
 from hud.errors import BadInput
 from hud.model import PLAIN_FRAME, Frame
+from hud.symbolize import lazysection
 from hud.symbolize.debugfile import find_debug_file
 from hud.symbolize.demangle import demangle, split_top
 from hud.symbolize.diskcache import MAX_ENTRIES, SymbolCache, content_key
 from hud.symbolize.dwarf import DwarfInfo
 from hud.symbolize.dwarf_units import DwarfSections
-from hud.symbolize.elf import ElfFile
+from hud.symbolize.elf import SHT_NOBITS, ElfFile
 from hud.symbolize.normalize import (
     KIND_ANON,
     KIND_ELF,
@@ -75,6 +76,8 @@ class ObjectSymbols:
 
     def close(self) -> None:
         """Release the file descriptors of the object and its debug file."""
+        if self._dwarf is not None:
+            self._dwarf.sections.close()
         self.elf.close()
         if self.debug is not None:
             self.debug.close()
@@ -104,7 +107,8 @@ class ObjectSymbols:
                 self._dwarf_why = "big-endian DWARF is not supported"
             else:
                 try:
-                    self._dwarf = DwarfInfo(DwarfSections(_section_loader(src)), demangle)
+                    self._dwarf = DwarfInfo(DwarfSections(_section_loader(src),
+                                                          _lazy_loader(src)), demangle)
                 except DATA_ERRORS as e:
                     self._dwarf_why = f"unreadable DWARF: {e}"
         return self._dwarf
@@ -319,6 +323,24 @@ def _section_loader(elf: ElfFile):
         got = elf.section(name)
         return got[1] if got is not None else None
     return load
+
+
+# Sections whose readers know how to read a piece at a time (DwarfSections.ensure);
+# compressed ones must be inflated whole.
+_LAZY_SECTIONS = frozenset((".debug_info", ".debug_str", ".debug_line", ".debug_line_str"))
+
+
+def _lazy_loader(elf: ElfFile):
+    def lazy(name: str) -> Optional[lazysection.LazySection]:
+        if name not in _LAZY_SECTIONS:
+            return None
+        sec = elf.section_header(name)
+        if (sec is None or sec.type == SHT_NOBITS or sec.compressed
+                or sec.name.startswith(".zdebug_") or sec.size < lazysection.LAZY_MIN
+                or sec.offset + sec.size > elf.size):
+            return None   # read whole (or refused with its error) by the plain loader
+        return lazysection.LazySection(elf.read, sec.offset, sec.size, f"{elf.name} {name}")
+    return lazy
 
 
 class Symbolizer:

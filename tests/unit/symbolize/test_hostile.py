@@ -12,7 +12,7 @@ from unit.symbolize.oracle import function_symbols
 
 from hud.errors import HudError
 from hud.model import Frame
-from hud.symbolize import ElfFile, Symbolizer
+from hud.symbolize import ElfFile, Symbolizer, lazysection, symbolizer
 from hud.symbolize.demangle import demangle
 from hud.symbolize.dwarf import DwarfInfo
 from hud.symbolize.dwarf_units import DwarfSections
@@ -67,33 +67,42 @@ def _check_frames(result: list, addrs: list) -> None:
             assert f.function is not None or f.reason, f
 
 
-def _symbolize_bytes(tmp_path, data: bytes, addrs: list) -> None:
+def _symbolize_bytes(tmp_path, data: bytes, addrs: list, lazy: bool = False) -> None:
+    """`lazy`: every big-enough section read a piece at a time (lazysection), as big
+    binaries' are: the pieces' readers must be as careful as the whole-section ones."""
     path = tmp_path / "mutant"
     path.write_bytes(data)
-    with Symbolizer() as sym:
-        result = sym.symbolize_file(str(path), addrs)
-        result += sym.symbolize_file(str(path), addrs, return_addresses=True)
+    saved = lazysection.LAZY_MIN
+    lazysection.LAZY_MIN = 0 if lazy else saved
+    try:
+        with Symbolizer() as sym:
+            result = sym.symbolize_file(str(path), addrs)
+            result += sym.symbolize_file(str(path), addrs, return_addresses=True)
+    finally:
+        lazysection.LAZY_MIN = saved
     _check_frames(result, addrs + addrs)
 
 
 @FUZZ
-@given(which=st.sampled_from(["dwarf5", "dwarf4", "zlib"]), cut=st.floats(0, 1))
-def test_truncated_files(corpus, tmp_path, which, cut):
+@given(which=st.sampled_from(["dwarf5", "dwarf4", "zlib"]), cut=st.floats(0, 1),
+       lazy=st.booleans())
+def test_truncated_files(corpus, tmp_path, which, cut, lazy):
     data, addrs = corpus[which]
-    _symbolize_bytes(tmp_path, data[:int(len(data) * cut)], addrs)
+    _symbolize_bytes(tmp_path, data[:int(len(data) * cut)], addrs, lazy)
 
 
 @FUZZ
 @given(which=st.sampled_from(["dwarf5", "dwarf4", "zlib"]),
        edits=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=8)),
-                      min_size=1, max_size=12))
-def test_corrupted_files(corpus, tmp_path, which, edits):
+                      min_size=1, max_size=12),
+       lazy=st.booleans())
+def test_corrupted_files(corpus, tmp_path, which, edits, lazy):
     data, addrs = corpus[which]
     buf = bytearray(data)
     for where, blob in edits:
         at = int(where * (len(buf) - 1))
         buf[at:at + len(blob)] = blob
-    _symbolize_bytes(tmp_path, bytes(buf[:len(data)]), addrs)
+    _symbolize_bytes(tmp_path, bytes(buf[:len(data)]), addrs, lazy)
 
 
 @FUZZ
@@ -103,8 +112,9 @@ def test_corrupted_files(corpus, tmp_path, which, edits):
                                 st.sampled_from([b"\xff", b"\x00", b"\x80" * 9, b"\x7f",
                                                  b"\xff\xff\xff\xff", b"\x01\x00\x00\x00"])
                                 | st.binary(min_size=1, max_size=6)),
-                      min_size=1, max_size=8))
-def test_corrupted_dwarf_sections(corpus, which, section, edits):
+                      min_size=1, max_size=8),
+       lazy=st.booleans())
+def test_corrupted_dwarf_sections(corpus, which, section, edits, lazy):
     """Mutate one DWARF section in place (the ELF stays valid): the DWARF reader either
     raises BadInput while opening or answers every address, reasons included."""
     data, addrs = corpus[which]
@@ -121,10 +131,15 @@ def test_corrupted_dwarf_sections(corpus, which, section, edits):
         def load(name):
             got = elf.section(name)
             return got[1] if got else None
+        saved = lazysection.LAZY_MIN
+        lazysection.LAZY_MIN = 0
         try:
-            info = DwarfInfo(DwarfSections(load))
+            info = DwarfInfo(DwarfSections(load, symbolizer._lazy_loader(elf) if lazy
+                                           else None))
         except HudError:
             return
+        finally:
+            lazysection.LAZY_MIN = saved
         for a in addrs:
             try:
                 locs, why = info.locate(a)
