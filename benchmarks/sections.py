@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/sections.py [--binary PATH] [--rounds 3]
 
-hud reads a debug section bigger than `hud.symbolize.lazysection.LAZY_MIN` (1 MiB) a
-piece at a time: the units, line programs and strings that lookups reach. Each case runs
-twice in new processes: `whole` (LAZY_MIN raised past every section: how hud read
-them before) and `pieces` (LAZY_MIN 0: every section that can be). Cases: one
+hud reads a debug section bigger than `hud.symbolize.lazysection.LAZY_MIN` (8 MiB) a
+piece at a time: the units, line programs, range lists and strings that lookups reach.
+Each case runs twice in new processes: `whole` (LAZY_MIN raised past every section, as
+the fixture's are read) and `pieces` (LAZY_MIN 0: every section that can be, as a big
+binary's are). Cases: one
 address; a profile-like set (every address of a few functions); the benchmark's 20,000
 addresses spread over all functions. Reported: peak RSS, debug-section bytes held at the
 end, CPU of the whole process, and binutils `addr2line` on the same addresses in the

@@ -51,6 +51,8 @@ SECTIONS = (".debug_info", ".debug_abbrev", ".debug_str", ".debug_line_str", ".d
             ".debug_aranges")
 
 _MAX_RANGE_ENTRIES = 1 << 20
+# The longest range list entry: a kind byte and two 64-bit addresses or two LEB128s.
+_MAX_RLE = 1 + 2 * 10
 
 
 # The longest unit header: 64-bit initial length, version, type, sizes, abbrev offset,
@@ -173,6 +175,9 @@ class UnitTable:
         self.sec = sections
         self.info = sections.get(".debug_info")
         self.lazy = sections.is_lazy(".debug_info")
+        # Whether the range list sections are read in pieces, known once first used.
+        self._lazy_ranges: Optional[bool] = None
+        self._lazy_rnglists: Optional[bool] = None
         self.units: list[Unit] = self._parse_headers()
         self._unit_offsets = [u.offset for u in self.units]
         self._abbrev_cache: dict[tuple, dict[int, Abbrev]] = {}
@@ -363,6 +368,7 @@ class UnitTable:
             at = unit.str_offsets_base + val * unit.offset_size
             if at + unit.offset_size > len(offs):
                 raise DwarfError("string index out of range")
+            self.sec.ensure(".debug_str_offsets", at, at + unit.offset_size)
             return self.sec.string(".debug_str",
                                    int.from_bytes(offs[at:at + unit.offset_size], "little"))
         return ""
@@ -374,6 +380,7 @@ class UnitTable:
             at = unit.addr_base + val * unit.addr_size
             if at + unit.addr_size > len(addrs):
                 raise DwarfError("address index out of range")
+            self.sec.ensure(".debug_addr", at, at + unit.addr_size)
             return int.from_bytes(addrs[at:at + unit.addr_size], "little")
         if not isinstance(val, int):
             raise DwarfError("address attribute with a non-address form")
@@ -389,6 +396,7 @@ class UnitTable:
                 at = unit.rnglists_base + val * unit.offset_size
                 if at + unit.offset_size > len(sec):
                     raise DwarfError("range list index out of range")
+                self.sec.ensure(".debug_rnglists", at, at + unit.offset_size)
                 val = unit.rnglists_base + int.from_bytes(sec[at:at + unit.offset_size],
                                                           "little")
             return self._rnglist(unit, sec, val)
@@ -400,9 +408,16 @@ class UnitTable:
         base = unit.base_address
         out = []
         fmt = "<QQ" if size == 8 else "<II"
+        lazy = self._lazy_ranges
+        if lazy is None:
+            lazy = self._lazy_ranges = self.sec.is_lazy(".debug_ranges")
+        ready = -1   # read from the file up to here (a list may run for thousands)
         for _ in range(_MAX_RANGE_ENTRIES):
             if pos < 0 or pos + 2 * size > len(sec):
                 raise DwarfError("range list past the end of .debug_ranges")
+            if lazy and pos + 2 * size > ready:
+                ready = min(len(sec), pos + CHUNK)
+                self.sec.ensure(".debug_ranges", pos, ready)
             lo, hi = struct.unpack_from(fmt, sec, pos)
             pos += 2 * size
             if lo == 0 and hi == 0:
@@ -427,9 +442,17 @@ class UnitTable:
         def addrx(i: int) -> int:
             return self.address(unit, ADDRX_FORMS_ANY, i)
 
+        lazy = self._lazy_rnglists
+        if lazy is None:
+            lazy = self._lazy_rnglists = self.sec.is_lazy(".debug_rnglists")
+        ready = -1
         for _ in range(_MAX_RANGE_ENTRIES):
             if not 0 <= pos < len(sec):
                 raise DwarfError("range list past the end of .debug_rnglists")
+            if lazy and pos + _MAX_RLE > ready:
+                # Entries vary in size; none legitimately exceeds _MAX_RLE bytes.
+                ready = min(len(sec), pos + CHUNK)
+                self.sec.ensure(".debug_rnglists", pos, ready)
             kind = sec[pos]
             pos += 1
             if kind == 0:        # DW_RLE_end_of_list

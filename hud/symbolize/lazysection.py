@@ -19,9 +19,10 @@ from hud.symbolize.dwarf_forms import DwarfError
 # Small enough that reading a unit's root for its attributes costs little, big enough
 # that a unit of a few hundred KB is a handful of preads.
 CHUNK = 1 << 14
-# Sections smaller than this are read whole (a small C program's). Reading in pieces
-# costs nothing measurable even when a batch reaches every unit (benchmarks/sections.py).
-LAZY_MIN = 1 << 20
+# Sections smaller than this are read whole: in pieces, a batch that reaches every unit
+# costs ~4% more instructions (bookkeeping, and indexing an mmap rather than bytes),
+# which only pays for itself where the sections are big enough to matter in memory.
+LAZY_MIN = 8 << 20
 
 
 class LazySection:

@@ -326,8 +326,11 @@ def _section_loader(elf: ElfFile):
 
 
 # Sections whose readers know how to read a piece at a time (DwarfSections.ensure);
-# compressed ones must be inflated whole.
-_LAZY_SECTIONS = frozenset((".debug_info", ".debug_str", ".debug_line", ".debug_line_str"))
+# compressed ones must be inflated whole. .debug_abbrev and .debug_aranges are read
+# whole: small, and the address index needs all of the latter.
+_LAZY_SECTIONS = frozenset((".debug_info", ".debug_str", ".debug_line", ".debug_line_str",
+                            ".debug_ranges", ".debug_rnglists", ".debug_addr",
+                            ".debug_str_offsets"))
 
 
 def _lazy_loader(elf: ElfFile):

@@ -79,8 +79,17 @@ def test_a_file_that_shrank_is_an_error_not_a_crash(blob):
     assert sec.data[:CHUNK] == data[:CHUNK]   # what was read stays
 
 
-def test_symbolizer_reads_a_part_and_answers_the_same(build, monkeypatch):
-    exe = build.rust()
+@pytest.mark.parametrize("variant", ["rust", "rust_dwarf5", "gcc_dwarf5"])
+def test_symbolizer_reads_a_part_and_answers_the_same(build, monkeypatch, variant):
+    """rustc's DWARF 4 (.debug_ranges), its DWARF 5 (strx, addrx, rnglistx: the
+    .debug_str_offsets, .debug_addr and .debug_rnglists indices) and GCC's DWARF 5
+    (line_strp): the same frames read in pieces."""
+    if variant == "rust":
+        exe = build.rust()
+    elif variant == "rust_dwarf5":
+        exe = build.rust("rs_lazy_d5", ("-g", "-C", "opt-level=2", "-C", "dwarf-version=5"))
+    else:
+        exe = build.c("lazy_d5", ("-g", "-O2"))
     addrs = oracle.pick_addresses(exe, 400, seed=5)
     monkeypatch.setattr(lazysection, "LAZY_MIN", 1 << 62)
     with Symbolizer() as sym:
@@ -90,12 +99,24 @@ def test_symbolizer_reads_a_part_and_answers_the_same(build, monkeypatch):
     with Symbolizer() as sym:
         few = sym.symbolize_file(str(exe), addrs[:3])
         sections = sym.object_for_path(str(exe))[0].dwarf.sections
-        info = sections._lazy[".debug_info"]
-        assert 0 < info.resident < info.size // 2, (info.resident, info.size)
-        assert sections.size() < sum(s.size for s in sections._lazy.values())
+        if variant.startswith("rust"):
+            info = sections._lazy[".debug_info"]
+            assert 0 < info.resident < info.size // 2, (info.resident, info.size)
+        ranges = sections._lazy.get(".debug_ranges")
+        if ranges is not None:
+            assert ranges.resident < ranges.size // 2, (ranges.resident, ranges.size)
+        assert sections.size() <= sum(s.size for s in sections._lazy.values()) + sum(
+            len(d) for n, d in sections._cache.items() if n not in sections._lazy)
         lazy = sym.symbolize_file(str(exe), addrs)
+        read = set(sections._lazy)
     assert few == whole[:3]
     assert lazy == whole
+    if variant == "rust":
+        assert ".debug_ranges" in read, read
+    if variant == "rust_dwarf5":
+        assert {".debug_str_offsets", ".debug_addr"} <= read, read
+    if variant == "gcc_dwarf5":
+        assert ".debug_line_str" in read, read
 
 
 def test_a_binary_truncated_while_open_gives_reasons(build, monkeypatch, tmp_path):
@@ -114,3 +135,23 @@ def test_a_binary_truncated_while_open_gives_reasons(build, monkeypatch, tmp_pat
         reasons = {obj.dwarf.locate(a)[1] for a in addrs[1:]}
     assert all(frames[-1].function for frames in rest)
     assert any("shrank" in r for r in reasons), reasons
+
+
+def test_unit_ranges_read_in_pieces_are_the_same(build, monkeypatch):
+    """Every unit's code ranges (DW_AT_ranges through .debug_rnglists / .debug_ranges,
+    indices through .debug_addr) read in pieces as read whole: rustc's DWARF 5 units
+    beside its std's DWARF 4 ones."""
+    exe = build.rust("rs_lazy_d5", ("-g", "-C", "opt-level=2", "-C", "dwarf-version=5"))
+
+    def all_ranges(lazy_min: int) -> tuple:
+        monkeypatch.setattr(lazysection, "LAZY_MIN", lazy_min)
+        with Symbolizer() as sym:
+            dwarf = sym.object_for_path(str(exe))[0].dwarf
+            got = [dwarf.units.unit_ranges(u) for u in dwarf.units.units]
+            return got, set(dwarf.sections._lazy)
+
+    whole, _ = all_ranges(1 << 62)
+    pieces, read = all_ranges(0)
+    assert pieces == whole
+    assert sum(len(r) for r in whole) > len(whole)      # lists, not single ranges
+    assert {".debug_rnglists", ".debug_addr", ".debug_ranges"} <= read, read
