@@ -342,7 +342,11 @@ def _lazy_loader(elf: ElfFile):
                 or sec.name.startswith(".zdebug_") or sec.size < lazysection.LAZY_MIN
                 or sec.offset + sec.size > elf.size):
             return None   # read whole (or refused with its error) by the plain loader
-        return lazysection.LazySection(elf.read, sec.offset, sec.size, f"{elf.name} {name}")
+        try:
+            return lazysection.LazySection(elf.read, sec.offset, sec.size,
+                                           f"{elf.name} {name}")
+        except (OSError, ValueError, OverflowError):
+            return None   # no address space for the mapping (strict overcommit): whole
     return lazy
 
 

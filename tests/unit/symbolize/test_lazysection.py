@@ -155,3 +155,20 @@ def test_unit_ranges_read_in_pieces_are_the_same(build, monkeypatch):
     assert pieces == whole
     assert sum(len(r) for r in whole) > len(whole)      # lists, not single ranges
     assert {".debug_rnglists", ".debug_addr", ".debug_ranges"} <= read, read
+
+
+def test_no_room_for_the_mapping_reads_whole(build, monkeypatch):
+    """Under strict overcommit a mapping the size of a big section can be refused:
+    the section is then read whole, as before, rather than failing the object."""
+    exe = build.rust()
+    addrs = oracle.pick_addresses(exe, 50, seed=11)
+
+    def refuse(*_args, **_kw):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(lazysection, "LAZY_MIN", 0)
+    monkeypatch.setattr(lazysection, "LazySection", refuse)
+    with Symbolizer() as sym:
+        got = sym.symbolize_file(str(exe), addrs)
+        assert not sym.object_for_path(str(exe))[0].dwarf.sections._lazy
+    assert sum(1 for frames in got if frames[0].line) > len(addrs) // 2
