@@ -2,6 +2,7 @@
 (the file format and keys are in diskcache_format)."""
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import stat
@@ -29,6 +30,8 @@ MAX_FILES = 64
 ROOT_DEFAULT = "/var/cache/hud/symbols"
 
 _STALE_TMP_S = 3600
+# How long a write waits for another process's (a read, a merge and a rename: ~0.1 s).
+LOCK_WAIT_S = 2.0
 # O_NOFOLLOW on every component: a symlink anywhere is refused, never followed.
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted under our name must not hang open(); fstat then refuses it.
@@ -135,6 +138,10 @@ class SymbolCache:
             return False
         name = _file_name(build_id, key)
         try:
+            # Read, merge and replace under the directory's lock: two hud processes
+            # closing at once would otherwise each rename their own merge over the
+            # other's, and the first one's new entries would be lost.
+            _lock(dfd)
             merged = dict(entries) if len(entries) <= MAX_ENTRIES else \
                 dict(list(entries.items())[:MAX_ENTRIES])
             try:
@@ -306,3 +313,19 @@ def _unlink(name: str, dfd: int) -> None:
         os.unlink(name, dir_fd=dfd)
     except OSError:
         pass
+
+
+def _lock(dfd: int) -> None:
+    """flock the cache directory, waiting up to LOCK_WAIT_S for another hud to finish
+    its write; after that, go on unlocked (a lost merge costs entries, a hang a user)."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(dfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.02)
+        except OSError:
+            return   # no locks here (ENOLCK): as before, the last rename wins

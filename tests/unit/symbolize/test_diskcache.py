@@ -164,6 +164,49 @@ def test_entries_are_bounded(monkeypatch, private):
     assert len(got) == 10 and 0x77 in got                # the newest entries win
 
 
+def test_writers_take_turns_and_keep_each_others_entries(private):
+    """A store waits while another process holds the directory's lock (its read, merge
+    and rename), then merges what that one wrote: both processes' entries survive."""
+    import fcntl
+    import threading
+
+    c = SymbolCache(str(private / "c"))
+    assert c.store(BID, KEY, {0x10: ("first", None, None, None, (), "")})
+    dfd = os.open(str(private / "c"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(dfd, fcntl.LOCK_EX)          # another hud in the middle of its write
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (
+            c.store(BID, KEY, {0x20: ("ours", None, None, None, (), "")}), done.set()))
+        t.start()
+        assert not done.wait(0.5), "stored while another writer held the lock"
+        # What the other writer renames into place before it lets go.
+        other = SymbolCache(str(private / "c"))
+        other_entries = {**other.load(BID, KEY), 0x30: ("theirs", None, None, None, (), "")}
+        (_only_file(private / "c")).write_bytes(encode(BID, KEY, other_entries))
+        fcntl.flock(dfd, fcntl.LOCK_UN)
+        t.join(10)
+        assert done.is_set()
+    finally:
+        os.close(dfd)
+    assert set(c.load(BID, KEY)) == {0x10, 0x20, 0x30}
+
+
+def test_a_lock_never_released_only_delays_the_write(private, monkeypatch):
+    import fcntl
+
+    monkeypatch.setattr(diskcache, "LOCK_WAIT_S", 0.2)
+    c = SymbolCache(str(private / "c"))
+    os.makedirs(private / "c", mode=0o700, exist_ok=True)
+    dfd = os.open(str(private / "c"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(dfd, fcntl.LOCK_EX)          # a hud stuck mid-write
+        assert c.store(BID, KEY, _levels(3))
+    finally:
+        os.close(dfd)
+    assert len(c.load(BID, KEY)) == 4
+
+
 # -- hostile or broken files ------------------------------------------------------------
 
 def _valid_doc() -> dict:
