@@ -281,9 +281,14 @@ def test_polls_of_an_http_connection_task_are_told_apart(tokio_fixture):
     assert polls["identified"] >= 0.8 * (polls["identified"] + polls["unidentified"]), polls
     assert polls["told_apart"] > 0 and polls["errors"] == 0, polls
     f = of_function(report, "cpu", fx.manifest.scenarios["hash"].function)
-    # A poll is at most hash_ms on CPU, plus up to a sampling period of rounding; two
-    # polls of one connection back to back (the same task, so the same Waker) merge.
-    assert f is None or f["max_ms"] <= 3 * hash_ms, summary(report)
+    # A poll is at most hash_ms on CPU, plus up to a sampling period of rounding. Polls
+    # of one connection back to back (the same task, so the same Waker) merge: with 10%
+    # /hash requests, a run of three or four on one connection happens now and then
+    # (CI saw one 20.8 ms episode among 141), so the bound is on p99, and the max only
+    # caps such a run. Told apart, p99 was 7.5 ms here; with the old 8 KiB cap (nothing
+    # identified) 671 ms.
+    assert f is None or (f["p99_ms"] <= 3 * hash_ms and f["max_ms"] <= 8 * hash_ms), \
+        summary(report)
 
 
 def test_a_recording_replays_to_the_same_cpu_findings(tokio_fixture, tmp_path):
