@@ -180,11 +180,18 @@ def initial_length(data: bytes, pos: int) -> tuple[int, int, int]:
     return struct.unpack_from("<Q", data, pos + 4)[0], pos + 12, 8
 
 
-def cstring(data: bytes, pos: int) -> tuple[bytes, int]:
-    """The NUL-terminated bytes at `pos` (without the NUL)."""
+def string_end(data: bytes, pos: int) -> int:
+    """Where the NUL that ends the string at `pos` is (find, not index: a section read
+    in pieces is an mmap, which has no index())."""
     end = data.find(b"\0", pos)
     if end < 0:
         raise DwarfError("unterminated string")
+    return end
+
+
+def cstring(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The NUL-terminated bytes at `pos` (without the NUL)."""
+    end = string_end(data, pos)
     return data[pos:end], end + 1
 
 
@@ -192,7 +199,7 @@ def str_at(data: bytes, offset: int) -> str:
     """The NUL-terminated string at `offset` of a string section, as text."""
     if not 0 <= offset < len(data):
         raise DwarfError(f"string offset {offset:#x} out of range")
-    end = data.find(b"\0", offset)
+    end = data.find(b"\0", offset)   # inline, not string_end: once per name read
     if end < 0:
         raise DwarfError("unterminated string")
     return data[offset:end].decode("utf-8", "replace")
@@ -241,10 +248,7 @@ def skip_form(data: bytes, pos: int, form: int, addr_size: int, offset_size: int
     if form in LEB_FORMS:
         return skip_leb(data, pos)
     if form == FORM_STRING:
-        end = data.find(b"\0", pos)
-        if end < 0:
-            raise DwarfError("unterminated string")
-        return end + 1
+        return string_end(data, pos) + 1
     if form in (FORM_BLOCK, FORM_EXPRLOC):
         n, pos = uleb(data, pos)
         return pos + n

@@ -145,14 +145,9 @@ class DwarfSections:
         if data is None:
             data = self.get(name)
         lazy = self._lazy.get(name)
-        if lazy is None:
-            return str_at(data, offset)
-        if not 0 <= offset < len(lazy):
-            raise DwarfError(f"string offset {offset:#x} out of range")
-        end = lazy.cstring_end(offset)
-        if end < 0:
-            raise DwarfError("unterminated string")
-        return lazy.data[offset:end].decode("utf-8", "replace")
+        if lazy is not None and 0 <= offset < lazy.size:
+            lazy.cstring_end(offset)   # reads the chunks the string spans
+        return str_at(data, offset)
 
     def size(self) -> int:
         """Bytes held: whole sections, and what was read of lazy ones."""
@@ -175,7 +170,8 @@ class UnitTable:
         self.sec = sections
         self.info = sections.get(".debug_info")
         self.lazy = sections.is_lazy(".debug_info")
-        # Whether the range list sections are read in pieces, known once first used.
+        # Whether the range list sections are read in pieces, known once first used
+        # (a range list is read per inline instance: no method calls to ask again).
         self._lazy_ranges: Optional[bool] = None
         self._lazy_rnglists: Optional[bool] = None
         self.units: list[Unit] = self._parse_headers()

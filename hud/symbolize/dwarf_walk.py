@@ -37,6 +37,7 @@ from hud.symbolize.dwarf_forms import (
     DwarfError,
     fixed_size,
     skip_form,
+    string_end,
     uleb,
 )
 from hud.symbolize.dwarf_units import Unit, UnitTable
@@ -169,16 +170,8 @@ def skip_var(data: bytes, pos: int, vkind: int, before: int, after: int, ab: Abb
             pos += 1
         return pos + 1 + after
     if vkind == V_STRING:
-        return _string_end(data, pos + before) + 1 + after
+        return string_end(data, pos + before) + 1 + after
     return _skip_plan(data, pos, ab.plan, unit)
-
-
-def _string_end(data: bytes, pos: int) -> int:
-    # find, not index: a lazily read section is an mmap, which has no index().
-    end = data.find(b"\0", pos)
-    if end < 0:
-        raise DwarfError("unterminated string")
-    return end
 
 
 def _skip_plan(data: bytes, pos: int, plan: tuple[int, ...], unit: Unit) -> int:
@@ -189,7 +182,7 @@ def _skip_plan(data: bytes, pos: int, plan: tuple[int, ...], unit: Unit) -> int:
         form = -plan[k + 1]
         k += 2
         if form == FORM_STRING:
-            pos = _string_end(data, pos) + 1
+            pos = string_end(data, pos) + 1
         elif form == FORM_EXPRLOC or form == FORM_BLOCK:
             ln, pos = uleb(data, pos)
             pos += ln

@@ -4,6 +4,8 @@ HudError (BadInput), never another exception or a hang. Hypothesis mutates real 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -72,15 +74,22 @@ def _symbolize_bytes(tmp_path, data: bytes, addrs: list, lazy: bool = False) -> 
     binaries' are: the pieces' readers must be as careful as the whole-section ones."""
     path = tmp_path / "mutant"
     path.write_bytes(data)
+    with _pieces(lazy), Symbolizer() as sym:
+        result = sym.symbolize_file(str(path), addrs)
+        result += sym.symbolize_file(str(path), addrs, return_addresses=True)
+    _check_frames(result, addrs + addrs)
+
+
+@contextmanager
+def _pieces(on: bool) -> Iterator[None]:
+    """With `on`, every section that can be is read in pieces (lazysection) meanwhile.
+    Not monkeypatch: hypothesis runs many examples in one test function."""
     saved = lazysection.LAZY_MIN
-    lazysection.LAZY_MIN = 0 if lazy else saved
+    lazysection.LAZY_MIN = 0 if on else saved
     try:
-        with Symbolizer() as sym:
-            result = sym.symbolize_file(str(path), addrs)
-            result += sym.symbolize_file(str(path), addrs, return_addresses=True)
+        yield
     finally:
         lazysection.LAZY_MIN = saved
-    _check_frames(result, addrs + addrs)
 
 
 @FUZZ
@@ -131,21 +140,18 @@ def test_corrupted_dwarf_sections(corpus, which, section, edits, lazy):
         def load(name):
             got = elf.section(name)
             return got[1] if got else None
-        saved = lazysection.LAZY_MIN
-        lazysection.LAZY_MIN = 0
-        try:
-            info = DwarfInfo(DwarfSections(load, symbolizer._lazy_loader(elf) if lazy
-                                           else None))
-        except HudError:
-            return
-        finally:
-            lazysection.LAZY_MIN = saved
-        for a in addrs:
+        with _pieces(True):
             try:
-                locs, why = info.locate(a)
+                info = DwarfInfo(DwarfSections(load, symbolizer._lazy_loader(elf) if lazy
+                                               else None))
             except HudError:
-                continue
-            assert isinstance(locs, tuple) and isinstance(why, str)
+                return
+            for a in addrs:
+                try:
+                    locs, why = info.locate(a)
+                except HudError:
+                    continue
+                assert isinstance(locs, tuple) and isinstance(why, str)
 
 
 @FUZZ
