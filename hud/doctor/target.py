@@ -360,6 +360,14 @@ def find_debug(info: TargetInfo, debug_dirs: Sequence[str] = (),
         return
     if got is None:
         info.extra["debug_note"] = where
+        from hud.symbolize.minidebug import has_symtab, mini_debuginfo
+        if not has_symtab(info.elf):
+            # Fedora-family builds keep the symbols .dynsym lacks in .gnu_debugdata.
+            mini, why = mini_debuginfo(info.elf)
+            if mini is not None:
+                info.debug, info.debug_via = mini, "minidebuginfo"
+            elif why:
+                info.extra["debug_note"] = why
         return
     info.debug = got
     info.debug_path = where
@@ -388,6 +396,13 @@ def check_debug_info(info: TargetInfo) -> Check:
     if ".debug_info" in inside and ".debug_line" in inside:
         return Check("debug_info", OK, f"DWARF in {name}: functions, inlines and "
                      "file:line", scope=TARGET, data=data)
+    if info.debug_via == "minidebuginfo" and info.debug is not None:
+        data.update(via="minidebuginfo", symbols=sum(
+            s.size // (24 if info.debug.is64 else 16) for s in info.debug.sections
+            if s.type == SHT_SYMTAB))
+        return Check("debug_info", WARN, f"{name} is stripped: function names from its "
+                     "MiniDebugInfo (.gnu_debugdata), no file:line", _DEBUG_HINT, TARGET,
+                     data=data)
     if info.debug is not None:
         sep = _dwarf_sections(info.debug)
         data.update(debug_file=info.debug_path, via=info.debug_via, in_debug_file=sep)

@@ -23,6 +23,7 @@ from hud.symbolize.diskcache import MAX_ENTRIES, SymbolCache, content_key
 from hud.symbolize.dwarf import DwarfInfo
 from hud.symbolize.dwarf_units import DwarfSections
 from hud.symbolize.elf import SHT_NOBITS, ElfFile
+from hud.symbolize.minidebug import symbol_files
 from hud.symbolize.normalize import (
     KIND_ANON,
     KIND_ELF,
@@ -57,6 +58,7 @@ class ObjectSymbols:
         self.elf = elf
         self.debug: Optional[ElfFile] = None
         self.debug_note = ""
+        self.mini_note = ""     # why an embedded .gnu_debugdata was not used, if it was not
         try:
             self.debug, self.debug_note = find_debug_file(elf, target_path or elf.name, root,
                                                          debug_dirs, debug_files)
@@ -86,6 +88,9 @@ class ObjectSymbols:
     def symtab(self) -> SymbolTable:
         if self._symtab is None:
             files = [self.debug, self.elf] if self.debug is not None else [self.elf]
+            # Stripped to .dynsym, no debug file: its MiniDebugInfo, if any, names the
+            # functions .dynsym leaves out (as gdb and elfutils read it).
+            files, self.mini_note = symbol_files(files, self.elf)
             try:
                 self._symtab = SymbolTable(files)
             except DATA_ERRORS:

@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional
 
 from hud.errors import HudError
 from hud.symbolize.elf import ElfFile
+from hud.symbolize.minidebug import symbol_files
 from hud.symbolize.normalize import KIND_ELF, KIND_VDSO, Module
 from hud.symbolize.symtab import SymbolTable
 from hud.unwind import prologue
@@ -169,6 +170,7 @@ class ModuleInfo:
                 elf = self._open()
                 if elf is not None:
                     elves.append(elf)
+                    elves, _why = symbol_files(elves, elf)
                 try:
                     self._symbols = SymbolTable(elves)
                 except HudError:

@@ -109,6 +109,33 @@ def test_without_its_debug_file_the_stripped_binary_warns(tmp_path):
     assert given["checks"]["tokio"]["status"] == "ok"
 
 
+def test_minidebuginfo_names_a_stripped_binarys_functions(tmp_path):
+    """The stripped fixture as a Fedora-family package ships it: no debug file, but its
+    function symbols xz-compressed in .gnu_debugdata. The doctor says so, finds Tokio
+    there, and a profile names the blocker (no file:line: there is no DWARF)."""
+    from unit.symbolize.binaries import mini_debuginfo
+    m = load_manifest("blockers-stripped")
+    exe = mini_debuginfo(m.debug_file, m.binary, tmp_path / "blockers")
+    out = tmp_path / "r.json"
+    with _started([str(exe), "--scenario", "sleep", "--work-dir", str(tmp_path),
+                   "--exit-on-stdin-eof"]) as proc:
+        doc, code, text = doctor("--pid", str(proc.pid))
+        run = subprocess.run([sys.executable, "-m", "hud", "--pid", str(proc.pid),
+                              "--headless", "--duration", "3", "-q", "--export", str(out),
+                              "--format", "report"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert code == 0, text
+    debug = doc["checks"]["debug_info"]
+    assert debug["status"] == "warn" and debug["data"]["via"] == "minidebuginfo", debug
+    assert debug["data"]["symbols"] > 1000 and "MiniDebugInfo" in text
+    tokio = doc["checks"]["tokio"]
+    assert tokio["status"] == "ok" and tokio["data"]["symbols"] > 50, tokio
+    assert run.returncode == 0, run.stderr
+    found = [f for f in json.loads(out.read_text())["findings"] if f["kind"] == "blocking"]
+    sleep = m.scenarios["sleep"].function
+    assert any(f["function"] == sleep for f in found), [f["function"] for f in found]
+
+
 def test_custom_thread_names_and_current_thread(tokio_fixture):
     named = tokio_fixture("blockers-named", ["sleep"])
     doc, code, _ = doctor("--pid", str(named.pid))

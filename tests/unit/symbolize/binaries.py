@@ -128,6 +128,31 @@ class Builder:
         return self._cache[key]
 
 
+def mini_debuginfo(symbols_from: Path, binary: Path, out: Path) -> Path:
+    """`binary` stripped to .dynsym, carrying in .gnu_debugdata an xz-compressed ELF of
+    the function symbols of `symbols_from` that its .dynsym lacks: MiniDebugInfo, made
+    as the gdb manual's recipe makes it (nm, objcopy, strip, xz)."""
+    if shutil.which("xz") is None:
+        pytest.skip("xz is not installed")
+    d = out.parent
+    dyn = subprocess.run(["nm", "-D", "--format=posix", "--defined-only", str(binary)],
+                         capture_output=True, text=True, check=True).stdout
+    every = subprocess.run(["nm", "--format=posix", "--defined-only", str(symbols_from)],
+                           capture_output=True, text=True, check=True).stdout
+    exported = {ln.split()[0] for ln in dyn.splitlines() if ln.split()}
+    keep = sorted({p[0] for p in (ln.split() for ln in every.splitlines())
+                   if len(p) >= 2 and p[1] in "Tt" and p[0] not in exported})
+    (d / f"{out.name}.keep").write_text("\n".join(keep) + "\n")
+    mini = d / f"{out.name}.mini"
+    _run(["objcopy", "--only-keep-debug", str(symbols_from), str(mini) + ".full"], d)
+    _run(["objcopy", "-S", "--remove-section", ".gdb_index", "--remove-section", ".comment",
+          f"--keep-symbols={out.name}.keep", str(mini) + ".full", str(mini)], d)
+    _run(["xz", "--force", "--keep", str(mini)], d)
+    _run(["strip", "--strip-all", "-R", ".comment", "-o", str(out), str(binary)], d)
+    _run(["objcopy", f"--add-section=.gnu_debugdata={mini}.xz", str(out)], d)
+    return out
+
+
 def nm_address(binary: Path, symbol: str) -> int:
     """The st_value of `symbol` as nm prints it (an oracle independent of our ELF reader)."""
     out = subprocess.run(["nm", str(binary)], capture_output=True, text=True, check=True).stdout
