@@ -353,6 +353,8 @@ def find_debug(info: TargetInfo, debug_dirs: Sequence[str] = (),
     from hud.symbolize.debugfile import find_debug_file
     if info.elf is None:
         return
+    if info.elf.has_section(".debug_info"):
+        _find_alt(info, info.elf, info.root + info.exe, debug_dirs)
     try:
         got, where = find_debug_file(info.elf, info.exe, info.root, debug_dirs, debug_files)
     except HudError as e:
@@ -371,12 +373,30 @@ def find_debug(info: TargetInfo, debug_dirs: Sequence[str] = (),
         return
     info.debug = got
     info.debug_path = where
+    _find_alt(info, got, where, debug_dirs)
     if where in debug_files:
         info.debug_via = "--debug-file"
     elif "/.build-id/" in where:
         info.debug_via = "build-id"
     else:
         info.debug_via = "debuglink"
+
+
+def _find_alt(info: TargetInfo, holder: ElfFile, path: str,
+              debug_dirs: Sequence[str]) -> None:
+    """Whether the DWARF's dwz supplementary file (if it needs one) is there."""
+    from hud.symbolize.altfile import alt_link, find_alt_file
+    if alt_link(holder) is None:
+        return
+    try:
+        alt, where = find_alt_file(holder, path, info.root, debug_dirs)
+    except HudError as e:
+        alt, where = None, e.message
+    if alt is not None:
+        alt.close()
+        info.extra["dwz_file"] = where
+    else:
+        info.extra["dwz_missing"] = where
 
 
 def _shown(path: str, info: TargetInfo) -> str:
@@ -393,6 +413,12 @@ def check_debug_info(info: TargetInfo) -> Check:
     data: dict[str, Any] = {"in_binary": inside, "build_id": info.elf.build_id,
                             "debuglink": info.elf.debuglink[0] if info.elf.debuglink
                             else None}
+    for key in ("dwz_file", "dwz_missing"):
+        if key in info.extra:
+            data[key] = info.extra[key]
+    missing = info.extra.get("dwz_missing")
+    if missing and (".debug_info" in inside or info.debug is not None):
+        return Check("debug_info", WARN, f"{missing}", _DWZ_HINT, TARGET, data=data)
     if ".debug_info" in inside and ".debug_line" in inside:
         return Check("debug_info", OK, f"DWARF in {name}: functions, inlines and "
                      "file:line", scope=TARGET, data=data)
@@ -422,6 +448,8 @@ def check_debug_info(info: TargetInfo) -> Check:
                  "Rust frames will have no names", _DEBUG_HINT, TARGET, data=data)
 
 
+_DWZ_HINT = ("install the debug package's common dwz file (it names the path), or pass "
+             "--debug-dir DIR holding .dwz/")
 _DEBUG_HINT = ("pass --debug-file FILE (or --debug-dir), install the debug package, or "
                "build with debug = \"line-tables-only\"")
 

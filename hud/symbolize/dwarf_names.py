@@ -16,7 +16,10 @@ from hud.symbolize.dwarf_forms import (
     AT_MIPS_LINKAGE_NAME,
     AT_NAME,
     AT_SPECIFICATION,
+    FORM_GNU_REF_ALT,
     FORM_REF_ADDR,
+    FORM_REF_SUP4,
+    FORM_REF_SUP8,
     REF_FORMS,
     DwarfError,
     read_form,
@@ -26,6 +29,10 @@ from hud.symbolize.dwarf_forms import (
 from hud.symbolize.dwarf_units import Unit, UnitTable
 
 _MAX_ORIGIN_DEPTH = 16
+# DIE offsets at or above ALT are the supplementary file's (offset + ALT): one int key
+# space for both files' caches and reference lists.
+ALT = 1 << 62
+ALT_REF_FORMS = frozenset({FORM_GNU_REF_ALT, FORM_REF_SUP4, FORM_REF_SUP8})
 _N, _L, _O, _S = range(4)
 _ROLES = {AT_NAME: _N, AT_LINKAGE_NAME: _L, AT_MIPS_LINKAGE_NAME: _L,
           AT_ABSTRACT_ORIGIN: _O, AT_SPECIFICATION: _S}
@@ -37,6 +44,8 @@ class NameResolver:
 
     def __init__(self, table: UnitTable) -> None:
         self.table = table
+        self._alt: Optional[NameResolver] = None   # the supplementary file's, when used
+        self._alt_tried = False
         # DIE offset -> its best name; offsets whose name is a linkage name are in
         # _linked (two flat containers, not a tuple per DIE).
         self._cache: dict[int, Optional[str]] = {}
@@ -58,6 +67,12 @@ class NameResolver:
             return (got, None) if off in self._linked else (None, got)
         if depth > _MAX_ORIGIN_DEPTH:
             return None, None
+        if off >= ALT:
+            # A DIE of the supplementary (dwz) file: its own resolver and cache.
+            alt = self._alt_names()
+            if alt is None:
+                return None, None
+            return alt._resolve(off - ALT, depth + 1)
         self._cache[off] = None   # breaks reference cycles in corrupt input
         try:
             linkage, plain, refs = self._read(off)
@@ -75,6 +90,17 @@ class NameResolver:
         else:
             self._cache[off] = plain
         return linkage, plain
+
+    def _alt_names(self) -> Optional[NameResolver]:
+        if not self._alt_tried:
+            self._alt_tried = True
+            sections = self.table.sec.alt
+            if sections is not None:
+                try:
+                    self._alt = NameResolver(UnitTable(sections))
+                except _ERRORS:
+                    self._alt = None
+        return self._alt
 
     def _read(self, off: int) -> tuple[Optional[str], Optional[str], list[int]]:
         table = self.table
@@ -151,4 +177,6 @@ def _ref(unit: Unit, form: int, val: object) -> Optional[int]:
         return unit.offset + val
     if form == FORM_REF_ADDR:
         return val
-    return None   # DW_FORM_GNU_ref_alt and friends point into other files: unsupported
+    if form in ALT_REF_FORMS:
+        return ALT + val   # in the supplementary file's .debug_info
+    return None

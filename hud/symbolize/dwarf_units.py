@@ -25,10 +25,12 @@ from hud.symbolize.dwarf_forms import (
     AT_STMT_LIST,
     AT_STR_OFFSETS_BASE,
     CONSTANT_FORMS,
+    FORM_GNU_STRP_ALT,
     FORM_LINE_STRP,
     FORM_RNGLISTX,
     FORM_STRING,
     FORM_STRP,
+    FORM_STRP_SUP,
     STRX_FORMS,
     DwarfError,
     initial_length,
@@ -109,6 +111,8 @@ class DwarfSections:
         self._lazy_loader = lazy
         self._cache: dict[str, object] = {}
         self._lazy: dict[str, LazySection] = {}
+        # The supplementary (dwz) file's sections, when the DWARF refers to one.
+        self.alt: Optional[DwarfSections] = None
 
     def get(self, name: str) -> bytes:
         data = self._cache.get(name)
@@ -158,6 +162,8 @@ class DwarfSections:
         """Release lazy sections' mappings (idempotent)."""
         for lazy in self._lazy.values():
             lazy.close()
+        if self.alt is not None:
+            self.alt.close()
 
 
 class UnitTable:
@@ -359,6 +365,13 @@ class UnitTable:
             return self.sec.string(".debug_str", val)
         if form == FORM_LINE_STRP:
             return self.sec.string(".debug_line_str", val)
+        if form == FORM_GNU_STRP_ALT or form == FORM_STRP_SUP:
+            # In the supplementary file: a bad one costs the string, not the unit.
+            alt = self.sec.alt
+            try:
+                return alt.string(".debug_str", val) if alt is not None else ""
+            except (DwarfError, IndexError, ValueError, TypeError):
+                return ""
         if form in STRX_FORMS:
             offs = self.sec.get(".debug_str_offsets")
             at = unit.str_offsets_base + val * unit.offset_size

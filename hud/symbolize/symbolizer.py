@@ -17,6 +17,7 @@ from typing import Optional
 from hud.errors import BadInput
 from hud.model import PLAIN_FRAME, Frame
 from hud.symbolize import lazysection
+from hud.symbolize.altfile import find_alt_file
 from hud.symbolize.debugfile import find_debug_file
 from hud.symbolize.demangle import demangle, split_top
 from hud.symbolize.diskcache import MAX_ENTRIES, SymbolCache, content_key
@@ -64,6 +65,17 @@ class ObjectSymbols:
                                                          debug_dirs, debug_files)
         except DATA_ERRORS as e:
             self.debug_note = f"debug file search failed: {e}"
+        # A dwz-compressed debug file keeps shared DIEs and strings in a supplementary file.
+        self.alt: Optional[ElfFile] = None
+        self.alt_note = ""
+        holder, holder_path = self.debug, self.debug_note
+        if holder is None or not holder.has_section(".debug_info"):
+            holder = elf
+            holder_path = root + target_path if target_path.startswith("/") else elf.name
+        try:
+            self.alt, self.alt_note = find_alt_file(holder, holder_path, root, debug_dirs)
+        except DATA_ERRORS as e:
+            self.alt_note = f"dwz file search failed: {e}"
         self._symtab: Optional[SymbolTable] = None
         self._dwarf: Optional[DwarfInfo] = None
         self._dwarf_why = ""
@@ -83,6 +95,8 @@ class ObjectSymbols:
         self.elf.close()
         if self.debug is not None:
             self.debug.close()
+        if self.alt is not None:
+            self.alt.close()
 
     @property
     def symtab(self) -> SymbolTable:
@@ -112,8 +126,11 @@ class ObjectSymbols:
                 self._dwarf_why = "big-endian DWARF is not supported"
             else:
                 try:
-                    self._dwarf = DwarfInfo(DwarfSections(_section_loader(src),
-                                                          _lazy_loader(src)), demangle)
+                    sections = DwarfSections(_section_loader(src), _lazy_loader(src))
+                    if self.alt is not None:
+                        sections.alt = DwarfSections(_section_loader(self.alt),
+                                                     _lazy_loader(self.alt))
+                    self._dwarf = DwarfInfo(sections, demangle)
                 except DATA_ERRORS as e:
                     self._dwarf_why = f"unreadable DWARF: {e}"
         return self._dwarf
@@ -144,7 +161,7 @@ class ObjectSymbols:
             try:
                 # Hashes the object and debug file (~15 ms for 17 MB): the build-id alone
                 # does not say which of them, stripped or not, the answers came from.
-                self._disk_key = content_key((self.elf, self.debug))
+                self._disk_key = content_key((self.elf, self.debug, self.alt))
             except DATA_ERRORS:
                 self._disk_cache = None
                 return self._disk
@@ -231,7 +248,7 @@ class ObjectSymbols:
             return got
         name, file, line, col, callers, why = self._levels(vaddr)
         make = make_frame
-        reason = why or _NO_NAME
+        reason = why or (self.alt_note or _NO_NAME)
         if not callers:
             got = (make(address, name, file, line, col, False, module,
                         None if name is not None else reason),)

@@ -136,6 +136,34 @@ def test_minidebuginfo_names_a_stripped_binarys_functions(tmp_path):
     assert any(f["function"] == sleep for f in found), [f["function"] for f in found]
 
 
+def test_a_dwz_debug_file_without_its_common_file_warns(tmp_path):
+    """A debug file compressed with `dwz -m` names a common file: found, all is well;
+    missing, inlined functions lose their names and the doctor says which file."""
+    m = load_manifest("blockers-stripped")
+    if shutil.which("dwz") is None:
+        pytest.fail("dwz missing: it is in .ci/apt-packages")
+    exe = tmp_path / "blockers"
+    shutil.copy(m.binary, exe)
+    shutil.copy(m.debug_file, tmp_path / "blockers.debug")
+    subprocess.run(["objcopy", "--only-keep-debug", str(load_manifest("demo").binary),
+                    str(tmp_path / "demo.debug")], check=True)
+    subprocess.run(["dwz", "-m", "common.debug", "-r", "blockers.debug", "demo.debug"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    with _started([str(exe), "--scenario", "sleep", "--work-dir", str(tmp_path),
+                   "--exit-on-stdin-eof"]) as proc:
+        args = ("--pid", str(proc.pid), "--debug-file", str(tmp_path / "blockers.debug"))
+        found, _, _ = doctor(*args)
+        (tmp_path / "common.debug").rename(tmp_path / "elsewhere")
+        missing, code, text = doctor(*args)
+    debug = found["checks"]["debug_info"]
+    assert debug["status"] == "ok", debug
+    assert debug["data"]["dwz_file"] == str(tmp_path / "common.debug")
+    debug = missing["checks"]["debug_info"]
+    assert code == 0 and debug["status"] == "warn", debug
+    assert "dwz file common.debug not found" in debug["summary"], debug
+    assert ".dwz" in debug["hint"] and "dwz file" in text
+
+
 def test_custom_thread_names_and_current_thread(tokio_fixture):
     named = tokio_fixture("blockers-named", ["sleep"])
     doc, code, _ = doctor("--pid", str(named.pid))

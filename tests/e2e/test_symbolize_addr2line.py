@@ -61,6 +61,34 @@ def test_sections_read_piecemeal_agree_with_addr2line(monkeypatch):
     assert cmp.ratio >= AGREEMENT, cmp.report()
 
 
+def test_dwz_compressed_debug_file_agrees_with_addr2line(tmp_path):
+    """The stripped fixture's debug file compressed with `dwz -m` together with the
+    demo's, as distributions ship debug packages: shared DIEs and strings move to a
+    common file that the debug file names in .gnu_debugaltlink. hud reads through it
+    and must answer as binutils does on the debug file before dwz."""
+    import shutil
+    if shutil.which("dwz") is None:
+        pytest.fail("dwz missing: it is in .ci/apt-packages")
+    m = load_manifest("blockers-stripped")
+    debug = tmp_path / "blockers.debug"
+    shutil.copy(m.debug_file, debug)
+    subprocess.run(["objcopy", "--only-keep-debug", str(load_manifest("demo").binary),
+                    str(tmp_path / "demo.debug")], check=True)
+    subprocess.run(["dwz", "-m", "common.debug", "-r", "blockers.debug", "demo.debug"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    text = subprocess.run(["readelf", "--debug-dump=info", str(debug)], capture_output=True,
+                          text=True).stdout
+    assert text.count("(alt indirect string") > 1000 and "<alt 0x" in text
+    addrs = oracle.pick_addresses(m.debug_file, N_ADDRESSES)
+    with Symbolizer(debug_files=[str(debug)]) as sym:
+        frames = sym.symbolize_file(str(m.binary), addrs)
+    got = [oracle.ours(f) for f in frames]
+    cmp = oracle.compare(addrs, got, oracle.addr2line(m.debug_file, addrs), m.debug_file)
+    print(cmp.report())
+    assert sum(1 for g in got if len(g) > 1) > N_ADDRESSES // 20
+    assert cmp.ratio >= AGREEMENT, cmp.report()
+
+
 def _libc_debug_file() -> Path:
     out = subprocess.run(["readelf", "-n", str(LIBC)], capture_output=True, text=True,
                          check=True).stdout
