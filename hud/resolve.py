@@ -2,7 +2,7 @@
 kernel's frames (from /proc/kallsyms) come first when the capture has them."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from hud import task_identity
 from hud.classify import StackInfo
@@ -13,6 +13,9 @@ from hud.symbolize.kallsyms import NO_SYMBOL, SharedKernelSymbols, shared_kernel
 from hud.symbolize.symtab import SymbolTable
 from hud.unwind.snapshot import blocked_capture, unwind_blocked
 from hud.unwind.unwinder import Unwinder, UnwindResult
+
+if TYPE_CHECKING:
+    from hud.symbolize.debuginfod import Debuginfod
 
 _RESOLVE_CACHE = 4096
 
@@ -26,12 +29,13 @@ class StackResolver:
 
     def __init__(self, pid: int, debug_dirs: tuple = (), debug_files: tuple = (),
                  cache_dir: Optional[str] = None, kernel_frames: bool = True,
-                 kernel_symbols: Optional[SharedKernelSymbols] = None) -> None:
+                 kernel_symbols: Optional[SharedKernelSymbols] = None,
+                 debuginfod: Optional[Debuginfod] = None) -> None:
         # cache_dir: resolved addresses kept on disk per build-id (None: nothing kept);
         # kernel_frames False drops a capture's kernel ips (perf samples carry them);
         # kernel_symbols names them (the process-wide table when None).
         self.symbolizer = Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files,
-                                     cache_dir=cache_dir)
+                                     cache_dir=cache_dir, debuginfod=debuginfod)
         self.process = self.symbolizer.for_process(pid)
         # CFI of code whose .eh_frame was stripped may live in the separate debug file
         # the symbolizer already found (.debug_frame): share it with the unwinder.

@@ -180,7 +180,8 @@ class Profiler:
                  record: Optional[str] = None, debug_dirs: tuple = (),
                  debug_files: tuple = (), stack_bytes: int = 32768,
                  notice: Optional[Callable[[str], None]] = None,
-                 symbol_cache: Union[bool, str] = True, kernel_stacks: bool = True) -> None:
+                 symbol_cache: Union[bool, str] = True, kernel_stacks: bool = True,
+                 debuginfod: Optional[tuple] = None) -> None:
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
         if threshold_ms <= 0:
@@ -195,6 +196,9 @@ class Profiler:
         self.replay_path = replay
         self.record_path = record
         self.debug_dirs, self.debug_files = tuple(debug_dirs), tuple(debug_files)
+        # (server URLs, progress callback): a debuginfod client for missing debug files
+        # (DEBUGINFOD_URLS when no URL is given); None: no network at all.
+        self.debuginfod = debuginfod
         self.stack_bytes = stack_bytes
         self.kernel_stacks = kernel_stacks
         if symbol_cache is True:
@@ -268,7 +272,12 @@ class Profiler:
                                "the target exited")
         self.target = Target(self.target.pid, self.target.exe, self.target.comm,
                              tuple(threads))
+        fetcher = None
+        if self.debuginfod is not None:
+            from hud.symbolize.debuginfod import configured
+            fetcher = configured(self.debuginfod[0], self.debuginfod[1])
         self._resolver = StackResolver(self.target.pid, self.debug_dirs, self.debug_files,
+                                       debuginfod=fetcher,
                                        cache_dir=self.symbol_cache_dir,
                                        kernel_frames=self.kernel_stacks)
         self.analyzer = Analyzer(self._resolver, threshold_ms=self.threshold_ms,

@@ -38,6 +38,9 @@ def _parse(text: str) -> int:
               help="Separate debug file to use (matched by build-id); repeatable.")
 @click.option("--debug-dir", "debug_dirs", multiple=True, type=click.Path(),
               help="Directory searched for debug files before /usr/lib/debug; repeatable.")
+@click.option("--debuginfod", "debuginfod_urls", multiple=True, metavar="URL",
+              help="debuginfod server to fetch missing debug files from by build-id "
+              "(default: $DEBUGINFOD_URLS); repeatable.")
 @click.option("--no-symbol-cache", is_flag=True, help="Keep no resolved symbols on disk "
               "(default: /var/cache/hud/symbols as root; HUD_CACHE_DIR overrides).")
 # binutils' -f -i -C are always on here; accepted so muscle memory works.
@@ -47,11 +50,11 @@ def _parse(text: str) -> int:
 @click.argument("addresses", nargs=-1)
 def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basenames: bool,
             return_addresses: bool, debug_files: tuple, debug_dirs: tuple,
-            no_symbol_cache: bool, _f: bool,
+            debuginfod_urls: tuple, no_symbol_cache: bool, _f: bool,
             _i: bool, _c: bool, addresses: tuple) -> None:
     """Resolve ADDRESSES (hex; read from stdin when none) in an ELF file or a process."""
     from hud.linux import procfs
-    from hud.symbolize import Symbolizer
+    from hud.symbolize import Symbolizer, debuginfod
     from hud.symbolize.diskcache import default_cache_dir
 
     if (exe is None) == (pid is None):
@@ -61,8 +64,10 @@ def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basena
     else:
         addrs = [_parse(w) for line in sys.stdin for w in line.split()]
     cache_dir = None if no_symbol_cache else default_cache_dir()
+    fetcher = debuginfod.configured(debuginfod_urls,
+                                    lambda text: click.echo(f"hud: {text}", err=True))
     with Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files,
-                    cache_dir=cache_dir) as sym:
+                    cache_dir=cache_dir, debuginfod=fetcher) as sym:
         if pid is not None:
             if not procfs.alive(pid):
                 raise TargetNotFound(f"no process {pid}")

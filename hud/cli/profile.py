@@ -88,6 +88,9 @@ class _ProfileCommand(click.Command):
               help="Separate debug file (repeatable).")
 @click.option("--debug-dir", "debug_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Directory of debug files (build-id tree or debuglink).")
+@click.option("--debuginfod", "debuginfod_urls", multiple=True, metavar="URL",
+              help="debuginfod server to fetch missing debug files from by build-id "
+              "(default: $DEBUGINFOD_URLS); repeatable.")
 @click.option("--stack-bytes", type=click.IntRange(1024, 32768), default=32768,
               show_default=True, help="User stack bytes copied per capture.")
 @click.option("--no-symbol-cache", is_flag=True, help="Keep no resolved symbols on disk "
@@ -101,7 +104,7 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
             duration: Optional[float], headless: bool, exports: tuple,
             fmt: Optional[str], freq: Optional[int], backend: str, replay: Optional[str],
             record: Optional[str], debug_files: tuple, debug_dirs: tuple,
-            stack_bytes: int, no_symbol_cache: bool, no_kernel_stacks: bool,
+            debuginfod_urls: tuple, stack_bytes: int, no_symbol_cache: bool, no_kernel_stacks: bool,
             quiet: bool) -> None:
     """Show what blocks the Tokio runtime of PROCESS (a name) or --pid N."""
     from hud.session import Profiler
@@ -123,16 +126,25 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
         if not quiet and not interactive:
             click.echo(f"hud: {text}", err=True)
 
+    tui_up = threading.Event()
+
+    def fetching(text: str) -> None:
+        # Downloads happen while attaching, before the TUI takes the screen: say so.
+        if not quiet and not tui_up.is_set():
+            click.echo(f"hud: {text}", err=True)
+
     prof = Profiler(pid=pid, process=process, threshold_ms=threshold, window_s=window,
                     workers=workers, freq_hz=freq, backend=backend, replay=replay,
                     record=record, debug_dirs=debug_dirs, debug_files=debug_files,
                     stack_bytes=stack_bytes, notice=notice,
+                    debuginfod=(debuginfod_urls, fetching),
                     symbol_cache=not no_symbol_cache, kernel_stacks=not no_kernel_stacks)
     stop = threading.Event()
     old = _install_stop_handlers(stop)
     try:
         prof.start()
         if interactive:
+            tui_up.set()
             _run_interactive(prof, duration, stop)
         else:
             _run_headless(prof, duration, stop, quiet)

@@ -450,8 +450,8 @@ def check_debug_info(info: TargetInfo) -> Check:
 
 _DWZ_HINT = ("install the debug package's common dwz file (it names the path), or pass "
              "--debug-dir DIR holding .dwz/")
-_DEBUG_HINT = ("pass --debug-file FILE (or --debug-dir), install the debug package, or "
-               "build with debug = \"line-tables-only\"")
+_DEBUG_HINT = ("pass --debug-file FILE (or --debug-dir, or --debuginfod URL), install the "
+               "debug package, or build with debug = \"line-tables-only\"")
 
 
 # -- unwinding -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Sequence
-from typing import Optional
+from typing import Callable, Optional
 
 from hud.errors import BadInput
 from hud.symbolize.debugfile import DEFAULT_DEBUG_DIRS
@@ -69,12 +69,15 @@ def _debug_sup(data: bytes) -> Optional[tuple[bool, str, bytes]]:
 
 
 def find_alt_file(holder: ElfFile, holder_path: str, root: str = "",
-                  debug_dirs: Sequence[str] = ()) -> tuple[Optional[ElfFile], str]:
+                  debug_dirs: Sequence[str] = (),
+                  fetch: Optional[Callable[[str], tuple[Optional[str], str]]] = None,
+                  ) -> tuple[Optional[ElfFile], str]:
     """The supplementary file of `holder` (the file with the DWARF), opened, and where it
     was found; (None, why) when `holder` needs none ("") or it cannot be found.
 
     `holder_path` is where `holder` was opened (a relative link is relative to its
-    directory); `root` reaches the target's filesystem (/proc/PID/root, or "")."""
+    directory); `root` reaches the target's filesystem (/proc/PID/root, or "").
+    `fetch(build_id)` (debuginfod) is asked last, for a .gnu_debugaltlink's build-id."""
     link = alt_link(holder)
     if link is None:
         return None, ""
@@ -85,6 +88,11 @@ def find_alt_file(holder: ElfFile, holder_path: str, root: str = "",
             continue
         tried.append(cand)
         got = _accept(cand, ident, kind)
+        if got is not None:
+            return got, cand
+    if fetch is not None and kind == "altlink":
+        cand, _note = fetch(ident.hex())
+        got = _accept(cand, ident, kind) if cand else None
         if got is not None:
             return got, cand
     return None, f"dwz file {path} not found: inlined functions have no names"

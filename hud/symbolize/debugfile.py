@@ -10,7 +10,7 @@ import os
 import posixpath
 import zlib
 from collections.abc import Sequence
-from typing import Optional
+from typing import Callable, Optional
 
 from hud.errors import BadInput
 from hud.symbolize.elf import ElfFile
@@ -21,12 +21,14 @@ _CRC_CHUNK = 1 << 20
 
 def find_debug_file(elf: ElfFile, target_path: str, root: str = "",
                     debug_dirs: Sequence[str] = (), debug_files: Sequence[str] = (),
+                    fetch: Optional[Callable[[str], tuple[Optional[str], str]]] = None,
                     ) -> tuple[Optional[ElfFile], str]:
     """The separate debug file of `elf`, opened, and a note of where it came from.
 
     `target_path` is the binary's path as its process sees it (for debuglink's
     directory rules); `root` is the prefix that reaches that process's filesystem
-    (e.g. /proc/PID/root; "" for ours). Returns (None, why) when none matches.
+    (e.g. /proc/PID/root; "" for ours). `fetch(build_id)` is asked last (debuginfod:
+    a path and a note, or None and why). Returns (None, why) when none matches.
     """
     build_id = elf.build_id
     link = elf.debuglink
@@ -40,6 +42,14 @@ def find_debug_file(elf: ElfFile, target_path: str, root: str = "",
             return got, cand
     if build_id is None and link is None:
         return None, "no build-id or debuglink"
+    if fetch is not None and build_id:
+        path, note = fetch(build_id)
+        if path:
+            got = _accept(path, build_id, None, False)
+            if got is not None:
+                return got, path
+        elif note:
+            return None, f"no separate debug file found ({note})"
     return None, "no separate debug file found"
 
 

@@ -172,39 +172,7 @@ class SymbolCache:
     # -- the file system --------------------------------------------------------------
 
     def _open_dir(self, create: bool) -> int:
-        """A descriptor of the directory, every component checked (Refused, OSError)."""
-        euid = os.geteuid()
-        parts = [p for p in self.directory.split("/") if p]
-        if not parts:
-            raise Refused("/ cannot be the cache directory")
-        fd = os.open("/", _DIR_FLAGS)
-        try:
-            _check_dir(os.fstat(fd), "/", euid, leaf=False)
-            for i, part in enumerate(parts):
-                made = False
-                try:
-                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    try:
-                        os.mkdir(part, 0o700, dir_fd=fd)
-                        made = True
-                    except FileExistsError:
-                        pass   # raced with another hud: checked below like any other
-                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = nfd
-                st = os.fstat(fd)
-                if made and st.st_uid == euid and stat.S_IMODE(st.st_mode) != 0o700:
-                    os.fchmod(fd, 0o700)   # ours, just made: the umask must not decide
-                    st = os.fstat(fd)
-                where = "/" + "/".join(parts[:i + 1])
-                _check_dir(st, where, euid, leaf=i == len(parts) - 1)
-            return fd
-        except BaseException:
-            os.close(fd)
-            raise
+        return open_private_dir(self.directory, create)
 
     def _read(self, dfd: int, name: str) -> Optional[bytes]:
         """The bytes of our file `name`, None when it does not exist."""
@@ -288,6 +256,45 @@ class SymbolCache:
         self.stats["errors"] += 1
         what = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         self.reason = f"symbol cache {self.directory}: {what}"
+
+
+def open_private_dir(directory: str, create: bool) -> int:
+    """A descriptor of `directory` (absolute), reached from / one component at a time
+    without following links, every parent owned by root or us and writable by nobody
+    else, the directory itself ours with mode 0700; made so when missing and `create`.
+    Raises Refused or OSError (FileNotFoundError when missing and not `create`)."""
+    euid = os.geteuid()
+    parts = [p for p in directory.split("/") if p]
+    if not parts:
+        raise Refused("/ cannot be a private directory")
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        _check_dir(os.fstat(fd), "/", euid, leaf=False)
+        for i, part in enumerate(parts):
+            made = False
+            try:
+                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    made = True
+                except FileExistsError:
+                    pass   # raced with another hud: checked below like any other
+                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            st = os.fstat(fd)
+            if made and st.st_uid == euid and stat.S_IMODE(st.st_mode) != 0o700:
+                os.fchmod(fd, 0o700)   # ours, just made: the umask must not decide
+                st = os.fstat(fd)
+            where = "/" + "/".join(parts[:i + 1])
+            _check_dir(st, where, euid, leaf=i == len(parts) - 1)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _check_dir(st: os.stat_result, where: str, euid: int, leaf: bool) -> None:

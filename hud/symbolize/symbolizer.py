@@ -12,7 +12,7 @@ import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from hud.errors import BadInput
 from hud.model import PLAIN_FRAME, Frame
@@ -35,6 +35,9 @@ from hud.symbolize.normalize import (
 )
 from hud.symbolize.symtab import SymbolTable
 
+if TYPE_CHECKING:
+    from hud.symbolize.debuginfod import Debuginfod
+
 # What hostile bytes can raise from deep inside the decoders: all of it becomes a reason.
 DATA_ERRORS = (BadInput, IndexError, KeyError, ValueError, OverflowError, struct.error,
                UnicodeError, zlib.error, RecursionError)
@@ -55,14 +58,17 @@ class ObjectSymbols:
     def __init__(self, elf: ElfFile, target_path: str = "", root: str = "",
                  debug_dirs: Sequence[str] = (), debug_files: Sequence[str] = (), *,
                  cache: Optional[SymbolCache] = None, build_id: Optional[str] = None,
+                 fetch: Optional[Callable[[str], tuple[Optional[str], str]]] = None,
                  ) -> None:
         self.elf = elf
         self.debug: Optional[ElfFile] = None
         self.debug_note = ""
         self.mini_note = ""     # why an embedded .gnu_debugdata was not used, if it was not
+        if fetch is not None and _has_dwarf(elf):
+            fetch = None   # DWARF of its own: nothing to download
         try:
             self.debug, self.debug_note = find_debug_file(elf, target_path or elf.name, root,
-                                                         debug_dirs, debug_files)
+                                                         debug_dirs, debug_files, fetch)
         except DATA_ERRORS as e:
             self.debug_note = f"debug file search failed: {e}"
         # A dwz-compressed debug file keeps shared DIEs and strings in a supplementary file.
@@ -73,7 +79,8 @@ class ObjectSymbols:
             holder = elf
             holder_path = root + target_path if target_path.startswith("/") else elf.name
         try:
-            self.alt, self.alt_note = find_alt_file(holder, holder_path, root, debug_dirs)
+            self.alt, self.alt_note = find_alt_file(holder, holder_path, root, debug_dirs,
+                                                    fetch)
         except DATA_ERRORS as e:
             self.alt_note = f"dwz file search failed: {e}"
         self._symtab: Optional[SymbolTable] = None
@@ -270,6 +277,13 @@ class ObjectSymbols:
         return got
 
 
+def _has_dwarf(elf: ElfFile) -> bool:
+    try:
+        return elf.has_section(".debug_info") and elf.has_section(".debug_line")
+    except DATA_ERRORS:
+        return False
+
+
 def _unqualified(name: str) -> bool:
     # Once per address on a cold batch: no character walk. A demangled path starts with
     # its crate (or "<" for an impl), so its "::"s come before the first "<" when it has
@@ -380,12 +394,16 @@ class Symbolizer:
     With `cache_dir` (see `hud.symbolize.diskcache.default_cache_dir`), resolved
     addresses of objects with a build-id are kept on disk for the next process: read
     on first use, written by `close()`. None (the default) keeps nothing on disk.
+    With `debuginfod` (hud.symbolize.debuginfod), an object with no DWARF and no local
+    debug file has its debug file fetched by build-id.
     """
 
     def __init__(self, debug_dirs: Sequence[str] = (),
-                 debug_files: Sequence[str] = (), cache_dir: Optional[str] = None) -> None:
+                 debug_files: Sequence[str] = (), cache_dir: Optional[str] = None,
+                 debuginfod: Optional[Debuginfod] = None) -> None:
         self.debug_dirs = tuple(debug_dirs)
         self.debug_files = tuple(debug_files)
+        self.debuginfod = debuginfod
         self.cache: Optional[SymbolCache] = SymbolCache(cache_dir) if cache_dir else None
         self._objects: dict[object, ObjectSymbols] = {}
         self._failed: dict[object, str] = {}
@@ -450,7 +468,8 @@ class Symbolizer:
                 self._objects[fkey] = obj
                 return obj
         obj = ObjectSymbols(elf, target_path, root, self.debug_dirs, self.debug_files,
-                            cache=self.cache, build_id=bid)
+                            cache=self.cache, build_id=bid,
+                            fetch=self.debuginfod.fetch if self.debuginfod else None)
         self._objects[fkey] = obj
         if bid:
             self._objects[("build-id", bid)] = obj

@@ -9,7 +9,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,31 +23,6 @@ NOFP = BUILD / "blockers-nofp" / "blockers"
 STRIPPED = BUILD / "blockers-stripped" / "blockers"
 BID = "ab" * 20
 KEY = "cd" * 32
-
-
-def _private_parent() -> Path:
-    """A directory whose whole chain the cache accepts (not /tmp: sticky and
-    world-writable, so refused by design)."""
-    for base in (ROOT / ".pytest_cache", Path.home() / ".cache"):
-        try:
-            base.mkdir(parents=True, exist_ok=True)
-            d = Path(tempfile.mkdtemp(prefix="hud-diskcache-", dir=base))
-        except OSError:
-            continue
-        probe = SymbolCache(str(d))
-        try:
-            os.close(probe._open_dir(create=False))
-            return d
-        except (OSError, diskcache.Refused):
-            shutil.rmtree(d, ignore_errors=True)
-    pytest.skip("no directory here whose parents only root or we can write")
-
-
-@pytest.fixture
-def private(request) -> Path:
-    d = _private_parent()
-    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
-    return d
 
 
 @pytest.fixture(scope="module")
