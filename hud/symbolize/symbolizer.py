@@ -488,12 +488,15 @@ class Symbolizer:
                 return [(Frame(address=a, module=path, reason=why),) for a in addrs]
             vaddrs = [a - 1 if return_addresses and a > 0 else a for a in addrs]
             obj.prepare(vaddrs)
+            frames = obj.frames
             if len(addrs) >= 64:
-                # Resolve in address order first: consecutive lookups then fall in the
-                # same unit, function and line sequence, which the lookups remember.
-                for v, a in sorted(zip(vaddrs, addrs)):
-                    obj.frames(v, a, path)
-            return [obj.frames(v, a, path) for v, a in zip(vaddrs, addrs)]
+                # Resolve in address order: consecutive lookups then fall in the same
+                # unit, function and line sequence, which the lookups remember.
+                out: list = [None] * len(addrs)
+                for i in sorted(range(len(addrs)), key=vaddrs.__getitem__):
+                    out[i] = frames(vaddrs[i], addrs[i], path)
+                return out
+            return [frames(v, a, path) for v, a in zip(vaddrs, addrs)]
 
     def for_process(self, pid: int) -> ProcessSymbolizer:
         """A symbolizer of runtime addresses of process `pid`, sharing these caches."""
