@@ -13,13 +13,12 @@ checksum) is the one recorded: searching user-writable places is safe as root.
 """
 from __future__ import annotations
 
-import os
 import posixpath
 from collections.abc import Sequence
 from typing import Callable, Optional
 
 from hud.errors import BadInput
-from hud.symbolize.debugfile import DEFAULT_DEBUG_DIRS
+from hud.symbolize.debugfile import DEFAULT_DEBUG_DIRS, open_if
 from hud.symbolize.elf import ElfFile
 
 _MAX_LINK = 4096    # a path and an id: anything longer is not a link section
@@ -120,23 +119,10 @@ def _candidates(path: str, ident: bytes, kind: str, holder_path: str, root: str,
 
 
 def _accept(path: str, ident: bytes, kind: str) -> Optional[ElfFile]:
-    if not os.path.isfile(path):
-        return None
-    try:
-        cand = ElfFile.open(path)
-    except BadInput:
-        return None
-    ok = False
-    try:
+    def belongs(cand: ElfFile) -> bool:
         if kind == "altlink":
-            ok = cand.build_id == ident.hex()
-        else:
-            got = cand.section(".debug_sup")
-            sup = _debug_sup(got[1]) if got is not None else None
-            ok = sup is not None and sup[0] and sup[2] == ident
-    except BadInput:
-        ok = False
-    if not ok:
-        cand.close()
-        return None
-    return cand
+            return cand.build_id == ident.hex()
+        got = cand.section(".debug_sup")
+        sup = _debug_sup(got[1]) if got is not None else None
+        return sup is not None and sup[0] and sup[2] == ident
+    return open_if(path, belongs)

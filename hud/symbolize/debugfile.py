@@ -79,30 +79,36 @@ def _candidates(build_id: Optional[str], link: Optional[tuple[str, int]], target
     return out
 
 
-def _accept(path: str, build_id: Optional[str], link: Optional[tuple[str, int]],
-            named_by_user: bool) -> Optional[ElfFile]:
+def open_if(path: str, belongs: Callable[[ElfFile], bool]) -> Optional[ElfFile]:
+    """The ELF file at `path`, opened, if it is one and `belongs(it)` says it is the
+    file sought (a BadInput while checking is a no); else None, nothing left open."""
     if not os.path.isfile(path):
         return None
     try:
         cand = ElfFile.open(path)
     except BadInput:
         return None
-    ok = False
     try:
-        if build_id is not None:
-            ok = cand.build_id == build_id
-        elif link is not None and (named_by_user or posixpath.basename(path) == link[0]):
-            ok = _crc32(cand) == link[1]
-        elif named_by_user:
-            # Neither side can prove anything: take the user's word, but not for a file
-            # that names another build.
-            ok = cand.build_id is None
+        ok = belongs(cand)
     except BadInput:
         ok = False
     if not ok:
         cand.close()
         return None
     return cand
+
+
+def _accept(path: str, build_id: Optional[str], link: Optional[tuple[str, int]],
+            named_by_user: bool) -> Optional[ElfFile]:
+    def belongs(cand: ElfFile) -> bool:
+        if build_id is not None:
+            return cand.build_id == build_id
+        if link is not None and (named_by_user or posixpath.basename(path) == link[0]):
+            return _crc32(cand) == link[1]
+        # Neither side can prove anything: take the user's word, but not for a file
+        # that names another build.
+        return named_by_user and cand.build_id is None
+    return open_if(path, belongs)
 
 
 def _crc32(elf: ElfFile) -> int:

@@ -10,6 +10,7 @@ like any other file, read as data and never run. Per-item failures are notes.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Callable, Optional
 
 from hud.errors import BadInput
-from hud.symbolize.diskcache import Refused, open_private_dir
+from hud.symbolize.diskcache import Refused, open_private_dir, sweep
 from hud.symbolize.elf import ElfFile
 
 ENV = "DEBUGINFOD_URLS"
@@ -35,7 +36,6 @@ FREE_FLOOR = 1 << 30
 _CHUNK = 1 << 20
 _HEX = re.compile(r"[0-9a-f]{8,128}")
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_STALE_TMP_S = 3600
 
 
 def urls_from(option: Sequence[str], environ: Optional[Mapping[str, str]] = None) -> list:
@@ -202,34 +202,17 @@ def _free(dfd: int) -> int:
 def _evict(dfd: int, keep: str) -> None:
     """Keep at most KEEP_BYTES of debug files (least recently fetched go first) and
     drop temporary files a killed download left behind."""
-    now = time.time()
-    files = []
-    for entry in os.listdir(dfd):
-        try:
-            st = os.stat(entry, dir_fd=dfd, follow_symlinks=False)
-        except OSError:
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            continue
-        if entry.startswith(".tmp-"):
-            if now - st.st_mtime > _STALE_TMP_S:
-                _unlink(entry, dfd)
-        elif entry.endswith(".debug"):
-            files.append((st.st_mtime, st.st_size, entry))
+    files = sweep(dfd, ".debug")
     total = sum(size for _t, size, _e in files)
     for _t, size, entry in sorted(files):
         if total <= KEEP_BYTES:
             break
         if entry != keep:
-            _unlink(entry, dfd)
+            with contextlib.suppress(OSError):
+                os.unlink(entry, dir_fd=dfd)
             total -= size
 
 
-def _unlink(name: str, dfd: int) -> None:
-    try:
-        os.unlink(name, dir_fd=dfd)
-    except OSError:
-        pass
 
 
 def default_directory(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:

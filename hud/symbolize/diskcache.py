@@ -229,22 +229,9 @@ class SymbolCache:
     def _evict(self, dfd: int, keep: str) -> None:
         """Keep at most MAX_FILES cache files (least recently written go first) and drop
         temporary files a killed writer left behind."""
-        now = time.time()
-        files = []
-        for entry in os.listdir(dfd):
-            try:
-                st = os.stat(entry, dir_fd=dfd, follow_symlinks=False)
-            except OSError:
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            if entry.startswith(".tmp-"):
-                if now - st.st_mtime > _STALE_TMP_S:
-                    _unlink(entry, dfd)
-            elif entry.endswith(".json") and entry != keep:
-                files.append((st.st_mtime, entry))
+        files = sorted((mtime, entry) for mtime, _size, entry in sweep(dfd, ".json")
+                       if entry != keep)
         if len(files) >= MAX_FILES:
-            files.sort()
             for _, entry in files[:len(files) - MAX_FILES + 1]:
                 _unlink(entry, dfd)
 
@@ -295,6 +282,26 @@ def open_private_dir(directory: str, create: bool) -> int:
     except BaseException:
         os.close(fd)
         raise
+
+
+def sweep(dfd: int, suffix: str) -> list[tuple[float, int, str]]:
+    """(mtime, size, name) of the regular files ending in `suffix` in the directory,
+    after removing temporary files (".tmp-*") a killed writer left over an hour ago."""
+    now = time.time()
+    files = []
+    for entry in os.listdir(dfd):
+        try:
+            st = os.stat(entry, dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if entry.startswith(".tmp-"):
+            if now - st.st_mtime > _STALE_TMP_S:
+                _unlink(entry, dfd)
+        elif entry.endswith(suffix):
+            files.append((st.st_mtime, st.st_size, entry))
+    return files
 
 
 def _check_dir(st: os.stat_result, where: str, euid: int, leaf: bool) -> None:
