@@ -171,6 +171,9 @@ class Profiler:
     kernel frames of samples, so findings say where in the kernel they waited or ran
     (+2-3 us per blocked capture under the demo's load, ~0.4% of one CPU:
     docs/PERFORMANCE.md); False takes none.
+    `debuginfod` fetches missing debug files by build-id while attaching: a tuple of
+    (server URLs, or () for DEBUGINFOD_URLS; optionally a progress callback taking one
+    line of text; optionally a callable telling whether to give up); None fetches nothing.
     """
 
     def __init__(self, pid: Optional[int] = None, process: Optional[str] = None, *,
@@ -196,8 +199,8 @@ class Profiler:
         self.replay_path = replay
         self.record_path = record
         self.debug_dirs, self.debug_files = tuple(debug_dirs), tuple(debug_files)
-        # (server URLs, progress callback): a debuginfod client for missing debug files
-        # (DEBUGINFOD_URLS when no URL is given); None: no network at all.
+        # (server URLs, progress callback, cancelled?): a debuginfod client for missing
+        # debug files (DEBUGINFOD_URLS when no URL is given); None: no network at all.
         self.debuginfod = debuginfod
         self.stack_bytes = stack_bytes
         self.kernel_stacks = kernel_stacks
@@ -275,7 +278,9 @@ class Profiler:
         fetcher = None
         if self.debuginfod is not None:
             from hud.symbolize.debuginfod import configured
-            fetcher = configured(self.debuginfod[0], self.debuginfod[1])
+            urls, *rest = self.debuginfod
+            fetcher = configured(urls, rest[0] if rest else None,
+                                 cancel=rest[1] if len(rest) > 1 else None)
         self._resolver = StackResolver(self.target.pid, self.debug_dirs, self.debug_files,
                                        debuginfod=fetcher,
                                        cache_dir=self.symbol_cache_dir,

@@ -127,6 +127,7 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
             click.echo(f"hud: {text}", err=True)
 
     tui_up = threading.Event()
+    stop = threading.Event()     # Ctrl-C / SIGTERM: also ends a download while attaching
 
     def fetching(text: str) -> None:
         # Downloads happen while attaching, before the TUI takes the screen: say so.
@@ -137,9 +138,8 @@ def command(process: Optional[str], pid: Optional[int], target_path: Optional[st
                     workers=workers, freq_hz=freq, backend=backend, replay=replay,
                     record=record, debug_dirs=debug_dirs, debug_files=debug_files,
                     stack_bytes=stack_bytes, notice=notice,
-                    debuginfod=(debuginfod_urls, fetching),
+                    debuginfod=(debuginfod_urls, fetching, stop.is_set),
                     symbol_cache=not no_symbol_cache, kernel_stacks=not no_kernel_stacks)
-    stop = threading.Event()
     old = _install_stop_handlers(stop)
     try:
         prof.start()

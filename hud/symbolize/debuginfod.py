@@ -30,6 +30,11 @@ MAX_BYTES = 2 << 30
 TIMEOUT_S = 15.0          # per connection attempt and per read
 # The cache keeps at most this much; the least recently fetched files go first.
 KEEP_BYTES = 4 << 30
+# A download taking longer than this is dropped (a server trickling bytes would hold
+# the attach forever: each read has its own timeout only).
+DEADLINE_S = 600.0
+# After every server said 404, the build-id is not asked for again this long.
+MISS_S = 600.0
 # A download stops rather than leave the file system with less free space than this:
 # hud runs on hosts in trouble, and a full disk is another outage.
 FREE_FLOOR = 1 << 30
@@ -55,12 +60,15 @@ class Debuginfod:
 
     def __init__(self, urls: Sequence[str], directory: str,
                  progress: Optional[Callable[[str], None]] = None,
-                 timeout: float = TIMEOUT_S, max_bytes: int = MAX_BYTES) -> None:
+                 timeout: float = TIMEOUT_S, max_bytes: int = MAX_BYTES,
+                 cancel: Optional[Callable[[], bool]] = None) -> None:
         self.urls = list(urls)
         self.directory = os.path.normpath(os.path.abspath(directory))
         self.progress = progress
         self.timeout = timeout
         self.max_bytes = max_bytes
+        # Asked between chunks: Ctrl-C while attaching must not wait for a download.
+        self.cancel = cancel or (lambda: False)
         self._failed: dict[str, str] = {}     # build-id -> why, for this process
         self.stats = {"fetched": 0, "bytes": 0, "cached": 0, "failed": 0}
 
@@ -79,19 +87,32 @@ class Debuginfod:
             self._failed[build_id] = why
             return None, why
         name = f"{build_id}.debug"
+        miss = f"{build_id}.miss"
         try:
             if _ours(dfd, name):
                 self.stats["cached"] += 1
                 return os.path.join(self.directory, name), "debuginfod cache"
-            whys = []
-            for url in self.urls:
-                got, why = self._download(dfd, url, build_id, name)
-                if got:
-                    self.stats["fetched"] += 1
-                    _evict(dfd, name)
-                    return os.path.join(self.directory, name), f"debuginfod {url}"
-                whys.append(why)
-            why = "debuginfod: " + "; ".join(whys)
+            if _ours(dfd, miss, MISS_S):
+                why = "debuginfod: no server had it (asked less than 10 minutes ago)"
+            else:
+                whys, missing = [], True
+                for url in self.urls:
+                    if self.cancel():
+                        whys.append("cancelled")
+                        missing = False
+                        break
+                    got, why = self._download(dfd, url, build_id, name)
+                    if got:
+                        self.stats["fetched"] += 1
+                        _unlink(dfd, miss)
+                        _evict(dfd, name)
+                        return os.path.join(self.directory, name), f"debuginfod {url}"
+                    whys.append(why)
+                    missing = missing and why.endswith("HTTP 404")
+                why = "debuginfod: " + "; ".join(whys)
+                if missing:
+                    # As elfutils does: every server said 404; do not ask again for a while.
+                    _touch(dfd, miss)
         finally:
             os.close(dfd)
         self.stats["failed"] += 1
@@ -118,10 +139,15 @@ class Debuginfod:
                 self._say(f"fetching debug info {build_id[:12]} from {host}"
                           + (f" ({size / 1e6:.1f} MB)" if size else ""))
                 got, last = 0, time.monotonic()
+                deadline = last + DEADLINE_S
                 while True:
                     chunk = resp.read(_CHUNK)
                     if not chunk:
                         break
+                    if self.cancel():
+                        return False, "cancelled"
+                    if time.monotonic() > deadline:
+                        return False, f"{host}: slower than {DEADLINE_S:.0f} s, dropped"
                     got += len(chunk)
                     if got > self.max_bytes:
                         return False, f"{host}: over {self.max_bytes >> 20} MB, dropped"
@@ -181,14 +207,30 @@ def _build_id_is(dfd: int, name: str, build_id: str, host: str) -> bool:
         elf.close()
 
 
-def _ours(dfd: int, name: str) -> bool:
-    """Is `name` a file this cache wrote (ours, regular, 0600, one link)?"""
+def _ours(dfd: int, name: str, younger_than: float = 0.0) -> bool:
+    """Is `name` a file this cache wrote (ours, regular, 0600, one link), and when
+    `younger_than` is given, written less than that many seconds ago?"""
     try:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except OSError:
         return False
+    if younger_than and not 0 <= time.time() - st.st_mtime < younger_than:
+        return False
     return (stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
             and not st.st_mode & 0o077 and st.st_nlink == 1)
+
+
+def _touch(dfd: int, name: str) -> None:
+    _unlink(dfd, name)
+    try:
+        os.close(os.open(name, _WRITE_FLAGS, 0o600, dir_fd=dfd))
+    except OSError:
+        pass
+
+
+def _unlink(dfd: int, name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name, dir_fd=dfd)
 
 
 def _free(dfd: int) -> int:
@@ -208,8 +250,7 @@ def _evict(dfd: int, keep: str) -> None:
         if total <= KEEP_BYTES:
             break
         if entry != keep:
-            with contextlib.suppress(OSError):
-                os.unlink(entry, dir_fd=dfd)
+            _unlink(dfd, entry)
             total -= size
 
 
@@ -230,9 +271,10 @@ def default_directory(environ: Optional[Mapping[str, str]] = None) -> Optional[s
 
 
 def configured(urls: Sequence[str] = (), progress: Optional[Callable[[str], None]] = None,
-               environ: Optional[Mapping[str, str]] = None) -> Optional[Debuginfod]:
+               environ: Optional[Mapping[str, str]] = None,
+               cancel: Optional[Callable[[], bool]] = None) -> Optional[Debuginfod]:
     """A Debuginfod for the servers given (else DEBUGINFOD_URLS), or None when there are
     none or nowhere to keep what they send."""
     servers = urls_from(urls, environ)
     directory = default_directory(environ) if servers else None
-    return Debuginfod(servers, directory, progress) if directory else None
+    return Debuginfod(servers, directory, progress, cancel=cancel) if directory else None

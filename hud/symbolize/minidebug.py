@@ -17,6 +17,7 @@ SECTION = ".gnu_debugdata"
 # Decompressed size cap: libc's is about 0.4 MB. A hostile section must not inflate
 # without bound (an xz stream can expand by a factor of thousands).
 MAX_INFLATED = 64 << 20
+MAX_DECODER_MEMORY = 128 << 20
 
 
 def has_symtab(elf: ElfFile) -> bool:
@@ -37,7 +38,8 @@ def mini_debuginfo(elf: ElfFile) -> tuple[Optional[ElfFile], str]:
         import lzma  # optional in CPython builds: without it, no MiniDebugInfo
     except ImportError:
         return None, f"this Python has no lzma module: {SECTION} not read"
-    inflater = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    # memlimit: an xz header may ask for a dictionary of gigabytes up front.
+    inflater = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=MAX_DECODER_MEMORY)
     try:
         inner = inflater.decompress(got[1], max_length=MAX_INFLATED)
     except (lzma.LZMAError, EOFError) as e:

@@ -82,13 +82,18 @@ def test_misses_and_limits_are_notes(split, private):
                                             ": HTTP 404")
         fetcher.fetch(bid)
         assert len(asked) == 1                       # a miss is remembered per process
+        # ... and on disk for ten minutes, as elfutils does: the next run does not ask.
+        path, why = Debuginfod([url], str(private / "d")).fetch(bid)
+        assert path is None and "less than 10 minutes ago" in why and len(asked) == 1
     with serve({f"/buildid/{bid}/debuginfo": dbg.read_bytes()}) as (url, _asked):
-        small = Debuginfod([url], str(private / "d"), max_bytes=1000)
+        small = Debuginfod([url], str(private / "d2"), max_bytes=1000)
         path, why = small.fetch(bid)
         assert path is None and "over the limit" in why
+        stopped = Debuginfod([url], str(private / "d2"), cancel=lambda: True)
+        assert stopped.fetch(bid) == (None, "debuginfod: cancelled")
     # Nobody listening; then a second server that has it: the first failure is skipped.
     with serve({f"/buildid/{bid}/debuginfo": dbg.read_bytes()}) as (url, _asked):
-        both = Debuginfod(["http://127.0.0.1:9", url], str(private / "d"), timeout=2)
+        both = Debuginfod(["http://127.0.0.1:9", url], str(private / "d3"), timeout=2)
         path, why = both.fetch(bid)
         assert path and why == f"debuginfod {url}"
 
