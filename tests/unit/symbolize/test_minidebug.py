@@ -94,7 +94,7 @@ def _with_section(src: Path, dst: Path, payload: bytes) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("case", ["truncated", "garbage", "not_elf", "too_big"])
+@pytest.mark.parametrize("case", ["truncated", "garbage", "not_elf", "too_big", "huge_dict"])
 def test_a_bad_section_costs_its_names_only(prog, tmp_path, monkeypatch, case):
     full, with_mini, _bare = prog
     with ElfFile.open(str(with_mini)) as elf:
@@ -102,7 +102,11 @@ def test_a_bad_section_costs_its_names_only(prog, tmp_path, monkeypatch, case):
     payload = {"truncated": packed[:len(packed) // 2],
                "garbage": bytes(range(256)) * 8,
                "not_elf": lzma.compress(b"not an ELF at all" * 100),
-               "too_big": packed}[case]
+               "too_big": packed,
+               # A gigabyte dictionary: the decoder would allocate it before any output.
+               "huge_dict": lzma.compress(lzma.decompress(packed), format=lzma.FORMAT_XZ,
+                                          filters=[{"id": lzma.FILTER_LZMA2,
+                                                    "dict_size": 1 << 30}])}[case]
     if case == "too_big":
         monkeypatch.setattr(minidebug, "MAX_INFLATED", 1024)
     bad = _with_section(with_mini, tmp_path / "bad", payload)
