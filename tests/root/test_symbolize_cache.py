@@ -7,7 +7,8 @@ import shutil
 import stat
 
 import pytest
-from unit.symbolize.test_diskcache import BID, KEY, _levels, _only_file, _private_parent
+from unit.symbolize.conftest import _private_parent
+from unit.symbolize.test_diskcache import BID, KEY, _levels, _only_file
 
 from hud.symbolize.diskcache import ROOT_DEFAULT, SymbolCache, default_cache_dir
 
