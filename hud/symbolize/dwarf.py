@@ -17,8 +17,9 @@ from hud.symbolize.dwarf_forms import DwarfError, initial_length
 from hud.symbolize.dwarf_lines import LineTable
 from hud.symbolize.dwarf_names import NameResolver
 from hud.symbolize.dwarf_scopes import UnitScopes, scan
-from hud.symbolize.dwarf_units import DwarfSections, Unit, UnitTable
+from hud.symbolize.dwarf_units import UT_SKELETON, DwarfSections, Unit, UnitTable
 from hud.symbolize.dwarf_walk import ROLE_REQUIRED, ROLE_TAGS, ROLES
+from hud.symbolize.splitdwarf import SplitUnits
 from hud.symbolize.symtab import SymbolTable
 
 # From this many addresses in one unit, indexing it whole beats finding each function by
@@ -37,15 +38,24 @@ def _reaches_most(scopes: UnitScopes, addrs: list[int]) -> bool:
     return 10 * len(touched) >= 3 * len(funcs)
 
 
+def _carries(name: Optional[str], symbols: tuple[str, ...]) -> bool:
+    return bool(name) and any(s == name or s.startswith(name + ".") for s in symbols)
+
+
 class DwarfInfo:
     """The DWARF of one file; `locate` answers per address, decoding units lazily."""
 
     def __init__(self, sections: DwarfSections,
-                 rename: Optional[Callable[[str], str]] = None) -> None:
+                 rename: Optional[Callable[[str], str]] = None,
+                 split: Optional[SplitUnits] = None) -> None:
         self.sections = sections
         self.rename = rename
+        self.split = split
         self.units = UnitTable(sections, ROLES, ROLE_TAGS, ROLE_REQUIRED)
         self.names = NameResolver(self.units)
+        # Skeleton units (split DWARF): their DIEs' names and checks, per unit index.
+        self._unit_names: dict[int, NameResolver] = {}
+        self._verify: dict[int, Callable[[int, tuple], bool]] = {}
         self._lines: dict[int, Optional[LineTable]] = {}
         self._scopes: dict[int, Optional[UnitScopes]] = {}
         self._errors: dict[int, str] = {}
@@ -96,7 +106,8 @@ class DwarfInfo:
         i = -1
         if scopes is not None:
             try:
-                i = scopes.innermost(addr, hint, self._names_match)
+                i = scopes.innermost(addr, hint,
+                                     self._verify.get(unit.index, self._names_match))
             except DwarfError as e:
                 reason = f"bad inline tree: {e}"
         if row is not None:
@@ -132,7 +143,7 @@ class DwarfInfo:
             if parent < 0 or (base | parent) in cache:
                 break
             k = parent
-        name = self.names.name
+        name = self._unit_names.get(unit.index, self.names).name
         rename = self.rename
         comp_dir = unit.comp_dir
         die_of = scopes.die_of
@@ -181,7 +192,8 @@ class DwarfInfo:
                     spans.discard(None)
                     hints = sorted(spans, key=lambda h: h[0])
                     if scopes is not None:
-                        scopes.find_functions(hints, self._names_match)
+                        scopes.find_functions(hints, self._verify.get(index,
+                                                                      self._names_match))
                     if lines is not None:
                         lines.find_sequences([h[0] for h in hints])
                 else:
@@ -200,10 +212,7 @@ class DwarfInfo:
     def _names_match(self, die_offset: int, symbols: tuple[str, ...]) -> bool:
         """Does the function DIE at `die_offset` carry one of the symbol names? (Clones
         like "f.constprop.0" and LLVM's "f.llvm.123" carry f's name plus a suffix.)"""
-        name = self.names.name(die_offset)
-        if not name:
-            return False
-        return any(s == name or s.startswith(name + ".") for s in symbols)
+        return _carries(self.names.name(die_offset), symbols)
 
     def _prepare(self, unit: Unit) -> tuple:
         self.units.load(unit)
@@ -244,8 +253,21 @@ class DwarfInfo:
         if unit.index in self._scopes:
             return self._scopes[unit.index]
         scopes = None
+        table, target = self.units, unit
+        if unit.dwo_name or unit.unit_type == UT_SKELETON:
+            # Split DWARF: the skeleton has the code ranges and lines, its .dwo the DIEs.
+            got, why = (self.split.split_table(unit, self.sections) if self.split is not None
+                        else (None, "split DWARF not followed"))
+            if got is None:
+                self._errors[unit.index] = why
+                self._scopes[unit.index] = None
+                return None
+            table, target = got
+            names = NameResolver(table)
+            self._unit_names[unit.index] = names
+            self._verify[unit.index] = lambda d, symbols: _carries(names.name(d), symbols)
         try:
-            scopes = scan(self.units, unit)
+            scopes = scan(table, target)
         except (DwarfError, IndexError, struct.error, ValueError, KeyError, TypeError) as e:
             self._errors[unit.index] = f"bad DIEs: {e}"
         self._scopes[unit.index] = scopes

@@ -15,7 +15,10 @@ from hud.symbolize.dwarf_forms import (
     ADDRX_FORMS,
     AT_ADDR_BASE,
     AT_COMP_DIR,
+    AT_DWO_NAME,
     AT_GNU_ADDR_BASE,
+    AT_GNU_DWO_ID,
+    AT_GNU_DWO_NAME,
     AT_GNU_RANGES_BASE,
     AT_HIGH_PC,
     AT_LOW_PC,
@@ -66,9 +69,10 @@ class Unit:
     """One unit of .debug_info: header fields, then root-DIE attributes once `load`ed."""
 
     __slots__ = ("abbrev_offset", "abbrevs", "addr_base", "addr_size", "base_address",
-                 "comp_dir", "die_offset", "end", "error", "index", "loaded", "low_pc",
-                 "name", "offset", "offset_size", "ranges_attr", "resident", "rnglists_base",
-                 "root_end", "stmt_list", "str_offsets_base", "unit_type", "version")
+                 "comp_dir", "die_offset", "dwo_id", "dwo_name", "end", "error", "index",
+                 "loaded", "low_pc", "name", "offset", "offset_size", "ranges_attr",
+                 "resident", "rnglists_base", "root_end", "split_ranges_base", "stmt_list",
+                 "str_offsets_base", "unit_type", "version")
 
     def __init__(self, index: int, offset: int, end: int, version: int, unit_type: int,
                  addr_size: int, offset_size: int, abbrev_offset: int,
@@ -96,6 +100,11 @@ class Unit:
         self.addr_base = 8 if version >= 5 else 0
         self.rnglists_base = 12 if version >= 5 else 0
         self.ranges_attr: Optional[tuple[int, int]] = None   # (form, value) of DW_AT_ranges
+        # Split DWARF: a skeleton's .dwo file name and the id both halves carry; in the
+        # split half of a DWARF 4 (GNU) pair, DW_AT_ranges offsets count from this base.
+        self.dwo_name = ""
+        self.dwo_id: Optional[int] = None
+        self.split_ranges_base = 0
 
 
 class DwarfSections:
@@ -228,11 +237,14 @@ class UnitTable:
                     pos += 2
                     abbrev_offset = int.from_bytes(hdr[pos:pos + offset_size], "little")
                     pos += offset_size
+                    dwo_id = None
                     if unit_type in (UT_SKELETON, UT_SPLIT_COMPILE):
+                        dwo_id = int.from_bytes(hdr[pos:pos + 8], "little")
                         pos += 8
                     elif unit_type in (UT_TYPE, UT_SPLIT_TYPE):
                         pos += 8 + offset_size
                 elif version >= 2:
+                    dwo_id = None
                     unit_type = UT_COMPILE
                     abbrev_offset = int.from_bytes(hdr[pos:pos + offset_size], "little")
                     pos += offset_size
@@ -247,6 +259,7 @@ class UnitTable:
             if version <= 5 and addr_size in (4, 8) and die_offset <= end:
                 units.append(Unit(len(units), start, end, version, unit_type, addr_size,
                                   offset_size, abbrev_offset, die_offset))
+                units[-1].dwo_id = dwo_id
             start = end
         return units
 
@@ -342,6 +355,11 @@ class UnitTable:
             unit.name = self.string(unit, *raw[AT_NAME])
         if AT_COMP_DIR in raw:
             unit.comp_dir = self.string(unit, *raw[AT_COMP_DIR])
+        for at in (AT_DWO_NAME, AT_GNU_DWO_NAME):
+            if at in raw:
+                unit.dwo_name = self.string(unit, *raw[at])
+        if AT_GNU_DWO_ID in raw and isinstance(raw[AT_GNU_DWO_ID][1], int):
+            unit.dwo_id = raw[AT_GNU_DWO_ID][1]
         if AT_STMT_LIST in raw and isinstance(raw[AT_STMT_LIST][1], int):
             unit.stmt_list = raw[AT_STMT_LIST][1]
         if AT_LOW_PC in raw:
@@ -409,7 +427,8 @@ class UnitTable:
                 val = unit.rnglists_base + int.from_bytes(sec[at:at + unit.offset_size],
                                                           "little")
             return self._rnglist(unit, sec, val)
-        return self._ranges_v4(unit, self.sec.get(".debug_ranges"), val)
+        return self._ranges_v4(unit, self.sec.get(".debug_ranges"),
+                               val + unit.split_ranges_base)
 
     def _ranges_v4(self, unit: Unit, sec: bytes, pos: int) -> list[tuple[int, int]]:
         size = unit.addr_size

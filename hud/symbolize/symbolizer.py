@@ -33,6 +33,7 @@ from hud.symbolize.normalize import (
     Module,
     ProcessMaps,
 )
+from hud.symbolize.splitdwarf import SplitUnits
 from hud.symbolize.symtab import SymbolTable
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ class ObjectSymbols:
                                                          debug_dirs, debug_files, fetch)
         except DATA_ERRORS as e:
             self.debug_note = f"debug file search failed: {e}"
+        # Split DWARF: .dwo files where the skeletons say, or <binary>.dwp beside it.
+        self._split = SplitUnits(root + target_path if target_path.startswith("/")
+                                 else elf.name, root)
         # A dwz-compressed debug file keeps shared DIEs and strings in a supplementary file.
         self.alt: Optional[ElfFile] = None
         self.alt_note = ""
@@ -104,6 +108,7 @@ class ObjectSymbols:
             self.debug.close()
         if self.alt is not None:
             self.alt.close()
+        self._split.close()
 
     @property
     def symtab(self) -> SymbolTable:
@@ -137,7 +142,7 @@ class ObjectSymbols:
                     if self.alt is not None:
                         sections.alt = DwarfSections(_section_loader(self.alt),
                                                      _lazy_loader(self.alt))
-                    self._dwarf = DwarfInfo(sections, demangle)
+                    self._dwarf = DwarfInfo(sections, demangle, self._split)
                 except DATA_ERRORS as e:
                     self._dwarf_why = f"unreadable DWARF: {e}"
         return self._dwarf
