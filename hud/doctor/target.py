@@ -399,6 +399,26 @@ def _find_alt(info: TargetInfo, holder: ElfFile, path: str,
         info.extra["dwz_missing"] = where
 
 
+def _split_dwarf(info: TargetInfo, data: dict) -> Optional[Check]:
+    """For a binary whose units are split DWARF skeletons: where their DIEs are."""
+    from hud.symbolize.splitdwarf import survey
+    skeletons, missing, dwp = survey(info.elf, info.root + info.exe, info.root)
+    if not skeletons:
+        return None
+    data.update(split_units=skeletons, dwo_missing=missing, dwp=dwp or None)
+    name = os.path.basename(info.exe)
+    if dwp:
+        return Check("debug_info", OK, f"split DWARF in {name}, DIEs in "
+                     f"{os.path.basename(dwp)}", scope=TARGET, data=data)
+    if not missing:
+        return Check("debug_info", OK, f"split DWARF in {name}, DIEs in {skeletons} .dwo "
+                     "file(s)", scope=TARGET, data=data)
+    return Check("debug_info", WARN, f"split DWARF: {missing} of {skeletons} .dwo files "
+                 "missing: no inline frames there", "keep the .dwo files where the build "
+                 "left them or beside the binary, or pack them: llvm-dwp -e BINARY -o "
+                 "BINARY.dwp", TARGET, data=data)
+
+
 def _shown(path: str, info: TargetInfo) -> str:
     # /proc/PID/root/x is /x inside the target's filesystem: say so, shorter.
     return path[len(info.root):] if path.startswith(info.root + "/") else path
@@ -420,6 +440,9 @@ def check_debug_info(info: TargetInfo) -> Check:
     if missing and (".debug_info" in inside or info.debug is not None):
         return Check("debug_info", WARN, f"{missing}", _DWZ_HINT, TARGET, data=data)
     if ".debug_info" in inside and ".debug_line" in inside:
+        split = _split_dwarf(info, data)
+        if split:
+            return split
         return Check("debug_info", OK, f"DWARF in {name}: functions, inlines and "
                      "file:line", scope=TARGET, data=data)
     if info.debug_via == "minidebuginfo" and info.debug is not None:

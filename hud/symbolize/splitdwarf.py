@@ -206,3 +206,34 @@ def _cu_index(data: bytes) -> dict[int, dict[str, tuple[int, int]]]:
         out[sig] = {names[c]: (offsets[base + k], sizes[base + k])
                     for k, c in enumerate(cols) if c in names}
     return out
+
+
+def survey(elf: ElfFile, binary_path: str, root: str = "") -> tuple[int, int, str]:
+    """(skeleton units, those whose .dwo file is nowhere to be found, the package's
+    path or "") of a binary: what `hud doctor` says of its split DWARF. Reads unit
+    roots only; files are looked for, not opened."""
+    def load(name: str) -> Optional[bytes]:
+        got = elf.section(name)
+        return got[1] if got is not None else None
+    try:
+        table = UnitTable(DwarfSections(load))
+    except (BadInput, DwarfError, IndexError, struct.error, ValueError):
+        return 0, 0, ""
+    dwp = binary_path + ".dwp"
+    dwp = dwp if os.path.isfile(dwp) else ""
+    skeletons = missing = 0
+    here = posixpath.dirname(binary_path)
+    for unit in table.units:
+        try:
+            table.load(unit)
+        except BadInput:
+            continue
+        if not unit.dwo_name:
+            continue
+        skeletons += 1
+        name = unit.dwo_name
+        where = name if name.startswith("/") else posixpath.join(unit.comp_dir or "/", name)
+        if not dwp and not os.path.isfile(root + where) and not os.path.isfile(
+                posixpath.join(here, posixpath.basename(name))):
+            missing += 1
+    return skeletons, missing, dwp

@@ -164,6 +164,40 @@ def test_a_dwz_debug_file_without_its_common_file_warns(tmp_path):
     assert ".dwz" in debug["hint"] and "dwz file" in text
 
 
+def test_split_dwarf_says_where_the_dies_are(tmp_path):
+    """A rustc -C split-debuginfo=unpacked build: its .dwo files are found; moved away,
+    the doctor warns; packed into a .dwp beside the binary, found again."""
+    from unit.symbolize.binaries import RUST_PROG
+    rustc = shutil.which("rustc") or os.path.expanduser("~/.cargo/bin/rustc")
+    (tmp_path / "rs.rs").write_text(RUST_PROG)
+    subprocess.run([rustc, "-g", "-C", "opt-level=2", "-C", "split-debuginfo=unpacked",
+                    "-o", "rs", "rs.rs"], cwd=tmp_path, check=True, capture_output=True)
+    dwos = list(tmp_path.glob("*.dwo"))
+    assert dwos
+
+    def debug_info(pid: int) -> dict:
+        doc, _code, _text = doctor("--pid", str(pid))
+        return doc["checks"]["debug_info"]
+
+    with _started([str(tmp_path / "rs"), "10", "wait"], wait_ready=False) as proc:
+        proc.stdout.readline()
+        found = debug_info(proc.pid)
+        (tmp_path / "away").mkdir()
+        for p in dwos:
+            p.rename(tmp_path / "away" / p.name)
+        lost = debug_info(proc.pid)
+        subprocess.run(["llvm-dwp", "-o", str(tmp_path / "rs.dwp"),
+                        *[str(tmp_path / "away" / p.name) for p in dwos]], check=True,
+                       timeout=60)
+        packed = debug_info(proc.pid)
+    assert found["status"] == "ok" and ".dwo" in found["summary"], found
+    assert found["data"]["split_units"] == len(dwos) and found["data"]["dwo_missing"] == 0
+    assert lost["status"] == "warn", lost
+    assert f"{len(dwos)} of {len(dwos)} .dwo files missing" in lost["summary"]
+    assert "llvm-dwp" in lost["hint"]
+    assert packed["status"] == "ok" and "rs.dwp" in packed["summary"], packed
+
+
 def test_custom_thread_names_and_current_thread(tokio_fixture):
     named = tokio_fixture("blockers-named", ["sleep"])
     doc, code, _ = doctor("--pid", str(named.pid))
