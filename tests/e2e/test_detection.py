@@ -87,9 +87,11 @@ def _check_wakers(fx, report: dict, backend: str) -> None:
             else:
                 assert not detail or detail.startswith("in the kernel at "), (name, detail)
             continue
-        named = {w["waker"]: w for w in wakers}
-        top = named.get(f"fx-mutex-holder (tid {holder})")
-        assert top is not None and top["ms"] >= 0.8 * f["total_ms"], wakers
+        # One waker can have several rows: one per place it woke from, and one without
+        # a place for a wake whose stack did not resolve (seen once in CI: 7 of 466 ms).
+        mine = [w for w in wakers if w["waker"] == f"fx-mutex-holder (tid {holder})"]
+        assert sum(w["ms"] for w in mine) >= 0.8 * f["total_ms"], wakers
+        top = max(mine, key=lambda w: w["ms"])
         assert f["detail"].startswith(f"woken by fx-mutex-holder (tid {holder}) ")
         # Where the holder released the lock: its own stack, taken at the wake, ends
         # in the holder thread's closure at `drop(guard)`.
