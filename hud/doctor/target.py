@@ -362,14 +362,14 @@ def find_debug(info: TargetInfo, debug_dirs: Sequence[str] = (),
         return
     if got is None:
         info.extra["debug_note"] = where
-        from hud.symbolize.minidebug import has_symtab, mini_debuginfo
-        if not has_symtab(info.elf):
-            # Fedora-family builds keep the symbols .dynsym lacks in .gnu_debugdata.
-            mini, why = mini_debuginfo(info.elf)
-            if mini is not None:
-                info.debug, info.debug_via = mini, "minidebuginfo"
-            elif why:
-                info.extra["debug_note"] = why
+        from hud.symbolize.minidebug import symbol_files
+        # Fedora-family builds keep the symbols .dynsym lacks in .gnu_debugdata: the
+        # symbolizer's own choice, a MiniDebugInfo put in front of the binary.
+        files, why = symbol_files([info.elf], info.elf)
+        if files[0] is not info.elf:
+            info.debug, info.debug_via = files[0], "minidebuginfo"
+        elif why:
+            info.extra["debug_note"] = why
         return
     info.debug = got
     info.debug_path = where

@@ -38,10 +38,6 @@ def _reaches_most(scopes: UnitScopes, addrs: list[int]) -> bool:
     return 10 * len(touched) >= 3 * len(funcs)
 
 
-def _carries(name: Optional[str], symbols: tuple[str, ...]) -> bool:
-    return bool(name) and any(s == name or s.startswith(name + ".") for s in symbols)
-
-
 class DwarfInfo:
     """The DWARF of one file; `locate` answers per address, decoding units lazily."""
 
@@ -53,9 +49,8 @@ class DwarfInfo:
         self.split = split
         self.units = UnitTable(sections, ROLES, ROLE_TAGS, ROLE_REQUIRED)
         self.names = NameResolver(self.units)
-        # Skeleton units (split DWARF): their DIEs' names and checks, per unit index.
+        # Skeleton units (split DWARF): the names of their .dwo DIEs, per unit index.
         self._unit_names: dict[int, NameResolver] = {}
-        self._verify: dict[int, Callable[[int, tuple], bool]] = {}
         self._lines: dict[int, Optional[LineTable]] = {}
         self._scopes: dict[int, Optional[UnitScopes]] = {}
         self._errors: dict[int, str] = {}
@@ -107,7 +102,7 @@ class DwarfInfo:
         if scopes is not None:
             try:
                 i = scopes.innermost(addr, hint,
-                                     self._verify.get(unit.index, self._names_match))
+                                     self._unit_names.get(unit.index, self.names).carries)
             except DwarfError as e:
                 reason = f"bad inline tree: {e}"
         if row is not None:
@@ -192,8 +187,8 @@ class DwarfInfo:
                     spans.discard(None)
                     hints = sorted(spans, key=lambda h: h[0])
                     if scopes is not None:
-                        scopes.find_functions(hints, self._verify.get(index,
-                                                                      self._names_match))
+                        scopes.find_functions(
+                            hints, self._unit_names.get(index, self.names).carries)
                     if lines is not None:
                         lines.find_sequences([h[0] for h in hints])
                 else:
@@ -208,11 +203,6 @@ class DwarfInfo:
                             lines.index_all()
             except DwarfError as e:
                 self._errors[index] = str(e)
-
-    def _names_match(self, die_offset: int, symbols: tuple[str, ...]) -> bool:
-        """Does the function DIE at `die_offset` carry one of the symbol names? (Clones
-        like "f.constprop.0" and LLVM's "f.llvm.123" carry f's name plus a suffix.)"""
-        return _carries(self.names.name(die_offset), symbols)
 
     def _prepare(self, unit: Unit) -> tuple:
         self.units.load(unit)
@@ -263,9 +253,7 @@ class DwarfInfo:
                 self._scopes[unit.index] = None
                 return None
             table, target = got
-            names = NameResolver(table)
-            self._unit_names[unit.index] = names
-            self._verify[unit.index] = lambda d, symbols: _carries(names.name(d), symbols)
+            self._unit_names[unit.index] = NameResolver(table)
         try:
             scopes = scan(table, target)
         except (DwarfError, IndexError, struct.error, ValueError, KeyError, TypeError) as e:

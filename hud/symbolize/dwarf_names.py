@@ -61,6 +61,12 @@ class NameResolver:
         linkage, plain = self._resolve(die_offset, 0)
         return linkage or plain
 
+    def carries(self, die_offset: int, symbols: tuple[str, ...]) -> bool:
+        """Does the function DIE at `die_offset` carry one of the symbol names? (Clones
+        like "f.constprop.0" and LLVM's "f.llvm.123" carry f's name plus a suffix.)"""
+        name = self.name(die_offset)
+        return bool(name) and any(s == name or s.startswith(name + ".") for s in symbols)
+
     def _resolve(self, off: int, depth: int) -> tuple[Optional[str], Optional[str]]:
         got = self._cache.get(off, False)
         if got is not False:

@@ -334,6 +334,12 @@ class ElfFile(Closing):
             return None
         return sec.addr, self.section_data(sec)
 
+    def section_bytes(self, name: str) -> Optional[bytes]:
+        """The data of section `name` (as `section` gives it), or None if absent: the
+        loader DwarfSections takes."""
+        got = self.section(name)
+        return got[1] if got is not None else None
+
     def section_data(self, sec: Section) -> bytes:
         """The bytes of `sec`, decompressed (SHF_COMPRESSED or legacy .zdebug)."""
         if sec.type == SHT_NOBITS:

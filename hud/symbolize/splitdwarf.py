@@ -20,7 +20,7 @@ from hud.errors import BadInput
 from hud.symbolize.dwarf_forms import DwarfError
 from hud.symbolize.dwarf_units import UT_SPLIT_COMPILE, DwarfSections, Unit, UnitTable
 from hud.symbolize.dwarf_walk import ROLE_REQUIRED, ROLE_TAGS, ROLES
-from hud.symbolize.elf import ElfFile
+from hud.symbolize.elf import SHT_NOBITS, ElfFile
 
 # DW_SECT_* of a package's index, version 2 (GNU, DWARF 4) and 5, to section names.
 _SECT_V2 = {1: ".debug_info", 3: ".debug_abbrev", 6: ".debug_str_offsets"}
@@ -39,11 +39,13 @@ class SplitUnits:
         self._files: list[ElfFile] = []
         self._dwp: Optional[tuple[ElfFile, dict[int, dict[str, tuple[int, int]]]]] = None
         self._dwp_tried = False
+        self._dwp_sections: dict[str, bytes] = {}   # shared or compressed: read once
 
     def close(self) -> None:
         for f in self._files:
             f.close()
         self._files.clear()
+        self._dwp_sections.clear()
 
     def split_table(self, skel: Unit, main: DwarfSections) -> tuple[Optional[tuple], str]:
         """((UnitTable, Unit) of the split half of skeleton `skel`, ""), or (None, why)."""
@@ -61,7 +63,7 @@ class SplitUnits:
             if unit is None:
                 return None, "no split unit in its .dwo"
             table.load(unit)
-        except (DwarfError, IndexError, struct.error, ValueError) as e:
+        except (BadInput, DwarfError, IndexError, struct.error, ValueError) as e:
             return None, f"unreadable .dwo unit: {e}"
         if unit.error:
             return None, unit.error
@@ -92,51 +94,69 @@ class SplitUnits:
         def load(name: str) -> Optional[bytes]:
             if name in _FROM_MAIN:
                 return _from_main(main, name)
-            got = elf.section(name + ".dwo")
-            if got is None:
-                return None
             span = parts.get(name)
             if span is not None:
-                return got[1][span[0]:span[0] + span[1]]
-            return got[1] if name == ".debug_str" else None
+                return self._dwp_part(elf, name + ".dwo", span)
+            # The strings are the one section all units share.
+            return self._dwp_whole(elf, ".debug_str.dwo") if name == ".debug_str" else None
         return DwarfSections(load)
+
+    def _dwp_part(self, elf: ElfFile, name: str, span: tuple[int, int]) -> Optional[bytes]:
+        """One unit's contribution to a package section: read on its own (a package
+        holds every unit's; reading the section per unit would read it over and over)."""
+        sec = elf.section_header(name)
+        if sec is None or sec.type == SHT_NOBITS:
+            return None
+        start, size = span
+        if sec.compressed:
+            return self._dwp_whole(elf, name)[start:start + size]
+        size = max(0, min(size, sec.size - start))
+        return elf.read(sec.offset + start, size) if start >= 0 else b""
+
+    def _dwp_whole(self, elf: ElfFile, name: str) -> bytes:
+        got = self._dwp_sections.get(name)
+        if got is None:
+            got = self._dwp_sections[name] = elf.section_bytes(name) or b""
+        return got
 
     # -- a .dwo file, where the skeleton says ---------------------------------------
 
     def _from_dwo(self, skel: Unit, main: DwarfSections) -> object:
-        name = skel.dwo_name
-        if not name:
+        if not skel.dwo_name:
             return "skeleton unit without a .dwo name"
-        path = name if name.startswith("/") else posixpath.join(skel.comp_dir or "/", name)
-        if not path.startswith("/"):
-            # Relative to where it was built: try beside the binary too.
-            path = posixpath.join(posixpath.dirname(self.binary_path), name)
-        else:
-            path = self.root + path
-        try:
-            elf = ElfFile.open(path)
-        except BadInput:
-            beside = posixpath.join(posixpath.dirname(self.binary_path),
-                                    posixpath.basename(name))
+        for path in dwo_paths(skel.dwo_name, skel.comp_dir, self.binary_path, self.root):
             try:
-                elf = ElfFile.open(beside)
+                elf = ElfFile.open(path)
+                break
             except BadInput:
-                return f"{name} not found (split DWARF: inlined functions need it)"
+                continue
+        else:
+            return f"{skel.dwo_name} not found (split DWARF: inlined functions need it)"
         # Read now and closed: a big program has thousands of .dwo files, and each kept
         # open would hold a descriptor.
         try:
-            held = {n: elf.section(n + ".dwo") for n in _FROM_DWO}
+            held = {n: elf.section_bytes(n + ".dwo") for n in _FROM_DWO}
         except BadInput as e:
-            return f"{name}: {e.message}"
+            return f"{skel.dwo_name}: {e.message}"
         finally:
             elf.close()
 
         def load(name: str) -> Optional[bytes]:
             if name in _FROM_MAIN:
                 return _from_main(main, name)
-            got = held.get(name)
-            return got[1] if got is not None else None
+            return held.get(name)
         return DwarfSections(load)
+
+
+def dwo_paths(name: str, comp_dir: str, binary_path: str, root: str = "") -> list[str]:
+    """Where a skeleton's .dwo file may be: as named (relative to the unit's directory,
+    in the target's filesystem), then beside the binary."""
+    out = []
+    where = name if name.startswith("/") else posixpath.join(comp_dir, name)
+    if where.startswith("/"):
+        out.append(root + where)
+    out.append(posixpath.join(posixpath.dirname(binary_path), posixpath.basename(name)))
+    return out
 
 
 # The split half's addresses and DWARF 4 range lists live in the binary; the rest in
@@ -212,17 +232,13 @@ def survey(elf: ElfFile, binary_path: str, root: str = "") -> tuple[int, int, st
     """(skeleton units, those whose .dwo file is nowhere to be found, the package's
     path or "") of a binary: what `hud doctor` says of its split DWARF. Reads unit
     roots only; files are looked for, not opened."""
-    def load(name: str) -> Optional[bytes]:
-        got = elf.section(name)
-        return got[1] if got is not None else None
     try:
-        table = UnitTable(DwarfSections(load))
+        table = UnitTable(DwarfSections(elf.section_bytes))
     except (BadInput, DwarfError, IndexError, struct.error, ValueError):
         return 0, 0, ""
     dwp = binary_path + ".dwp"
     dwp = dwp if os.path.isfile(dwp) else ""
     skeletons = missing = 0
-    here = posixpath.dirname(binary_path)
     for unit in table.units:
         try:
             table.load(unit)
@@ -231,9 +247,7 @@ def survey(elf: ElfFile, binary_path: str, root: str = "") -> tuple[int, int, st
         if not unit.dwo_name:
             continue
         skeletons += 1
-        name = unit.dwo_name
-        where = name if name.startswith("/") else posixpath.join(unit.comp_dir or "/", name)
-        if not dwp and not os.path.isfile(root + where) and not os.path.isfile(
-                posixpath.join(here, posixpath.basename(name))):
+        if not dwp and not any(os.path.isfile(p) for p in
+                               dwo_paths(unit.dwo_name, unit.comp_dir, binary_path, root)):
             missing += 1
     return skeletons, missing, dwp

@@ -72,16 +72,16 @@ class ObjectSymbols:
                                                          debug_dirs, debug_files, fetch)
         except DATA_ERRORS as e:
             self.debug_note = f"debug file search failed: {e}"
+        # Where the binary is on our side (.dwp and relative links are found from it).
+        binary_path = root + target_path if target_path.startswith("/") else elf.name
         # Split DWARF: .dwo files where the skeletons say, or <binary>.dwp beside it.
-        self._split = SplitUnits(root + target_path if target_path.startswith("/")
-                                 else elf.name, root)
+        self._split = SplitUnits(binary_path, root)
         # A dwz-compressed debug file keeps shared DIEs and strings in a supplementary file.
         self.alt: Optional[ElfFile] = None
         self.alt_note = ""
         holder, holder_path = self.debug, self.debug_note
         if holder is None or not holder.has_section(".debug_info"):
-            holder = elf
-            holder_path = root + target_path if target_path.startswith("/") else elf.name
+            holder, holder_path = elf, binary_path
         try:
             self.alt, self.alt_note = find_alt_file(holder, holder_path, root, debug_dirs,
                                                     fetch)
@@ -138,10 +138,9 @@ class ObjectSymbols:
                 self._dwarf_why = "big-endian DWARF is not supported"
             else:
                 try:
-                    sections = DwarfSections(_section_loader(src), _lazy_loader(src))
+                    sections = _sections_of(src)
                     if self.alt is not None:
-                        sections.alt = DwarfSections(_section_loader(self.alt),
-                                                     _lazy_loader(self.alt))
+                        sections.alt = _sections_of(self.alt)
                     self._dwarf = DwarfInfo(sections, demangle, self._split)
                 except DATA_ERRORS as e:
                     self._dwarf_why = f"unreadable DWARF: {e}"
@@ -359,11 +358,8 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _section_loader(elf: ElfFile):
-    def load(name: str) -> Optional[bytes]:
-        got = elf.section(name)
-        return got[1] if got is not None else None
-    return load
+def _sections_of(elf: ElfFile) -> DwarfSections:
+    return DwarfSections(elf.section_bytes, _lazy_loader(elf))
 
 
 # Sections whose readers know how to read a piece at a time (DwarfSections.ensure);
