@@ -36,6 +36,7 @@ SHT_NOBITS = 8
 SHT_DYNSYM = 11
 # sh_flags
 SHF_ALLOC = 0x2
+SHF_EXECINSTR = 0x4
 SHF_COMPRESSED = 0x800
 # note types (owner "GNU")
 NT_GNU_BUILD_ID = 3

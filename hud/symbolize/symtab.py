@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from hud.errors import BadInput
-from hud.symbolize.elf import SHT_DYNSYM, SHT_SYMTAB, ElfFile
+from hud.symbolize.elf import SHF_EXECINSTR, SHT_DYNSYM, SHT_SYMTAB, ElfFile
 
 STT_NOTYPE = 0
 STT_FUNC = 2
@@ -24,6 +24,11 @@ SHN_ABS = 0xFFF1
 STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
 
 _MAX_SYMBOLS = 1 << 24
+# Rank offset of an STT_NOTYPE code label: below every function symbol at its address.
+_NOTYPE_RANK = 16
+# Machines whose ABIs put mapping symbols ("$x", "$d.12": where code and data change)
+# among the code labels; they name no function.
+_MAPPING_SYMBOL_MACHINES = frozenset(("arm", "aarch64", "riscv64"))
 
 
 class SymbolTable:
@@ -52,9 +57,14 @@ class SymbolTable:
         files = array("Q")
         sized = bytearray()
         last = -1
+        covered = 0   # the end of the sized symbols so far
         # Other names at an address (aliases, folded functions): few, kept aside.
         aliases: dict[int, list[int]] = {}
-        for value, size, name, tab, _rank, file in rows:
+        for value, size, name, tab, rank, file in rows:
+            if size:
+                covered = max(covered, value + size)
+            elif rank >= _NOTYPE_RANK * 64 and value < covered:
+                continue   # a label inside a sized function names none (as eu-addr2line, gdb)
             if value == last:
                 aliases.setdefault(value, []).append((tab << 40) | name)
                 continue
@@ -97,6 +107,10 @@ class SymbolTable:
         file = 0
         seen_symbol = False
         file_after_symbol = False
+        # Assembly routines often carry no .type: STT_NOTYPE labels in code sections.
+        # binutils, eu-addr2line and gdb name addresses after them; so do we.
+        code = {i for i, s in enumerate(elf.sections) if s.flags & SHF_EXECINSTR}
+        mapping = elf.machine in _MAPPING_SYMBOL_MACHINES
         for ent in struct.iter_unpack(fmt, data[entsize:]):
             if elf.is64:
                 name, info, _other, shndx, value, size = ent
@@ -109,12 +123,19 @@ class SymbolTable:
                     file_after_symbol = True
                 continue
             seen_symbol = True
-            if (kind != STT_FUNC and kind != STT_GNU_IFUNC) or shndx == SHN_UNDEF \
+            if kind == STT_NOTYPE:
+                if shndx not in code or value == 0 or not 0 < name < len(strtab) \
+                        or (mapping and strtab[name] == 0x24):   # "$"
+                    continue
+                rank = _NOTYPE_RANK
+            elif (kind != STT_FUNC and kind != STT_GNU_IFUNC) or shndx == SHN_UNDEF \
                     or value == 0 or shndx == SHN_ABS:
                 continue
+            else:
+                rank = 0
             bind = info >> 4
-            rank = (0 if size else 4) + (0 if bind == STB_GLOBAL else
-                                         1 if bind == STB_WEAK else 2) + (8 if dynsym else 0)
+            rank += (0 if size else 4) + (0 if bind == STB_GLOBAL else
+                                          1 if bind == STB_WEAK else 2) + (8 if dynsym else 0)
             owner = file if (bind == STB_LOCAL or not file_after_symbol) else 0
             out.append((value, size, name, tab, rank * 64 + tab, owner))
         return out
