@@ -25,6 +25,8 @@ from hud.symbolize.symtab import SymbolTable
 # From this many addresses in one unit, indexing it whole beats finding each function by
 # its symbol (a byte search over the unit per function, ~1/30 of a full pass each).
 _BATCH_FULL = 48
+# At most this many code ranges: a unit built without function sections.
+_FEW_RANGES = 4
 
 
 def _reaches_most(scopes: UnitScopes, addrs: list[int]) -> bool:
@@ -189,7 +191,14 @@ class DwarfInfo:
                     if scopes is not None:
                         scopes.find_functions(
                             hints, self._unit_names.get(index, self.names).carries)
-                    if lines is not None:
+                    if lines is None:
+                        pass
+                    elif self.units.range_count(unit) <= _FEW_RANGES:
+                        # Code without function sections: a sequence per section, not
+                        # per function, so searching for functions' starts fails and
+                        # lookups would skim the program and then decode most of it.
+                        lines.decode_all()
+                    else:
                         lines.find_sequences([h[0] for h in hints])
                 else:
                     most = False

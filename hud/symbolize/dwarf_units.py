@@ -203,6 +203,7 @@ class UnitTable:
         self._covered: set = set()
         self._last: tuple = (0, 0, None)   # (lo, hi, unit) of the last lookup
         self._completed = False
+        self._range_counts: Optional[dict[int, int]] = None
         self._build_aranges_index()
 
     # -- headers ---------------------------------------------------------------------
@@ -570,8 +571,19 @@ class UnitTable:
             pass
         self._set_index(entries)
 
+    def range_count(self, unit: Unit) -> int:
+        """How many code ranges of the address index belong to `unit` (a unit built
+        without function sections has a few, one per section it put code in)."""
+        if self._range_counts is None:
+            counts: dict[int, int] = {}
+            for _lo, _hi, idx in self._index:
+                counts[idx] = counts.get(idx, 0) + 1
+            self._range_counts = counts
+        return self._range_counts.get(unit.index, 0)
+
     def _set_index(self, entries: list[tuple[int, int, int]]) -> None:
         self._last = (0, 0, None)
+        self._range_counts = None
         entries.sort()
         self._index = entries
         self._starts = [e[0] for e in entries]
