@@ -40,7 +40,7 @@ class SymbolTable:
 
     def __init__(self, elves: Sequence[ElfFile]) -> None:
         self._strtabs: list[bytes] = []
-        rows: list[tuple[int, int, int, int, int, int]] = []
+        rows: list[tuple[int, int, int, int, int, int, int]] = []
         for elf in elves:
             for sec in elf.sections:
                 if sec.type not in (SHT_SYMTAB, SHT_DYNSYM):
@@ -49,8 +49,10 @@ class SymbolTable:
                     rows.extend(self._read(elf, sec, len(rows)))
                 except BadInput:
                     continue   # a broken table costs its names, nothing else
-        # Sort by address; at one address prefer sized, then global, then earlier files.
-        rows.sort(key=lambda r: (r[0], r[4]))
+        # Sort by address; at one address prefer sized, then global, then earlier files,
+        # then table order. Rows lead with (address, rank, index): compared as they are,
+        # with no key function (a tuple per row on 150,000-symbol C++ binaries).
+        rows.sort()
         starts = array("Q")
         ends = array("Q")
         names = array("Q")
@@ -60,9 +62,10 @@ class SymbolTable:
         covered = 0   # the end of the sized symbols so far
         # Other names at an address (aliases, folded functions): few, kept aside.
         aliases: dict[int, list[int]] = {}
-        for value, size, name, tab, rank, file in rows:
+        for value, rank, _index, size, name, tab, file in rows:
             if size:
-                covered = max(covered, value + size)
+                if value + size > covered:
+                    covered = value + size
             elif rank >= _NOTYPE_RANK * 64 and value < covered:
                 continue   # a label inside a sized function names none (as eu-addr2line, gdb)
             if value == last:
@@ -137,7 +140,7 @@ class SymbolTable:
             rank += (0 if size else 4) + (0 if bind == STB_GLOBAL else
                                           1 if bind == STB_WEAK else 2) + (8 if dynsym else 0)
             owner = file if (bind == STB_LOCAL or not file_after_symbol) else 0
-            out.append((value, size, name, tab, rank * 64 + tab, owner))
+            out.append((value, rank * 64 + tab, base + len(out), size, name, tab, owner))
         return out
 
     def __len__(self) -> int:
