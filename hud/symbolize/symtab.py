@@ -24,11 +24,8 @@ SHN_ABS = 0xFFF1
 STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
 
 _MAX_SYMBOLS = 1 << 24
-# Rank offset of an STT_NOTYPE code label: below every function symbol at its address.
+# Rank offset of a sized STT_NOTYPE code symbol: below every function symbol there.
 _NOTYPE_RANK = 16
-# Machines whose ABIs put mapping symbols ("$x", "$d.12": where code and data change)
-# among the code labels; they name no function.
-_MAPPING_SYMBOL_MACHINES = frozenset(("arm", "aarch64", "riscv64"))
 
 
 class SymbolTable:
@@ -59,15 +56,9 @@ class SymbolTable:
         files = array("Q")
         sized = bytearray()
         last = -1
-        covered = 0   # the end of the sized symbols so far
         # Other names at an address (aliases, folded functions): few, kept aside.
         aliases: dict[int, list[int]] = {}
-        for value, rank, _index, size, name, tab, file in rows:
-            if size:
-                if value + size > covered:
-                    covered = value + size
-            elif rank >= _NOTYPE_RANK * 64 and value < covered:
-                continue   # a label inside a sized function names none (as eu-addr2line, gdb)
+        for value, _rank, _index, size, name, tab, file in rows:
             if value == last:
                 aliases.setdefault(value, []).append((tab << 40) | name)
                 continue
@@ -110,10 +101,14 @@ class SymbolTable:
         file = 0
         seen_symbol = False
         file_after_symbol = False
-        # Assembly routines often carry no .type: STT_NOTYPE labels in code sections.
-        # binutils, eu-addr2line and gdb name addresses after them; so do we.
+        # Assembly routines often carry no .type: STT_NOTYPE symbols in code sections
+        # with a .size are functions to binutils, eu-addr2line and gdb, and to us. A
+        # label without a size is not: where it ends is a guess (to the next symbol), and
+        # as one it would stretch the zero-size symbol before it too (musl's libc.so:
+        # `_dlstart` made `memset` reach over the hidden code after it, and the stack
+        # scan read that code as memset's).
+        # (ARM, AArch64 and RISC-V mapping symbols, "$x" and "$d", are labels too.)
         code = {i for i, s in enumerate(elf.sections) if s.flags & SHF_EXECINSTR}
-        mapping = elf.machine in _MAPPING_SYMBOL_MACHINES
         for ent in struct.iter_unpack(fmt, data[entsize:]):
             if elf.is64:
                 name, info, _other, shndx, value, size = ent
@@ -127,8 +122,7 @@ class SymbolTable:
                 continue
             seen_symbol = True
             if kind == STT_NOTYPE:
-                if shndx not in code or value == 0 or not 0 < name < len(strtab) \
-                        or (mapping and strtab[name] == 0x24):   # "$"
+                if not size or shndx not in code or value == 0:
                     continue
                 rank = _NOTYPE_RANK
             elif (kind != STT_FUNC and kind != STT_GNU_IFUNC) or shndx == SHN_UNDEF \

@@ -129,8 +129,9 @@ def test_compressed_separate_debug_file(build, tmp_path):
         assert oracle.ours(sym.symbolize_file(str(tmp_path / "prog"), [_outer(exe)])[0]) == want
 
 
-# Assembly as OpenSSL's and BLAKE3's perlasm leave it in Rust binaries: routines with a
-# .size but no .type, or neither (STT_NOTYPE), and labels inside typed functions.
+# Assembly as OpenSSL's and BLAKE3's perlasm leave it in Rust binaries: a routine with a
+# .size but no .type (STT_NOTYPE), a label inside a typed function, and, as at the end of
+# musl's libc.so, a function without a size followed by a label without one.
 _ASM = r"""
     .text
     .globl notype_sized
@@ -138,10 +139,6 @@ notype_sized:
     .fill 32, 1, 0x90
     ret
     .size notype_sized, .-notype_sized
-    .globl bare_label
-bare_label:
-    .fill 32, 1, 0x90
-    ret
     .globl func_with_label
     .type func_with_label, @function
 func_with_label:
@@ -150,46 +147,48 @@ inner_label:
     .fill 16, 1, 0x90
     ret
     .size func_with_label, .-func_with_label
-"$x":
+    .globl zero_func
+    .type zero_func, @function
+zero_func:
+    .fill 16, 1, 0x90
+    .globl bare_label
+bare_label:
     .fill 32, 1, 0x90
     ret
     .section .rodata
-data_label:
+    .globl data_sized
+data_sized:
     .quad 1
+    .size data_sized, 8
 """
 
 
-def test_assembly_labels_name_their_code(tmp_path):
+def test_assembly_routines_without_a_type_name_their_code(tmp_path):
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
     (tmp_path / "main.c").write_text("int main(void) { return 0; }\n")
     (tmp_path / "labels.s").write_text(_ASM)
     exe = tmp_path / "labels"
     subprocess.run(["gcc", "-o", str(exe), "main.c", "labels.s"], cwd=tmp_path, check=True)
-    sym = {n: int(a, 16) for a, _t, n in (line.split() for line in subprocess.run(
-        ["nm", str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
-        if len(line.split()) == 3)}
-    probes = {"notype_sized": sym["notype_sized"] + 20, "bare_label": sym["bare_label"] + 20,
+    sym = {p[2]: int(p[0], 16) for p in (line.split() for line in subprocess.run(
+        ["nm", str(exe)], capture_output=True, text=True, check=True).stdout.splitlines())
+        if len(p) == 3}
+    probes = {"notype_sized": sym["notype_sized"] + 20,
               "func_with_label": sym["inner_label"] + 4}
     with ElfFile.open(str(exe)) as elf:
         table = SymbolTable([elf])
-    got = {want: table.lookup(addr) for want, addr in probes.items()}
     binutils = oracle.addr2line(exe, list(probes.values()))
     eu = subprocess.run(["eu-addr2line", "-f", "-e", str(exe), *map(hex, probes.values())],
                         capture_output=True, text=True, check=True).stdout.splitlines()[::2]
     for (want, addr), b, e in zip(probes.items(), binutils, eu):
-        assert got[want] == (want, addr - sym[want]), (want, got[want])
-        # A label inside a typed, sized function is no function of its own: elfutils (and
-        # gdb) say so; binutils names the nearest label before the address.
+        assert table.lookup(addr) == (want, addr - sym[want])
+        # A label inside a typed, sized function is no function of its own: elfutils and
+        # gdb agree; binutils names the nearest label before the address.
         assert e == want
         assert b[0][0] == (want if want != "func_with_label" else "inner_label")
-    # On x86_64 "$x" is just a name; where the ABI makes it a mapping symbol it is none.
-    x = sym["$x"] + 8
-    assert table.lookup(x) == ("$x", 8)
-    data = bytearray(exe.read_bytes())
-    data[18:20] = (183).to_bytes(2, "little")   # e_machine: EM_AARCH64
-    with ElfFile.from_bytes(bytes(data)) as elf:
-        arm = SymbolTable([elf])
-    assert arm.lookup(x) is None
-    assert arm.lookup(probes["notype_sized"])[0] == "notype_sized"
-    assert table.lookup(sym["data_label"]) is None   # not code
+    # A label without a size names nothing and ends nothing: the code after it is the
+    # sizeless function's before it, as far as that reaches without the label.
+    assert table.lookup(sym["zero_func"]) == ("zero_func", 0)
+    got = table.lookup(sym["bare_label"] + 20)
+    assert got is None or got == ("zero_func", sym["bare_label"] + 20 - sym["zero_func"])
+    assert table.lookup(sym["data_sized"]) is None   # not code
