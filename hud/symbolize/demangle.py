@@ -1,4 +1,4 @@
-"""Symbol demangling: Rust legacy and v0 (without hashes), simple C++; as `addr2line -C`.
+"""Symbol demangling: Rust legacy and v0 (without hashes), Itanium C++; as `addr2line -C`.
 
 `demangle(name)` returns the readable form or the name unchanged. Output matches binutils'
 non-verbose demangler (what `addr2line -C` and `c++filt -i` print), which the tests use

@@ -1,398 +1,556 @@
-"""A small Itanium C++ demangler for the common cases, printed as `c++filt -i` does.
+"""Itanium C++ ABI demangler printing exactly what binutils' `c++filt -i` prints.
 
-Covered: nested and unscoped names, namespaces and classes, constructors, destructors,
-template arguments (types and integer literals), substitutions (S_, St, Sa, Ss...),
-template parameters, builtin, pointer, reference and cv-qualified parameter types,
-const methods, and clone suffixes. Anything else (operators, local names, function
-types, expressions, ABI tags...) returns None and the caller keeps the mangled name:
-readable where cheap, never wrong on purpose. Tests compare with c++filt.
+`demangle_cpp(name)` parses a `_Z` symbol into a tree (demangle_cpp_nodes describes the
+node shapes; names and templates here, types in demangle_cpp_types, expressions in
+demangle_cpp_expr) and prints it with demangle_cpp_print, which follows binutils'
+non-verbose layout rules, quirks included. Anything we cannot reproduce exactly (C++20
+constraints, modules, explicit lambda templates, fold expressions, some `sr` forms binutils
+reads by trial) returns None: the caller keeps the mangled name, which never misleads.
+
+Hostile input is bounded: nesting depth (MAX_DEPTH), printing steps (MAX_STEPS) and
+output size (_MAX_OUT); substitutions share subtrees, so a name whose substitutions
+expand each other trips a cap instead of growing exponentially.
 """
 from __future__ import annotations
 
 import re
 from typing import Optional
 
-_MAX_DEPTH = 64
+from hud.symbolize.demangle_cpp_expr import ExprParser
+from hud.symbolize.demangle_cpp_nodes import FNQUALS, Fail, Qual, Std, kind
+from hud.symbolize.demangle_cpp_print import print_tree
+from hud.symbolize.demangle_cpp_tables import (
+    OPERATORS,
+    SPECIAL_NAME,
+    SPECIAL_TYPE,
+    STD_SUBS,
+)
+from hud.symbolize.demangle_cpp_types import MAX_DEPTH, TypeParser
+
+_MAX_IN = 4096
 _MAX_OUT = 1 << 14
 
-_BUILTIN = {
-    "v": "void", "w": "wchar_t", "b": "bool", "c": "char", "a": "signed char",
-    "h": "unsigned char", "s": "short", "t": "unsigned short", "i": "int",
-    "j": "unsigned int", "l": "long", "m": "unsigned long", "x": "long long",
-    "y": "unsigned long long", "n": "__int128", "o": "unsigned __int128", "f": "float",
-    "d": "double", "e": "long double", "g": "__float128", "z": "...",
-}
-_DBUILTIN = {"Di": "char32_t", "Ds": "char16_t", "Du": "char8_t", "Dn": "decltype(nullptr)"}
-_STD_SUBS = {
-    "Sa": "std::allocator", "Sb": "std::basic_string",
-    "Ss": "std::string", "Si": "std::istream", "So": "std::ostream",
-    "Sd": "std::iostream",
-}
-_CTOR = {"C1", "C2", "C3", "CI1", "CI2"}
-_SPECIAL = {"TV": "vtable for ", "TI": "typeinfo for ", "TS": "typeinfo name for ",
-            "TT": "VTT for "}
-_OPERATORS = {
-    "nw": " new", "na": " new[]", "dl": " delete", "da": " delete[]", "ps": "+", "ng": "-",
-    "ad": "&", "de": "*", "co": "~", "pl": "+", "mi": "-", "ml": "*", "dv": "/", "rm": "%",
-    "an": "&", "or": "|", "eo": "^", "aS": "=", "pL": "+=", "mI": "-=", "mL": "*=",
-    "dV": "/=", "rM": "%=", "aN": "&=", "oR": "|=", "eO": "^=", "ls": "<<", "rs": ">>",
-    "lS": "<<=", "rS": ">>=", "eq": "==", "ne": "!=", "lt": "<", "gt": ">", "le": "<=",
-    "ge": ">=", "nt": "!", "aa": "&&", "oo": "||", "pp": "++", "mm": "--", "cm": ",",
-    "pm": "->*", "pt": "->", "cl": "()", "ix": "[]",
-}
-_DTOR = {"D0", "D1", "D2"}
-_CLONE = re.compile(r"^((?:\.[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]+)*)+)$")
-_NUM = re.compile(r"[0-9]+")
-
-
-class _Unsupported(Exception):
-    pass
+_STD = {k: (Std(a), Std(b), c) for k, (a, b, c) in STD_SUBS.items()}
+_DIGITS = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"n?[0-9]*")
+_SEQ_ID = re.compile(r"[0-9A-Z]*_")
+# binutils' clone suffix: "." then [a-z0-9_]+, then any ".<digits>" groups (greedy,
+# no backtracking: ".pa.0rt" is not a suffix).
+_CLONE = re.compile(r"\.[a-z0-9_]+(?:\.[0-9]+)*")
+_ANON_NS = re.compile(r"_GLOBAL_[._$]N")
+_CTOR_KINDS = "12345"
+_DTOR_KINDS = "01245"
 
 
 def demangle_cpp(name: str) -> Optional[str]:
-    """Demangle simple `_Z` symbols; None when the symbol uses unsupported grammar."""
-    if not name.startswith("_Z") or len(name) > 4096:
+    """The readable form of the C++ symbol `name` as `c++filt -i` prints it, or None when
+    it is not a symbol we can demangle exactly."""
+    if not name.startswith("_Z") or len(name) > _MAX_IN:
         return None
-    body = name[2:]
-    # Clone suffixes (".cold", ".constprop.0", ".isra.0") follow the encoding.
-    suffix = ""
-    dot = body.find(".")
-    if dot > 0:
-        body, suffix = body[:dot], body[dot:]
-        if not _CLONE.match(suffix):
-            return None
-    p = _Parser(body)
+    version = ""
+    if "@" in name:
+        # `nm` shows symbol versions (foo@@GLIBCXX_3.4): c++filt keeps them as text.
+        name, at, version = name.partition("@")
+        version = at + version
+    p = _Parser(name)
     try:
-        out = p.encoding()
-        if p.pos != len(body):
-            return None
-    except (_Unsupported, IndexError, ValueError, RecursionError):
+        tree = p.encoding(True)
+        pos = p.pos
+        while pos < len(name):
+            m = _CLONE.match(name, pos)
+            if m is None:
+                return None
+            tree = ("clone", tree, m.group())
+            pos = m.end()
+        return print_tree(tree, _MAX_OUT) + version
+    except (Fail, RecursionError):
         return None
-    if len(out) > _MAX_OUT:
-        return None
-    if suffix:
-        out += "".join(f" [clone {c}]" for c in _clones(suffix))
-    return out
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None   # a malformed name we did not foresee: left mangled, never raised
 
 
-def _clones(suffix: str) -> list[str]:
-    # ".constprop.0.isra.0" prints as " [clone .constprop.0] [clone .isra.0]".
-    parts = re.findall(r"\.[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]+)*", suffix)
-    return parts
+def _has_return_type(dc) -> bool:
+    k = kind(dc)
+    if k == "z":
+        return _has_return_type(dc[2])
+    if k == "t":
+        return not _is_ctor_dtor_conv(dc[1])
+    if k in FNQUALS:
+        return _has_return_type(dc[1])
+    return False
 
 
-class _Parser:
+def _is_ctor_dtor_conv(dc) -> bool:
+    k = kind(dc)
+    if k == "q" or k == "z":
+        return _is_ctor_dtor_conv(dc[2])
+    return k in ("ctor", "dtor", "cv")
+
+
+class _Parser(TypeParser, ExprParser):
+    __slots__ = (
+        "depth",
+        "in_conversion",
+        "is_expression",
+        "last_name",
+        "pos",
+        "s",
+        "subs",
+    )
+
     def __init__(self, s: str) -> None:
         self.s = s
-        self.pos = 0
-        self.subs: list[str] = []
-        self.tparams: list[str] = []
+        self.pos = 2
+        self.subs: list = []
+        self.last_name = None               # constructors are named after it
         self.depth = 0
+        self.is_expression = False
+        self.in_conversion = False   # parsing the type of a conversion operator
 
-    def peek(self, n: int = 1) -> str:
-        return self.s[self.pos:self.pos + n]
+    def peek(self) -> str:
+        return self.s[self.pos:self.pos + 1]
 
-    def eat(self, tok: str) -> bool:
-        if self.s.startswith(tok, self.pos):
-            self.pos += len(tok)
-            return True
-        return False
+    def expect(self, c: str) -> None:
+        if self.s[self.pos:self.pos + 1] != c:
+            raise Fail(c)
+        self.pos += 1
+
+    def number(self) -> int:
+        m = _NUMBER.match(self.s, self.pos)
+        self.pos = m.end()
+        text = m.group()
+        if text in ("", "n"):
+            return 0
+        return -int(text[1:]) if text[0] == "n" else int(text)
+
+    def compact_number(self) -> int:
+        """`_` is 0, `<n>_` is n+1."""
+        if self.peek() == "_":
+            self.pos += 1
+            return 0
+        m = _DIGITS.match(self.s, self.pos)
+        if m is None:
+            raise Fail("compact number")
+        self.pos = m.end()
+        self.expect("_")
+        return int(m.group()) + 1
+
+    def discriminator(self) -> None:
+        """Optional `_<digit>` or `__<number>_`: binutils reads and drops it."""
+        if self.peek() != "_":
+            return
+        self.pos += 1
+        two = self.peek() == "_"
+        if two:
+            self.pos += 1
+        n = self.number()
+        if n < 0:
+            raise Fail("negative discriminator")
+        if two and n >= 10:
+            self.expect("_")
 
     # <encoding> ::= <name> <bare-function-type> | <name> | <special-name>
-    def encoding(self) -> str:
-        special = _SPECIAL.get(self.peek(2))
-        if special is not None:
-            self.pos += 2
-            return special + self.type()
-        name, is_template, cv, is_ctor_dtor = self.name()
-        if self.pos >= len(self.s):
-            return name
-        params = []
-        ret = ""
-        if is_template and not is_ctor_dtor:
-            ret = self.type()
-        while self.pos < len(self.s):
-            params.append(self.type())
-        if params == ["void"]:
-            params = []
-        text = f"{name}({', '.join(params)})"
-        if cv:
-            text += " " + cv
-        return f"{ret} {text}" if ret else text
-
-    # Returns (text, ends with template args, cv-qualifiers of a method, ctor/dtor).
-    def name(self) -> tuple[str, bool, str, bool]:
-        if self.eat("N"):
-            return self.nested()
-        if self.peek() == "Z":
-            raise _Unsupported("local name")
-        if self.eat("St"):
-            text = "std::" + self.unqualified()[0]
-            prefix_is_sub = True
-        elif self.peek() == "S" and self.peek(2) not in ("St",):
-            text = self.substitution()
-            prefix_is_sub = False
-            if self.peek() != "I":
-                raise _Unsupported("substitution as a name")
-        else:
-            text = self.unqualified()[0]
-            prefix_is_sub = True
-        if self.peek() == "I":
-            # An unscoped template name is itself a substitution candidate.
-            if prefix_is_sub:
-                self.subs.append(text)
-            args = self.template_args()
-            return text + args, True, "", False
-        return text, False, "", False
-
-    # N [<CV-qualifiers>] <prefix> <unqualified-name> E
-    def nested(self) -> tuple[str, bool, str, bool]:
-        cv = []
-        while self.peek() in ("K", "V", "r"):
-            c = self.s[self.pos]
-            self.pos += 1
-            cv.append({"K": "const", "V": "volatile", "r": "restrict"}[c])
-        if self.peek() in ("R", "O"):
-            raise _Unsupported("ref-qualified method")
-        parts: list[str] = []
-        last_template = False
-        last_ctor = False
-        prefix = ""
-        while not self.eat("E"):
-            if self.pos >= len(self.s):
-                raise _Unsupported("unterminated nested name")
-            c = self.peek()
-            if c == "S" and self.peek(2) == "St":
-                if parts:
-                    raise _Unsupported("std:: inside a prefix")
-                self.pos += 2
-                name, _ = self.unqualified()
-                prefix = "std::" + name
-                parts.append(prefix)
-                last_template = last_ctor = False
-                if self.peek() != "E":
-                    self.subs.append(prefix)
-                continue
-            if c == "S":
-                if parts:
-                    raise _Unsupported("substitution inside a prefix")
-                if self.peek(2) in ("Ss", "Si", "So", "Sd"):
-                    # As a prefix these print as the full basic_* template: not covered.
-                    raise _Unsupported("std stream/string prefix")
-                prefix = self.substitution()
-                parts.append(prefix)
-                last_template = last_ctor = False
-                continue
-            if c == "I":
-                if not parts:
-                    raise _Unsupported("template args without a name")
-                args = self.template_args()
-                prefix = prefix + args
-                parts[-1] += args
-                last_template = True
-                if self.peek() != "E":
-                    self.subs.append(prefix)
-                continue
-            if c == "T":
-                t = self.template_param()
-                prefix = t
-                parts.append(t)
-                self.subs.append(prefix)
-                last_template = False
-                continue
-            if c in ("C", "D") and self.peek(2) in _CTOR | _DTOR | {"CI"}:
-                tok = self.peek(2)
-                if tok == "CI":
-                    raise _Unsupported("inheriting constructor")
-                self.pos += 2
-                if not parts:
-                    raise _Unsupported("constructor without a class")
-                base = re.sub(r"<.*$", "", parts[-1]).rsplit("::", 1)[-1]
-                name = ("~" if tok in _DTOR else "") + base
-                prefix = f"{prefix}::{name}" if prefix else name
-                parts.append(name)
-                last_template = False
-                last_ctor = True
-                if self.peek() != "E":
-                    raise _Unsupported("constructor not last")
-                continue
-            name, _ = self.unqualified()
-            prefix = f"{prefix}::{name}" if prefix else name
-            parts.append(name)
-            last_template = False
-            last_ctor = False
-            if self.peek() != "E":
-                self.subs.append(prefix)
-        if not parts:
-            raise _Unsupported("empty nested name")
-        return "::".join(parts), last_template, " ".join(cv), last_ctor
-
-    def unqualified(self) -> tuple[str, bool]:
-        op = _OPERATORS.get(self.peek(2))
-        if op is not None:
-            self.pos += 2
-            if self.peek() == "I":
-                raise _Unsupported("templated operator")   # c++filt spaces these oddly
-            return "operator" + op, False
+    def encoding(self, top: bool):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise Fail("depth")
         c = self.peek()
-        if c.isdigit():
-            m = _NUM.match(self.s, self.pos)
+        if c == "G" or c == "T":
+            out = self.special()
+            self.depth -= 1
+            return out
+        name = self.name()
+        c = self.peek()
+        if c == "" or c == "E":
+            self.depth -= 1
+            return name
+        ftype = self.bare_function_type(_has_return_type(name))
+        if not top and kind(name) == "z":
+            ftype = ("F", None, ftype[2])
+        self.depth -= 1
+        return ("N", name, ftype)
+
+    def special(self):
+        s = self.s
+        two = s[self.pos:self.pos + 2]
+        self.pos += 2
+        text = SPECIAL_TYPE.get(two)
+        if text is not None:
+            return ("sp", text, self.type())
+        text = SPECIAL_NAME.get(two)
+        if text is not None:
+            return ("sp", text, self.name())
+        if two == "Th" or two == "Tv":
+            self.pos -= 1
+            self.call_offset()
+            return ("sp", "non-virtual thunk to " if two == "Th" else "virtual thunk to ",
+                    self.encoding(False))
+        if two == "Tc":
+            self.call_offset()
+            self.call_offset()
+            return ("sp", "covariant return thunk to ", self.encoding(False))
+        if two == "TC":
+            derived = self.type()
+            if self.number() < 0:
+                raise Fail("construction vtable offset")
+            self.expect("_")
+            return ("ctv", self.type(), derived)
+        if two == "TA":
+            return ("sp", "template parameter object for ", self.template_arg())
+        if two == "GR":
+            name = self.name()
+            return ("gr", name, str(self.number()))
+        if two == "GA":
+            return ("sp", "hidden alias for ", self.encoding(False))
+        if two == "GT":
+            c = self.peek()
+            self.pos += 1
+            if c == "n":
+                return ("sp", "non-transaction clone for ", self.encoding(False))
+            if c == "t":
+                return ("sp", "transaction clone for ", self.encoding(False))
+        raise Fail("special name")
+
+    def call_offset(self) -> None:
+        c = self.peek()
+        self.pos += 1
+        if c == "h":
+            self.number()
+        elif c == "v":
+            self.number()
+            self.expect("_")
+            self.number()
+        else:
+            raise Fail("call offset")
+        self.expect("_")
+
+    # <name> ::= <nested-name> | <unscoped-name> | <unscoped-template-name> <template-args>
+    #          | <local-name>
+    def name(self):
+        c = self.peek()
+        if c == "N":
+            return self.nested_name()
+        if c == "Z":
+            return self.local_name()
+        if c == "U":
+            return self.unqualified(None)
+        scope = None
+        if c == "S":
+            if self.s[self.pos + 1:self.pos + 2] == "t":
+                self.pos += 2
+                scope = "std"
+            if self.peek() == "S":
+                if scope is not None:
+                    raise Fail("std::S")
+                dc = self.substitution(False)
+                if self.peek() == "I":
+                    return ("t", dc, self.template_args())
+                return dc
+        dc = self.unqualified(scope)
+        if self.peek() == "I":
+            # An unscoped template name is a substitution candidate on its own.
+            self.subs.append(dc)
+            dc = ("t", dc, self.template_args())
+        return dc
+
+    def nested_name(self):
+        self.pos += 1
+        quals = []
+        while True:
+            c = self.peek()
+            if c == "r" or c == "V" or c == "K":
+                quals.append(c + "t")
+                self.pos += 1
+            elif c == "D" and self.s[self.pos + 1:self.pos + 2] in ("x", "o", "O", "w"):
+                raise Fail("exception spec on a method")
+            else:
+                break
+        rq = None
+        c = self.peek()
+        if c == "R" or c == "O":
+            rq = c + "t"
+            self.pos += 1
+        ret = self.prefix()
+        for q in reversed(quals):
+            ret = (q, ret)
+        if rq is not None:
+            ret = (rq, ret)
+        self.expect("E")
+        return ret
+
+    def prefix(self):
+        s = self.s
+        subs = self.subs
+        ret = None
+        while True:
+            c = s[self.pos:self.pos + 1]
+            if c == "D" and s[self.pos + 1:self.pos + 2] in ("T", "t"):
+                if ret is not None:
+                    raise Fail("decltype in prefix")
+                ret = self.type()
+            elif c == "I":
+                if ret is None:
+                    raise Fail("template args without a name")
+                ret = ("t", ret, self.template_args())
+            elif c == "T":
+                if ret is not None:
+                    raise Fail("template param in prefix")
+                ret = self.template_param()
+            elif c == "M":
+                self.pos += 1   # a lambda's initializer scope, already a candidate
+                continue
+            elif c == "S":
+                sub = self.substitution(True)
+                if ret is not None:
+                    raise Fail("substitution in prefix")
+                ret = sub
+                continue
+            else:
+                ret = self.unqualified(ret)
+            if s[self.pos:self.pos + 1] == "E":
+                return ret
+            subs.append(ret)
+
+    def unqualified(self, scope):
+        s = self.s
+        pos = self.pos
+        c = s[pos:pos + 1]
+        if "0" <= c <= "9":
+            # source_name(), inlined: most of a symbol is source names.
+            m = _DIGITS.match(s, pos)
             n = int(m.group())
             start = m.end()
             end = start + n
-            if n == 0 or end > len(self.s):
-                raise _Unsupported("bad source name")
+            if n <= 0 or end > len(s):
+                raise Fail("source name length")
             self.pos = end
-            ident = self.s[start:end]
-            if ident.startswith("_GLOBAL__N"):
-                return "(anonymous namespace)", False
-            if self.peek() == "B":
-                raise _Unsupported("abi tag")
-            return ident, False
-        raise _Unsupported(f"unqualified name {c!r}")
-
-    def substitution(self) -> str:
-        two = self.peek(2)
-        if two in _STD_SUBS:
-            self.pos += 2
-            return _STD_SUBS[two]
-        if two == "St":
-            raise _Unsupported("std:: here")
-        if not self.eat("S"):
-            raise _Unsupported("not a substitution")
-        m = re.compile(r"([0-9A-Z]*)_").match(self.s, self.pos)
-        if m is None:
-            raise _Unsupported("bad substitution")
-        self.pos = m.end()
-        seq = m.group(1)
-        idx = 0 if not seq else _base36(seq) + 1
-        if idx >= len(self.subs):
-            raise _Unsupported("substitution out of range")
-        return self.subs[idx]
-
-    def template_param(self) -> str:
-        if not self.eat("T"):
-            raise _Unsupported("not a template param")
-        m = re.compile(r"([0-9]*)_").match(self.s, self.pos)
-        if m is None:
-            raise _Unsupported("bad template param")
-        self.pos = m.end()
-        idx = 0 if not m.group(1) else int(m.group(1)) + 1
-        if idx >= len(self.tparams):
-            raise _Unsupported("template param out of range")
-        return self.tparams[idx]
-
-    def template_args(self) -> str:
-        self.eat("I")
-        args = []
-        while not self.eat("E"):
-            if self.pos >= len(self.s):
-                raise _Unsupported("unterminated template args")
-            if self.peek() == "L":
-                args.append(self.literal())
-            elif self.peek() in ("X", "J"):
-                raise _Unsupported("expression or pack")
-            else:
-                args.append(self.type())
-        self.tparams = list(args)
-        text = ", ".join(args)
-        return f"<{text} >" if text.endswith(">") else f"<{text}>"
-
-    def literal(self) -> str:
-        self.eat("L")
-        if self.peek() == "_":
-            raise _Unsupported("external name literal")
-        t = self.s[self.pos]
-        self.pos += 1
-        m = re.compile(r"(n?)([0-9]+)E").match(self.s, self.pos)
-        if t not in "bijlmxyst" or m is None:
-            raise _Unsupported("literal")
-        self.pos = m.end()
-        v = ("-" if m.group(1) else "") + m.group(2)
-        if t == "b":
-            return "true" if v == "1" else "false"
-        suffix = {"j": "u", "l": "l", "m": "ul", "x": "ll", "y": "ull"}.get(t, "")
-        if t in "st":
-            return f"({ {'s': 'short', 't': 'unsigned short'}[t]}){v}"
-        return v + suffix
-
-    def type(self) -> str:
-        self._enter()
-        try:
-            return self._type()
-        finally:
-            self.depth -= 1
-
-    def _type(self) -> str:
-        c = self.peek()
-        if c in _BUILTIN:
-            self.pos += 1
-            return _BUILTIN[c]
-        if self.peek(2) in _DBUILTIN:
-            t = _DBUILTIN[self.peek(2)]
-            self.pos += 2
-            return t
-        if c in ("P", "R", "O"):
-            self.pos += 1
-            inner = self.type()
-            if inner.endswith(")") and "(" in inner:
-                raise _Unsupported("pointer to function")
-            t = inner + {"P": "*", "R": "&", "O": "&&"}[c]
-            self.subs.append(t)
-            return t
-        if c in ("K", "V"):
-            quals = []
-            while self.peek() in ("K", "V", "r"):
-                quals.append({"K": "const", "V": "volatile", "r": "restrict"}[self.s[self.pos]])
-                self.pos += 1
-            inner = self.type()
-            t = inner + " " + " ".join(reversed(quals))
-            self.subs.append(t)
-            return t
-        if c == "N":
-            self.pos += 1
-            name, _tmpl, cv, _ctor = self.nested()
-            if cv:
-                raise _Unsupported("cv in a type name")
-            self.subs.append(name)
-            return name
-        if c == "S":
-            if self.peek(2) == "St":
+            ret = s[start:end]
+            if n >= 10 and _ANON_NS.match(ret):
+                ret = "(anonymous namespace)"
+            self.last_name = ret
+        elif "a" <= c <= "z":
+            was = self.is_expression
+            if c == "o" and s[self.pos + 1:self.pos + 2] == "n":
                 self.pos += 2
-                name = "std::" + self.unqualified()[0]
-                self.subs.append(name)
-                if self.peek() == "I":
-                    name += self.template_args()
-                    self.subs.append(name)
-                return name
-            t = self.substitution()
-            if self.peek() == "I":
-                t += self.template_args()
-                self.subs.append(t)
-            return t
-        if c == "T":
-            t = self.template_param()
-            self.subs.append(t)
-            if self.peek() == "I":
-                raise _Unsupported("template template param")
-            return t
-        if c.isdigit():
-            name = self.unqualified()[0]
-            self.subs.append(name)
-            if self.peek() == "I":
-                name += self.template_args()
-                self.subs.append(name)
-            return name
-        raise _Unsupported(f"type {c!r}")
+                self.is_expression = False   # `on cv`: a conversion operator's name
+            ret = self.operator_name()
+            self.is_expression = was
+            k = kind(ret)
+            if k == "op" and ret[1] == "li":
+                ret = ("li", self.source_name())
+            elif k == "cast":
+                raise Fail("cast as a name")
+        elif c == "D" and s[self.pos + 1:self.pos + 2] == "C":
+            self.pos += 2
+            names = []
+            while True:
+                names.append(self.source_name())
+                if self.peek() == "E":
+                    break
+            self.pos += 1
+            ret = ("sb", names)
+        elif c == "C" or c == "D":
+            ret = self.ctor_dtor()
+        elif c == "L":
+            self.pos += 1
+            ret = self.source_name()
+            self.discriminator()
+        elif c == "U":
+            c2 = s[self.pos + 1:self.pos + 2]
+            if c2 == "l":
+                ret = self.lambda_()
+            elif c2 == "t":
+                self.pos += 2
+                ret = ("ut", self.compact_number())
+                # binutils adds the bare unnamed type, before the prefix adds it again.
+                self.subs.append(ret)
+            else:
+                raise Fail("U name")
+        else:
+            raise Fail("unqualified name")
+        if s[self.pos:self.pos + 1] == "B":
+            hold = self.last_name
+            while s[self.pos:self.pos + 1] == "B":
+                self.pos += 1
+                ret = ("abi", ret, self.source_name())
+            self.last_name = hold
+        if scope is not None:
+            if type(ret) is str and isinstance(scope, str):
+                ret = Qual(scope + "::" + ret)
+            else:
+                ret = ("q", scope, ret)
+        return ret
 
-    def _enter(self) -> None:
+    def source_name(self) -> str:
+        s = self.s
+        m = _DIGITS.match(s, self.pos)
+        if m is None:
+            raise Fail("source name")
+        n = int(m.group())
+        start = m.end()
+        end = start + n
+        if n <= 0 or end > len(s):
+            raise Fail("source name length")
+        self.pos = end
+        ident = s[start:end]
+        if n >= 10 and _ANON_NS.match(ident):
+            ident = "(anonymous namespace)"
+        self.last_name = ident
+        return ident
+
+    def ctor_dtor(self):
+        s = self.s
+        c = s[self.pos]
+        if c == "C":
+            if s[self.pos + 1:self.pos + 2] == "I":
+                self.pos += 1
+                inheriting = True
+            else:
+                inheriting = False
+            k = s[self.pos + 1:self.pos + 2]
+            if not k or k not in _CTOR_KINDS:
+                raise Fail("ctor kind")
+            self.pos += 2
+            if inheriting:
+                self.type()
+            if self.last_name is None:
+                raise Fail("ctor without a class")
+            return ("ctor", self.last_name)
+        k = s[self.pos + 1:self.pos + 2]
+        if not k or k not in _DTOR_KINDS:
+            raise Fail("dtor kind")
+        self.pos += 2
+        if self.last_name is None:
+            raise Fail("dtor without a class")
+        return ("dtor", self.last_name)
+
+    def operator_name(self):
+        s = self.s
+        code = s[self.pos:self.pos + 2]
+        self.pos += 2
+        if code == "cv":
+            was = self.in_conversion
+            self.in_conversion = not self.is_expression
+            t = self.type()
+            conversion = self.in_conversion
+            self.in_conversion = was
+            return ("cv", t) if conversion else ("cast", t)
+        if len(code) == 2 and code[0] == "v" and "0" <= code[1] <= "9":
+            return ("ext", int(code[1]), self.source_name())
+        op = OPERATORS.get(code)
+        if op is None:
+            raise Fail("operator")
+        text, nargs = op
+        if "a" <= text[0] <= "z":
+            printed = "operator " + text.rstrip(" ") if text[-1] == " " else "operator " + text
+        else:
+            printed = "operator" + text
+        return ("op", code, printed, nargs)
+
+    def lambda_(self):
+        self.pos += 2
+        if self.peek() == "T" and self.s[self.pos + 1:self.pos + 2] in ("y", "n", "t", "p"):
+            raise Fail("explicit lambda template parameters")
+        params = self.parmlist()
+        self.expect("E")
+        return ("lam", params, self.compact_number())
+
+    def local_name(self):
+        self.pos += 1
+        enc = self.encoding(False)
+        self.expect("E")
+        if self.peek() == "s":
+            self.pos += 1
+            self.discriminator()
+            ent = "string literal"
+        else:
+            num = -1
+            if self.peek() == "d":
+                self.pos += 1
+                num = self.compact_number()
+            ent = self.name()
+            if kind(ent) not in ("lam", "ut"):
+                self.discriminator()
+            if num >= 0:
+                ent = ("da", num, ent)
+        # binutils drops the enclosing function's return type.
+        if kind(enc) == "N" and kind(enc[2]) == "F":
+            enc = ("N", enc[1], ("F", None, enc[2][2]))
+        return ("z", enc, ent)
+
+    def substitution(self, prefix: bool):
+        s = self.s
+        c = s[self.pos + 1:self.pos + 2]
+        if c == "_" or "0" <= c <= "9" or "A" <= c <= "Z":
+            m = _SEQ_ID.match(s, self.pos + 1)
+            if m is None:
+                raise Fail("seq-id")
+            self.pos = m.end()
+            seq = m.group()[:-1]
+            idx = int(seq, 36) + 1 if seq else 0
+            if idx >= len(self.subs):
+                raise Fail("substitution out of range")
+            return self.subs[idx]
+        std = _STD.get(c)
+        if std is None:
+            raise Fail("std substitution")
+        self.pos += 2
+        simple, full, last = std
+        if last is not None:
+            self.last_name = last
+        if prefix and s[self.pos:self.pos + 1] in ("C", "D"):
+            return full
+        return simple
+
+    def template_param(self):
+        s = self.s
+        self.pos += 1
+        c = s[self.pos:self.pos + 1]
+        if c == "_":
+            self.pos += 1
+            idx = 0
+        else:
+            m = _DIGITS.match(s, self.pos)
+            if m is None:
+                raise Fail("template param")
+            self.pos = m.end()
+            self.expect("_")
+            idx = int(m.group()) + 1
+        # Resolved when printed, against the template being printed then.
+        return ("p", idx)
+
+    def template_args(self) -> list:
         self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise _Unsupported("too deep")
+        if self.depth > MAX_DEPTH:
+            raise Fail("depth")
+        self.pos += 1
+        hold = self.last_name
+        args = []
+        if self.peek() == "E":
+            self.pos += 1
+            self.depth -= 1
+            return args
+        while True:
+            args.append(self.template_arg())
+            c = self.peek()
+            if c == "E":
+                break
+            if c == "Q" or c == "":
+                raise Fail("template args")
+        self.pos += 1
+        self.last_name = hold
+        self.depth -= 1
+        return args
 
-
-def _base36(s: str) -> int:
-    v = 0
-    for ch in s:
-        v = v * 36 + (int(ch) if ch.isdigit() else ord(ch) - 55)
-    return v
+    def template_arg(self):
+        c = self.peek()
+        if c == "X":
+            self.pos += 1
+            ret = self.expression()
+            self.expect("E")
+            return ret
+        if c == "L":
+            return self.expr_primary()
+        if c == "I" or c == "J":
+            return ("J", self.template_args())
+        return self.type()

@@ -1,5 +1,6 @@
 """Demangling: every Rust symbol of a real binary against `c++filt -i` (binutils'
-non-verbose demangler, what addr2line -C prints), plus hand-made v0 grammar cases."""
+non-verbose demangler, what addr2line -C prints), plus hand-made v0 grammar cases.
+C++ is tested in test_demangle_cpp."""
 from __future__ import annotations
 
 import subprocess
@@ -73,30 +74,3 @@ def test_invalid_symbols_come_back_unchanged():
 def test_strip_rust_hash():
     assert strip_rust_hash("a::work::h0f4f2cc6631d2a1f") == "a::work"
     assert strip_rust_hash("a::work") == "a::work"
-
-
-def test_cpp_symbols_are_right_or_left_alone():
-    """C++ is demangled where cheap: on libstdc++'s exported symbols, most come out as
-    c++filt prints them and the rest stay mangled; none comes out different."""
-    lib = "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"
-    nm = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True)
-    if nm.returncode != 0:
-        pytest.skip("libstdc++ is not installed")
-    names = sorted({ln.split()[-1].split("@")[0] for ln in nm.stdout.splitlines()
-                    if ln.split() and ln.split()[-1].startswith("_Z")})
-    assert len(names) > 1000
-    expected = _cxxfilt(names)
-    done = [(n, demangle(n), e) for n, e in zip(names, expected) if demangle(n) != n]
-    wrong = [(n, g, e) for n, g, e in done if g != e]
-    assert not wrong, "\n".join(f"{n}\n  hud: {g}\n  c++filt: {e}" for n, g, e in wrong[:20])
-    assert len(done) > len(names) // 2
-
-
-@pytest.mark.parametrize("mangled", [
-    "_ZN3foo3bar17h0000000000000000E",      # legacy-looking but no real hash: C++ rules
-    "_ZN3foo3barEv", "_ZN3foo3barEv.cold", "_ZNK3foo3Bar3getEv", "_ZN3fooC2Ev",
-    "_ZNSt6vectorIiSaIiEE9push_backERKi", "_Z3maxIiET_S0_S0_", "_ZN1AplERKS_",
-    "_ZTV3Foo", "_ZN3foo3barEPKcRiOl",
-])
-def test_cpp_cases_match_cxxfilt(mangled):
-    assert demangle(mangled) == _cxxfilt([mangled])[0]
