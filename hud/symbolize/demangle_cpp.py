@@ -316,18 +316,7 @@ class _Parser(TypeParser, ExprParser):
         pos = self.pos
         c = s[pos:pos + 1]
         if "0" <= c <= "9":
-            # source_name(), inlined: most of a symbol is source names.
-            m = _DIGITS.match(s, pos)
-            n = int(m.group())
-            start = m.end()
-            end = start + n
-            if n <= 0 or end > len(s):
-                raise Fail("source name length")
-            self.pos = end
-            ret = s[start:end]
-            if n >= 10 and _ANON_NS.match(ret):
-                ret = "(anonymous namespace)"
-            self.last_name = ret
+            ret = self.source_name()
         elif "a" <= c <= "z":
             was = self.is_expression
             if c == "o" and s[self.pos + 1:self.pos + 2] == "n":

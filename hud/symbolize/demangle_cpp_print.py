@@ -120,16 +120,20 @@ class _Printer(DeclPrinter, ExprPrinter):
         self.current = dc
         self.mods = None
         self.p(dc[1])
+        self.angled(dc[2])
+        self.mods = hold
+        self.current = hold_current
+
+    def angled(self, args) -> None:
+        """`<args>`, spaced so that no `<<` or `>>` forms (as binutils prints)."""
         out = self.out
         if self.last() == "<":
             out.append(" ")
         out.append("<")
-        self.plist(dc[2])
+        self.plist(args)
         if self.last() == ">":
             out.append(" ")
         out.append(">")
-        self.mods = hold
-        self.current = hold_current
 
     def tparam(self, dc) -> None:
         if self.lambda_arg:
@@ -189,14 +193,7 @@ class _Printer(DeclPrinter, ExprPrinter):
             return
         self.p(t[1])
         self.templates = hold
-        out = self.out
-        if self.last() == "<":
-            out.append(" ")
-        out.append("<")
-        self.plist(t[2])
-        if self.last() == ">":
-            out.append(" ")
-        out.append(">")
+        self.angled(t[2])
 
     def literal_op(self, dc) -> None:
         self.out.append('operator"" ')
