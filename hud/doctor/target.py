@@ -20,6 +20,7 @@ from hud.doctor.model import FAIL, OK, SKIP, TARGET, WARN, Check
 from hud.doctor.probes import open_errno
 from hud.errors import HudError
 from hud.linux import procfs
+from hud.symbolize import debuginfod
 from hud.symbolize.elf import SHT_DYNSYM, SHT_SYMTAB, ElfFile
 
 TOKIO_MARK = b"5tokio7runtime"          # tokio::runtime in legacy and v0 mangling alike
@@ -430,6 +431,7 @@ def check_debug_info(info: TargetInfo) -> Check:
                      scope=TARGET)
     name = os.path.basename(info.exe)
     inside = _dwarf_sections(info.elf)
+    hint = debug_hint(info.elf.build_id)
     data: dict[str, Any] = {"in_binary": inside, "build_id": info.elf.build_id,
                             "debuglink": info.elf.debuglink[0] if info.elf.debuglink
                             else None}
@@ -450,7 +452,7 @@ def check_debug_info(info: TargetInfo) -> Check:
             s.size // (24 if info.debug.is64 else 16) for s in info.debug.sections
             if s.type == SHT_SYMTAB))
         return Check("debug_info", WARN, f"{name} is stripped: function names from its "
-                     "MiniDebugInfo (.gnu_debugdata), no file:line", _DEBUG_HINT, TARGET,
+                     "MiniDebugInfo (.gnu_debugdata), no file:line", hint, TARGET,
                      data=data)
     if info.debug is not None:
         sep = _dwarf_sections(info.debug)
@@ -460,21 +462,42 @@ def check_debug_info(info: TargetInfo) -> Check:
             return Check("debug_info", OK, f"separate debug file via {info.debug_via}: "
                          f"{shown}", scope=TARGET, data=data)
         return Check("debug_info", WARN, f"debug file {shown} has no line table: "
-                     "functions only, no file:line", _DEBUG_HINT, TARGET, data=data)
+                     "functions only, no file:line", hint, TARGET, data=data)
     has_symtab = any(s.type == SHT_SYMTAB for s in info.elf.sections)
     data["symtab"] = has_symtab
     data["note"] = info.extra.get("debug_note") or info.extra.get("debug_error", "")
     if has_symtab:
         return Check("debug_info", WARN, f"no DWARF for {name}: function names only, no "
-                     "file:line", _DEBUG_HINT, TARGET, data=data)
+                     "file:line", hint, TARGET, data=data)
     return Check("debug_info", WARN, f"{name} is stripped and no debug file was found: "
-                 "Rust frames will have no names", _DEBUG_HINT, TARGET, data=data)
+                 "Rust frames will have no names", hint, TARGET, data=data)
 
 
 _DWZ_HINT = ("install the debug package's common dwz file (it names the path), or pass "
              "--debug-dir DIR holding .dwz/")
 _DEBUG_HINT = ("pass --debug-file FILE (or --debug-dir, or --debuginfod URL), install the "
                "debug package, or build with debug = \"line-tables-only\"")
+_LOCAL_HINT = ("--debug-file FILE (or --debug-dir), install the debug package, or build "
+               "with debug = \"line-tables-only\"")
+
+
+def debug_hint(build_id: Optional[str], environ: Optional[Any] = None,
+               listed: Optional[Sequence[str]] = None) -> str:
+    """What to do about a target's missing debug information, debuginfod included: the
+    servers a profile would ask (DEBUGINFOD_URLS), or those the host lists but sudo
+    left out of the environment (`listed`: /etc/debuginfod/*.urls when None)."""
+    if not build_id:
+        return _DEBUG_HINT   # debuginfod finds files by build-id only
+    servers = debuginfod.urls_from((), environ)
+    if servers:
+        return (f"a profile fetches the debug file from {servers[0]} by build-id "
+                f"(DEBUGINFOD_URLS); else pass {_LOCAL_HINT}")
+    if listed is None:
+        listed = debuginfod.host_listed()
+    if listed:
+        return (f"pass --debuginfod {listed[0]} (listed in {debuginfod.HOST_URLS_DIR}; "
+                f"sudo drops DEBUGINFOD_URLS), or {_LOCAL_HINT}")
+    return _DEBUG_HINT
 
 
 # -- unwinding -----------------------------------------------------------------------------

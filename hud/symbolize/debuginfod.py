@@ -39,6 +39,10 @@ MISS_S = 600.0
 # hud runs on hosts in trouble, and a full disk is another outage.
 FREE_FLOOR = 1 << 30
 _CHUNK = 1 << 20
+# elfutils' profile script turns the server lists here into DEBUGINFOD_URLS for login
+# shells (Ubuntu, Fedora, Debian ship one); `sudo` resets the environment and drops it.
+HOST_URLS_DIR = "/etc/debuginfod"
+_MAX_URLS_FILE = 1 << 16
 _HEX = re.compile(r"[0-9a-f]{8,128}")
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -53,6 +57,23 @@ def urls_from(option: Sequence[str], environ: Optional[Mapping[str, str]] = None
         if urllib.parse.urlsplit(url).scheme in ("http", "https") and url not in out:
             out.append(url.rstrip("/"))
     return out
+
+
+def host_listed(directory: str = HOST_URLS_DIR) -> list:
+    """The servers this host lists in `directory`/*.urls, as elfutils' profile script
+    reads them: for a hint. hud asks none of them unless told to (flag or variable)."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".urls"))
+    except OSError:
+        return []
+    raw: list = []
+    for name in names[:64]:
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                raw.extend(f.read(_MAX_URLS_FILE).decode("utf-8", "replace").split())
+        except OSError:
+            continue
+    return urls_from(raw)
 
 
 class Debuginfod:

@@ -37,7 +37,7 @@ from hud.doctor.model import (
     format_report,
 )
 from hud.doctor.probes import tracefs_mounts
-from hud.doctor.target import tokio_evidence
+from hud.doctor.target import debug_hint, tokio_evidence
 from hud.symbolize.elf import ElfFile
 
 ALL_CAPS = (1 << 41) - 1
@@ -320,3 +320,16 @@ def test_kernel_symbols_check_says_whether_kernel_frames_get_names():
         "0000000000000000 T _stext\n0000000000000000 t do_nanosleep\n"))
     assert hidden.status == WARN and "kptr_restrict" in hidden.summary
     assert "kptr_restrict" in hidden.hint
+
+
+def test_the_debug_info_hint_names_the_debuginfod_server_a_profile_would_use():
+    env = {"DEBUGINFOD_URLS": "https://debuginfod.example.org/ https://other.example"}
+    hint = debug_hint("ab12" * 10, env, listed=[])
+    assert "a profile fetches the debug file from https://debuginfod.example.org" in hint
+    # Set on the host but not in hud's environment (sudo resets it): say what to pass.
+    hint = debug_hint("ab12" * 10, {}, listed=["https://debuginfod.ubuntu.com"])
+    assert "--debuginfod https://debuginfod.ubuntu.com" in hint and "sudo" in hint
+    plain = debug_hint("ab12" * 10, {}, listed=[])
+    assert "--debug-file" in plain and "debuginfod.ubuntu.com" not in plain
+    # Without a build-id no server can find the file: no server is suggested.
+    assert debug_hint(None, env, listed=["https://debuginfod.ubuntu.com"]) == plain

@@ -12,7 +12,7 @@ from support.debuginfod import serve
 from unit.symbolize.oracle import function_symbols
 
 from hud.symbolize import Symbolizer
-from hud.symbolize.debuginfod import Debuginfod, urls_from
+from hud.symbolize.debuginfod import Debuginfod, host_listed, urls_from
 from hud.symbolize.elf import ElfFile
 
 
@@ -144,6 +144,16 @@ def test_servers_come_from_the_option_or_the_environment():
     assert urls_from((), env) == ["https://a.example", "http://b.example"]
     assert urls_from(("http://c.example",), env) == ["http://c.example"]
     assert urls_from((), {}) == []
+
+
+def test_the_hosts_listed_servers_are_read_for_hints(tmp_path):
+    """/etc/debuginfod/*.urls as elfutils' profile script reads them (sudo drops the
+    DEBUGINFOD_URLS it makes): *.urls files only, http(s) only, each server once."""
+    (tmp_path / "a.urls").write_text("https://x.example/\n\nhttp://y.example\n")
+    (tmp_path / "b.urls").write_text("ftp://z.example https://x.example file:///etc\n")
+    (tmp_path / "notes.txt").write_text("https://ignored.example\n")
+    assert host_listed(str(tmp_path)) == ["https://x.example", "http://y.example"]
+    assert host_listed(str(tmp_path / "none")) == []
 
 
 def test_the_cache_is_bounded_and_never_fills_the_disk(split, private, monkeypatch):
