@@ -14,10 +14,11 @@ Frame classes (DESIGN.md §3), first rule that decides wins:
    std, ``mio::``, ``parking_lot::``, ``futures::`` ... third-party); for a qualified name
    ``<A as B>::m`` the crate of ``A`` counts (the trait's when ``A`` is not a path).
 6. a well-known C runtime symbol (``_start``, ``main``, ``__libc_*``, ``pthread_*`` ...) is std.
-7. a C function (not a Rust path) whose file has no line is third-party: the file is an
-   ELF STT_FILE name, so this is a C library linked in without DWARF (musl's internal
-   helpers in a static musl build). Any other source file that matched no pattern above
-   is user code (``/usr/src/app``, ``/home``...).
+7. a C function (not a Rust path), or a C++ one whose file is a C/C++/assembly source,
+   whose file has no line is third-party: the file is an ELF STT_FILE name, so this is a
+   library linked in without DWARF (musl's internal helpers in a static musl build, a
+   -sys crate's C++). Any other source file that matched no pattern above is user code
+   (``/usr/src/app``, ``/home``...).
 8. the module: the main binary is user code, any other shared library third-party; a Rust
    path with no module at all is user code.
 
@@ -72,6 +73,10 @@ STD_PATHS = (
     re.compile(r"/lib/rustlib/src/rust/library/"),
     re.compile(r"/rustc-\d+\.\d+\.\d+(?:-src)?/library/"),
 )
+
+# An ELF STT_FILE name of C, C++ or assembly source: what a frame of code compiled
+# without DWARF carries as its file (Rust objects' are codegen units, "app.1a2b-cgu.03").
+NATIVE_SOURCE = re.compile(r"\.(?:c|cc|cp|cpp|cxx|c\+\+|C|s|S|asm)$")
 
 RUNTIME_CRATES = frozenset({"tokio"})
 STD_CRATES = frozenset({
@@ -279,10 +284,12 @@ def classify_frame(frame: Frame, main_module: Optional[str] = None) -> str:
             return cls
     elif _is_c_runtime(frame.function):
         return CLASS_STD
-    elif frame.file and not frame.line:
-        # C code without DWARF, its file an ELF STT_FILE name: a C library linked into
-        # the binary (musl's own helpers in a static musl build: qsort's sift, DNS's
-        # name_from_dns), not the service's code.
+    if frame.file and not frame.line and (not is_rust_path or NATIVE_SOURCE.search(
+            frame.file)):
+        # C or C++ code without DWARF, its file an ELF STT_FILE name: a library linked
+        # into the binary (musl's own helpers in a static musl build: qsort's sift, DNS's
+        # name_from_dns; a -sys crate's C++, now that its names demangle to paths), not
+        # the service's code.
         return CLASS_THIRD_PARTY
     if frame.file:
         return CLASS_USER

@@ -92,6 +92,12 @@ def info_of(stack):
     (fr("sift", "qsort.lo"), CLASS_THIRD_PARTY),
     (fr("__syscall_cp_c", "__syscall_cp.lo"), CLASS_STD),
     (fr("my_app::f", "my_app.a1b2c3d4e5f60718-cgu.0"), CLASS_USER),  # Rust, no DWARF
+    # C++ of a -sys crate linked in without DWARF (RocksDB, gRPC): its names are paths
+    (fr("rocksdb::port::Mutex::Lock()", "port_posix.cc"), CLASS_THIRD_PARTY),
+    (fr("rocksdb::DBImpl::Write(rocksdb::WriteOptions const&, rocksdb::WriteBatch*)",
+        "db_impl_write.cc"), CLASS_THIRD_PARTY),
+    (fr("std::mutex::lock()", "mutex.cc"), CLASS_STD),    # C++'s std, as Rust's
+    (fr("app::store::Db::put(int)", "/home/dev/app/cpp/store.cc", 12), CLASS_USER),
     # kernel and unresolved
     (fr("do_syscall_64", module="[kernel.kallsyms]"), CLASS_KERNEL),
     (Frame(address=0xFFFFFFFF81000000, function="schedule"), CLASS_KERNEL),
