@@ -73,7 +73,7 @@ def host_listed(directory: str = HOST_URLS_DIR) -> list:
                 raw.extend(f.read(_MAX_URLS_FILE).decode("utf-8", "replace").split())
         except OSError:
             continue
-    return urls_from(raw)
+    return urls_from(raw, {}) if raw else []
 
 
 class Debuginfod:

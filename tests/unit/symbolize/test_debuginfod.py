@@ -146,7 +146,7 @@ def test_servers_come_from_the_option_or_the_environment():
     assert urls_from((), {}) == []
 
 
-def test_the_hosts_listed_servers_are_read_for_hints(tmp_path):
+def test_the_hosts_listed_servers_are_read_for_hints(tmp_path, monkeypatch):
     """/etc/debuginfod/*.urls as elfutils' profile script reads them (sudo drops the
     DEBUGINFOD_URLS it makes): *.urls files only, http(s) only, each server once."""
     (tmp_path / "a.urls").write_text("https://x.example/\n\nhttp://y.example\n")
@@ -154,6 +154,11 @@ def test_the_hosts_listed_servers_are_read_for_hints(tmp_path):
     (tmp_path / "notes.txt").write_text("https://ignored.example\n")
     assert host_listed(str(tmp_path)) == ["https://x.example", "http://y.example"]
     assert host_listed(str(tmp_path / "none")) == []
+    # The files only: not the environment's servers where the host lists none.
+    monkeypatch.setenv("DEBUGINFOD_URLS", "https://env.example")
+    (tmp_path / "empty").mkdir()
+    assert host_listed(str(tmp_path / "empty")) == []
+    assert host_listed(str(tmp_path)) == ["https://x.example", "http://y.example"]
 
 
 def test_the_cache_is_bounded_and_never_fills_the_disk(split, private, monkeypatch):
