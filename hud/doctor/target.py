@@ -431,7 +431,6 @@ def check_debug_info(info: TargetInfo) -> Check:
                      scope=TARGET)
     name = os.path.basename(info.exe)
     inside = _dwarf_sections(info.elf)
-    hint = debug_hint(info.elf.build_id)
     data: dict[str, Any] = {"in_binary": inside, "build_id": info.elf.build_id,
                             "debuglink": info.elf.debuglink[0] if info.elf.debuglink
                             else None}
@@ -447,6 +446,8 @@ def check_debug_info(info: TargetInfo) -> Check:
             return split
         return Check("debug_info", OK, f"DWARF in {name}: functions, inlines and "
                      "file:line", scope=TARGET, data=data)
+    # Past here most answers are a warning (reads /etc/debuginfod: not for the OK above).
+    hint = debug_hint(info.elf.build_id)
     if info.debug_via == "minidebuginfo" and info.debug is not None:
         data.update(via="minidebuginfo", symbols=sum(
             s.size // (24 if info.debug.is64 else 16) for s in info.debug.sections
@@ -475,10 +476,9 @@ def check_debug_info(info: TargetInfo) -> Check:
 
 _DWZ_HINT = ("install the debug package's common dwz file (it names the path), or pass "
              "--debug-dir DIR holding .dwz/")
-_DEBUG_HINT = ("pass --debug-file FILE (or --debug-dir, or --debuginfod URL), install the "
-               "debug package, or build with debug = \"line-tables-only\"")
-_LOCAL_HINT = ("--debug-file FILE (or --debug-dir), install the debug package, or build "
-               "with debug = \"line-tables-only\"")
+_OTHER_WAYS = "install the debug package, or build with debug = \"line-tables-only\""
+_DEBUG_HINT = f"pass --debug-file FILE (or --debug-dir, or --debuginfod URL), {_OTHER_WAYS}"
+_LOCAL_HINT = f"--debug-file FILE (or --debug-dir), {_OTHER_WAYS}"
 
 
 def debug_hint(build_id: Optional[str], environ: Optional[Any] = None,

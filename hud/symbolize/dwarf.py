@@ -191,14 +191,12 @@ class DwarfInfo:
                     if scopes is not None:
                         scopes.find_functions(
                             hints, self._unit_names.get(index, self.names).carries)
-                    if lines is None:
-                        pass
-                    elif self.units.range_count(unit) <= _FEW_RANGES:
-                        # Code without function sections: a sequence per section, not
-                        # per function, so searching for functions' starts fails and
-                        # lookups would skim the program and then decode most of it.
+                    # Code without function sections (few ranges) has a sequence per
+                    # section, not per function: searching for functions' starts fails,
+                    # and lookups would skim the program, then decode most of it.
+                    if lines is not None and self.units.range_count(unit) <= _FEW_RANGES:
                         lines.decode_all()
-                    else:
+                    elif lines is not None:
                         lines.find_sequences([h[0] for h in hints])
                 else:
                     most = False
