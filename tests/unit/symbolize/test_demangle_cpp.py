@@ -64,12 +64,12 @@ CORPORA = [
 
 @pytest.mark.parametrize("corpus,files,dynamic,floor", CORPORA, ids=[c[0] for c in CORPORA])
 def test_corpus_matches_cxxfilt(corpus, files, dynamic, floor):
+    # Only the required corpora can be missing here (the others are listed only where
+    # present): that is a set-up fault, not a reason to skip.
     files = [f for f in files if Path(f).exists()]
-    if not files:
-        pytest.skip(f"{corpus} is not installed here")
+    assert files, f"{corpus} is not installed: scripts/setup installs gcc and llvm"
     names = _symbols(files, dynamic)
-    if len(names) < 100:
-        pytest.skip(f"{corpus}: only {len(names)} C++ symbols")
+    assert len(names) >= 100, f"{corpus}: only {len(names)} C++ symbols from nm"
     expected = _cxxfilt(names)
     got = [demangle_cpp(n) for n in names]
     wrong = [(n, g, e) for n, g, e in zip(names, got, expected) if g is not None and g != e]
