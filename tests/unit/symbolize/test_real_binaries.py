@@ -30,15 +30,18 @@ def cargo() -> Path:
     return path
 
 
-def _code_symbols(path: Path) -> dict[int, set]:
-    """Start -> every name nm gives a sized code symbol there (typed or not)."""
+def _code_symbols(path: Path) -> dict[int, tuple[int, set]]:
+    """Start -> (largest size, every name) of the sized code symbols nm lists there
+    (typed or not)."""
     out = subprocess.run(["nm", "-S", "--defined-only", str(path)], capture_output=True,
                          text=True, check=True).stdout
-    starts: dict[int, set] = {}
+    starts: dict[int, tuple[int, set]] = {}
     for line in out.splitlines():
         p = line.split()
         if len(p) == 4 and p[2] in "tTwWiI" and int(p[1], 16) > 0 and int(p[0], 16):
-            starts.setdefault(int(p[0], 16), set()).add(p[3])
+            size, names = starts.get(int(p[0], 16), (0, set()))
+            names.add(p[3])
+            starts[int(p[0], 16)] = (max(size, int(p[1], 16)), names)
     return starts
 
 
@@ -47,14 +50,11 @@ def test_every_sized_code_symbol_names_its_code(cargo):
     lists them too), names the code at its start and at its last byte."""
     starts = _code_symbols(cargo)
     assert len(starts) > 20_000
-    sizes = {int(p[0], 16): int(p[1], 16) for p in (ln.split() for ln in subprocess.run(
-        ["nm", "-S", "--defined-only", str(cargo)], capture_output=True, text=True,
-        check=True).stdout.splitlines()) if len(p) == 4 and p[2] in "tTwWiI"}
     with ElfFile.open(str(cargo)) as elf:
         table = SymbolTable([elf])
     missing = []
-    for start, names in starts.items():
-        for addr in (start, start + sizes[start] - 1):
+    for start, (size, names) in starts.items():
+        for addr in (start, start + size - 1):
             got = table.lookup(addr)
             found = addr - got[1] if got is not None else -1
             # A symbol nested in this one, starting later, names its own range.
