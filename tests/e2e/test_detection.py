@@ -1,8 +1,8 @@
 """The detection acceptance (issues 6 and 7), on both backends: 10 s runs against the
 Tokio fixtures, asserted against their manifests (function, line +-1, kind), on the
-frame-pointer, no-frame-pointer and stripped+debuglink builds; healthy and spawn_blocking
-programs give no blocking/cpu finding; custom thread names and current_thread runtimes are
-discovered (eBPF).
+frame-pointer, no-frame-pointer, stripped+debuglink and fat-LTO builds; healthy and
+spawn_blocking programs give no blocking/cpu finding; custom thread names and current_thread
+runtimes are discovered (eBPF).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hud.session import Profiler
 
 SECONDS = 10.0
 BLOCKERS = ("sleep", "fsync", "mutex", "dns")
-VARIANTS = ("blockers-fp", "blockers-nofp", "blockers-stripped")
+VARIANTS = ("blockers-fp", "blockers-nofp", "blockers-stripped", "blockers-lto")
 
 
 BACKENDS = ("ebpf", "perf")

@@ -63,6 +63,7 @@ WORKER_COMM = {
     "blockers-fp": "tokio-runtime-w",
     "blockers-nofp": "tokio-runtime-w",
     "blockers-stripped": "tokio-runtime-w",
+    "blockers-lto": "tokio-runtime-w",
     "blockers-named": "hud-fx-worker",
     "blockers-current": "blockers",
     "demo": "tokio-runtime-w",
@@ -156,6 +157,18 @@ def test_frame_pointer_builds_differ_in_prologues():
         counts[v] = with_fp
     assert counts["blockers-fp"] == len(load_manifest("blockers-fp").scenarios)
     assert counts["blockers-nofp"] < counts["blockers-fp"]
+
+
+def test_the_lto_build_is_one_module():
+    """Fat LTO with one codegen unit merges every crate's code before code generation:
+    the DWARF keeps about one unit per crate instead of one per codegen unit (readelf
+    counts them), so units are big and their functions out of address order."""
+    units = {}
+    for v in ("blockers-nofp", "blockers-lto"):
+        out = subprocess.run(["readelf", "--debug-dump=info", str(load_manifest(v).binary)],
+                             capture_output=True, text=True, check=True).stdout
+        units[v] = out.count("(DW_TAG_compile_unit)")
+    assert 0 < 4 * units["blockers-lto"] < units["blockers-nofp"], units
 
 
 # ---- manifests against the sources --------------------------------------------------------
@@ -272,14 +285,35 @@ def test_addr2line_resolves_manifest_functions(variant):
 
 # ---- running ------------------------------------------------------------------------------
 
-def _stacks(pid: int) -> dict[int, str]:
-    """tid -> eu-stack text (elfutils: CFI unwinding, debuglink-aware)."""
+def _stacks(pid: int, inlines: bool = False) -> dict[int, str]:
+    """tid -> eu-stack text (elfutils: CFI unwinding, debuglink-aware), a function a line.
+    With `inlines`, gdb's backtraces instead: after fat LTO the functions checked here
+    (tokio's pool loop) live only as inline frames, which eu-stack does not show."""
+    if inlines:
+        return _gdb_stacks(pid)
     out = subprocess.run(["eu-stack", "-p", str(pid)], capture_output=True, text=True,
                          timeout=60).stdout
     stacks: dict[int, str] = {}
     for block in re.split(r"^TID ", out, flags=re.M)[1:]:
         tid, _, rest = block.partition(":")
         stacks[int(tid)] = rest
+    return stacks
+
+
+_GDB_THREAD = re.compile(r"^Thread \d+ \(Thread 0x[0-9a-f]+ \(LWP (\d+)\)", re.M)
+# `#4  0x... in NAME (ARGS) at FILE:LINE` (a call) or `#3  NAME (ARGS) at ...` (inlined).
+_GDB_FRAME = re.compile(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\S.*?) \(", re.M)
+
+
+def _gdb_stacks(pid: int) -> dict[int, str]:
+    out = subprocess.run(["gdb", "-batch", "-nx", "-p", str(pid), "-ex", "set pagination off",
+                          "-ex", "thread apply all bt"], capture_output=True, text=True,
+                         timeout=120).stdout
+    stacks: dict[int, str] = {}
+    heads = list(_GDB_THREAD.finditer(out))
+    for k, head in enumerate(heads):
+        body = out[head.end():heads[k + 1].start() if k + 1 < len(heads) else len(out)]
+        stacks[int(head.group(1))] = "\n".join(_GDB_FRAME.findall(body)) + "\n"
     return stacks
 
 
@@ -299,7 +333,7 @@ def _check_threads(fx: FixtureProcess, expect_pool: bool, handed_off: bool = Fal
         # spawn_blocking starts pool threads on first use; wait (bounded) until they exist.
         assert _wait_until(fx.blocking_pool_tids), f"{v}: no blocking-pool thread appeared"
     # One snapshot of stacks, then names: threads come and go (the pool grows on demand).
-    stacks = _stacks(fx.pid)
+    stacks = _stacks(fx.pid, inlines=m.raw["profile"] == "lto")
     threads = {t: c for t, c in fx.threads().items() if t in stacks}
     for tid in fx.worker_tids:
         assert threads[tid] == WORKER_COMM[v] and WORKER_COMM[v] in m.worker_names

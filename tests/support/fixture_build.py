@@ -34,6 +34,7 @@ CUSTOM_THREAD_NAME = "hud-fx-worker"
 PROFILES: dict[str, dict[str, object]] = {
     "fp": {"rustflags": "-C force-frame-pointers=yes", "frame_pointers": True},
     "nofp": {"rustflags": "", "frame_pointers": False},
+    "lto": {"rustflags": "", "frame_pointers": False},
 }
 
 # Every variant: which program, built with which profile, post-processed how, and which
@@ -52,6 +53,11 @@ VARIANTS: dict[str, dict[str, object]] = {
         "program": "blockers", "profile": "nofp", "strip": True, "args": [],
         "about": "blockers-nofp stripped (strip --strip-all); DWARF and symtab in a separate "
                  "file found through .gnu_debuglink (objcopy --only-keep-debug)",
+    },
+    "blockers-lto": {
+        "program": "blockers", "profile": "lto", "strip": False, "args": [],
+        "about": "release build with debug info, fat LTO and one codegen unit (what "
+                 "services ship), no forced frame pointers",
     },
     "blockers-named": {
         "program": "blockers", "profile": "fp", "strip": False,
