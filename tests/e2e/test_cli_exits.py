@@ -44,6 +44,22 @@ def test_duration_run_writes_a_valid_report_and_prints_the_blocker(tokio_fixture
     assert sleep.function in stdout and f":{sleep.line}" in stdout, stdout
     assert all(len(line) <= 80 for line in stdout.splitlines()), stdout
     assert "with ebpf" in stderr
+    assert "no file:line" not in stderr, stderr
+
+
+def test_a_release_build_without_debug_info_names_its_blocker_and_says_why_no_line(
+        tokio_fixture):
+    """`cargo build --release` as it comes keeps no DWARF: the finding still names the
+    blocker (symbol table) and the run ends by saying which file has no lines and how to
+    get them."""
+    fx = tokio_fixture("blockers-nodebug", ["sleep"])
+    code, stdout, stderr = finish(hud("--pid", str(fx.pid), "--headless", "--duration", "4"))
+    assert code == 0, stderr
+    sleep = fx.manifest.scenarios["sleep"]
+    assert sleep.function in stdout and "at blockers (no line info)" in stdout, stdout
+    notes = [line for line in stderr.splitlines() if "no file:line" in line]
+    assert notes == ["hud: no file:line in blockers: no DWARF line tables"], stderr
+    assert 'hint: debug = "line-tables-only" in [profile.release]' in stderr, stderr
 
 
 def _chrome_checks(trace: dict, worker_tids: set) -> None:

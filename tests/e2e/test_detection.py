@@ -1,8 +1,8 @@
 """The detection acceptance (issues 6 and 7), on both backends: 10 s runs against the
 Tokio fixtures, asserted against their manifests (function, line +-1, kind), on the
-frame-pointer, no-frame-pointer, stripped+debuglink and fat-LTO builds; healthy and
-spawn_blocking programs give no blocking/cpu finding; custom thread names and current_thread
-runtimes are discovered (eBPF).
+frame-pointer, no-frame-pointer, stripped+debuglink and fat-LTO builds (and by function
+alone on the build without debug info); healthy and spawn_blocking programs give no
+blocking/cpu finding; custom thread names and current_thread runtimes are discovered (eBPF).
 """
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ import threading
 import time
 
 import pytest
-from support.findings import at, of_function, summary
+from support.findings import at, of_function, of_scenario, summary
 from support.fixtures import load_manifest, run_load
 
 from hud.session import Profiler
 
 SECONDS = 10.0
 BLOCKERS = ("sleep", "fsync", "mutex", "dns")
-VARIANTS = ("blockers-fp", "blockers-nofp", "blockers-stripped", "blockers-lto")
+VARIANTS = ("blockers-fp", "blockers-nofp", "blockers-stripped", "blockers-lto",
+            "blockers-nodebug")
 
 
 BACKENDS = ("ebpf", "perf")
@@ -43,13 +44,17 @@ def test_every_blocker_and_the_cpu_burner_are_found(variant, backend, tokio_fixt
     fx = tokio_fixture(variant, [*BLOCKERS, "cpu"])
     report = profile(fx.pid, backend=backend)
     workers = set(fx.worker_tids)
+    lines = fx.manifest.has_lines
     for name in BLOCKERS:
         sc = fx.manifest.scenarios[name]
-        f = at(report, "blocking", sc)
+        f = of_scenario(report, "blocking", sc, lines)
         assert f is not None, f"{name}: no blocking finding at {sc.function}:{sc.line}\n" \
                               f"{summary(report)}"
         assert set(f["workers"]) <= workers, (f["workers"], workers)
-        assert f["file"].endswith(sc.file_rel.split("/", 2)[-1]), f["file"]
+        if lines:
+            assert f["file"].endswith(sc.file_rel.split("/", 2)[-1]), f["file"]
+        else:
+            assert f["line"] is None, f
         # The blocker's own stack, with the user frame at the manifest line.
         assert any(fr["class"] == "user" and fr["function"] == sc.function
                    for fr in f["stack"]), f["stack"]
@@ -71,8 +76,9 @@ def _check_wakers(fx, report: dict, backend: str) -> None:
     names it (tid and name) and where it released the lock. Sleeps, fsync and DNS end
     from interrupts: nobody is named. The perf backend names no waker."""
     holder = _thread_named(fx.pid, "fx-mutex-holder")
+    lines = fx.manifest.has_lines
     for name in BLOCKERS:
-        f = at(report, "blocking", fx.manifest.scenarios[name])
+        f = of_scenario(report, "blocking", fx.manifest.scenarios[name], lines)
         wakers = f.get("wakers", [])
         if name != "mutex" or backend == "perf":
             assert not wakers, (name, wakers)
@@ -94,9 +100,11 @@ def _check_wakers(fx, report: dict, backend: str) -> None:
         top = max(mine, key=lambda w: w["ms"])
         assert f["detail"].startswith(f"woken by fx-mutex-holder (tid {holder}) ")
         # Where the holder released the lock: its own stack, taken at the wake, ends
-        # in the holder thread's closure at `drop(guard)`.
-        assert top.get("at", "").startswith("blockers::scenarios::start_mutex_holder ("
-                                            "scenarios.rs:"), top
+        # in the holder thread's closure at `drop(guard)`. Without debug info that
+        # closure is inlined into std's thread start, where no frame shows it.
+        if lines:
+            assert top.get("at", "").startswith("blockers::scenarios::start_mutex_holder ("
+                                                "scenarios.rs:"), top
 
 
 def _thread_named(pid: int, comm: str) -> int:

@@ -64,6 +64,7 @@ WORKER_COMM = {
     "blockers-nofp": "tokio-runtime-w",
     "blockers-stripped": "tokio-runtime-w",
     "blockers-lto": "tokio-runtime-w",
+    "blockers-nodebug": "tokio-runtime-w",
     "blockers-named": "hud-fx-worker",
     "blockers-current": "blockers",
     "demo": "tokio-runtime-w",
@@ -278,6 +279,8 @@ def test_addr2line_resolves_manifest_functions(variant):
             chains = _addr2line(elf, candidates)
             outer = {c[-1] for c in chains}
             assert all(fn == s.function for fn, _, _ in outer), (name, outer)
+            if not m.has_lines:
+                continue   # the symbol table names it; nothing says where in it
             assert (s.function, s.file, s.line) in outer, (
                 f"{variant}/{name}: no {'call' if s.kind == 'blocking' else 'instruction'} "
                 f"of {s.function} maps to {s.file}:{s.line}; saw {sorted(outer)}")

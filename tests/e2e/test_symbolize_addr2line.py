@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
 
 
-def _run(binary: Path, symbol_file: Path, seed: int = 1) -> oracle.Comparison:
+def _run(binary: Path, symbol_file: Path, seed: int = 1,
+         has_lines: bool = True) -> oracle.Comparison:
     addrs = oracle.pick_addresses(symbol_file, N_ADDRESSES, seed)
     assert len(addrs) >= N_ADDRESSES, f"only {len(addrs)} addresses in {symbol_file}"
     with Symbolizer() as sym:
@@ -35,18 +36,24 @@ def _run(binary: Path, symbol_file: Path, seed: int = 1) -> oracle.Comparison:
     cmp = oracle.compare(addrs, got, exp, binary)
     print(f"{binary}: {cmp.report()}")
     # The comparison must be about something: most addresses resolve to file:line and
-    # some carry inline chains (guards against two tools agreeing on "??").
+    # some carry inline chains (guards against two tools agreeing on "??"). Without
+    # DWARF: every address is named (by the symbol table), none has a line or inlines.
     with_lines = sum(1 for g in got if g[0][2] not in ("?", "0"))
     inlined = sum(1 for g in got if len(g) > 1)
-    assert with_lines > N_ADDRESSES // 2, f"only {with_lines} addresses have a line"
-    assert inlined > N_ADDRESSES // 20, f"only {inlined} addresses have inline frames"
+    if has_lines:
+        assert with_lines > N_ADDRESSES // 2, f"only {with_lines} addresses have a line"
+        assert inlined > N_ADDRESSES // 20, f"only {inlined} addresses have inline frames"
+    else:
+        named = sum(1 for g in got if g[-1][0] != "??")
+        assert named == len(addrs) and with_lines == inlined == 0, (named, with_lines,
+                                                                    inlined)
     return cmp
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fixture_variant_agrees_with_addr2line(variant):
     m = load_manifest(variant)
-    cmp = _run(m.binary, m.symbol_file)
+    cmp = _run(m.binary, m.symbol_file, has_lines=m.has_lines)
     assert cmp.ratio >= AGREEMENT, cmp.report()
 
 

@@ -13,6 +13,14 @@ def at(report: dict, kind: str, scenario, lines: int = 1) -> Optional[dict]:
     return None
 
 
+def of_scenario(report: dict, kind: str, scenario, has_lines: bool = True) -> Optional[dict]:
+    """`at` where the binary has line information, else the finding of `kind` at the
+    scenario's function (no file:line to hold it to)."""
+    if has_lines:
+        return at(report, kind, scenario)
+    return of_function(report, kind, scenario.function)
+
+
 def of_function(report: dict, kind: str, function: str) -> Optional[dict]:
     """The first finding of `kind` whose function is `function`, if any."""
     for f in report["findings"]:

@@ -35,6 +35,7 @@ PROFILES: dict[str, dict[str, object]] = {
     "fp": {"rustflags": "-C force-frame-pointers=yes", "frame_pointers": True},
     "nofp": {"rustflags": "", "frame_pointers": False},
     "lto": {"rustflags": "", "frame_pointers": False},
+    "nodebug": {"rustflags": "", "frame_pointers": False},
 }
 
 # Every variant: which program, built with which profile, post-processed how, and which
@@ -58,6 +59,10 @@ VARIANTS: dict[str, dict[str, object]] = {
         "program": "blockers", "profile": "lto", "strip": False, "args": [],
         "about": "release build with debug info, fat LTO and one codegen unit (what "
                  "services ship), no forced frame pointers",
+    },
+    "blockers-nodebug": {
+        "program": "blockers", "profile": "nodebug", "strip": False, "args": [],
+        "about": "cargo's release profile as it comes: no debug info, symbol table kept",
     },
     "blockers-named": {
         "program": "blockers", "profile": "fp", "strip": False,

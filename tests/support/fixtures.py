@@ -115,6 +115,12 @@ class Manifest:
         """Where the symbol table and DWARF are: the debug file of a stripped binary."""
         return self.debug_file or self.binary
 
+    @property
+    def has_lines(self) -> bool:
+        """Whether DWARF (in the binary or its debug file) gives file:line; without it
+        (`blockers-nodebug`) only the symbol table names functions."""
+        return self.debug_file is not None or bool(self.raw["has_debug_info"])
+
 
 _digest_cache: dict[str, str] = {}
 
