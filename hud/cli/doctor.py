@@ -16,8 +16,12 @@ import click
               help="Separate debug file of the target (repeatable).")
 @click.option("--debug-dir", "debug_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Directory of debug files (build-id tree or debuglink).")
+@click.option("--debuginfod", "debuginfod_urls", multiple=True, metavar="URL",
+              help="debuginfod server a profile would ask (default: $DEBUGINFOD_URLS); "
+              "asked whether it has the target's debug file; repeatable.")
 def command(process: Optional[str], pid: Optional[int], as_json: bool,
-            workers: Optional[str], debug_files: tuple, debug_dirs: tuple) -> None:
+            workers: Optional[str], debug_files: tuple, debug_dirs: tuple,
+            debuginfod_urls: tuple) -> None:
     """Check this host (and PROCESS) for what hud needs; say what to fix.
 
     Each line is ok, warn or FAIL with a hint. Exit status: 0 when hud can
@@ -35,7 +39,7 @@ def command(process: Optional[str], pid: Optional[int], as_json: bool,
         raise UsageError("give a process name or --pid, not both",
                          "e.g. hud doctor my-app, or hud doctor --pid 1234")
     report = run(process, pid, workers=workers, debug_dirs=debug_dirs,
-                 debug_files=debug_files)
+                 debug_files=debug_files, debuginfod_urls=debuginfod_urls)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

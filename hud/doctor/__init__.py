@@ -17,7 +17,7 @@ from hud.doctor.model import Report
 
 def run(process: Optional[str] = None, pid: Optional[int] = None, *,
         workers: Optional[str] = None, debug_dirs: Sequence[str] = (),
-        debug_files: Sequence[str] = ()) -> Report:
+        debug_files: Sequence[str] = (), debuginfod_urls: Sequence[str] = ()) -> Report:
     """Run the host checks, then the target's when a process name or pid is given."""
     from hud import __version__
     from hud.doctor.host import host_checks
@@ -28,7 +28,8 @@ def run(process: Optional[str] = None, pid: Optional[int] = None, *,
     if process is not None or pid is not None:
         tchecks, desc, found = target_checks(process, pid, facts, workers=workers,
                                              debug_dirs=debug_dirs,
-                                             debug_files=debug_files)
+                                             debug_files=debug_files,
+                                             debuginfod_urls=debuginfod_urls)
         report.checks += tchecks
         report.target = desc
         report.target_found = found

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hud.doctor import explain
+from hud.doctor.debug_advice import DEBUG_HINT, advise
 from hud.doctor.explain import HostFacts
 from hud.doctor.model import FAIL, OK, SKIP, TARGET, WARN, Check
 from hud.doctor.probes import open_errno
 from hud.errors import HudError
 from hud.linux import procfs
-from hud.symbolize import debuginfod
 from hud.symbolize.elf import SHT_DYNSYM, SHT_SYMTAB, ElfFile
 
 TOKIO_MARK = b"5tokio7runtime"          # tokio::runtime in legacy and v0 mangling alike
@@ -425,7 +425,7 @@ def _shown(path: str, info: TargetInfo) -> str:
     return path[len(info.root):] if path.startswith(info.root + "/") else path
 
 
-def check_debug_info(info: TargetInfo) -> Check:
+def check_debug_info(info: TargetInfo, debuginfod_urls: Sequence[str] = ()) -> Check:
     if info.elf is None:
         return Check("debug_info", SKIP, "not checked: the executable cannot be read",
                      scope=TARGET)
@@ -446,8 +446,24 @@ def check_debug_info(info: TargetInfo) -> Check:
             return split
         return Check("debug_info", OK, f"DWARF in {name}: functions, inlines and "
                      "file:line", scope=TARGET, data=data)
-    # Past here most answers are a warning (reads /etc/debuginfod: not for the OK above).
-    hint = debug_hint(info.elf.build_id)
+    if info.debug is not None and info.debug_via != "minidebuginfo":
+        sep = _dwarf_sections(info.debug)
+        data.update(debug_file=info.debug_path, via=info.debug_via, in_debug_file=sep)
+        shown = _shown(info.debug_path, info)
+        if ".debug_line" in sep:
+            return Check("debug_info", OK, f"separate debug file via {info.debug_via}: "
+                         f"{shown}", scope=TARGET, data=data)
+        # A local debug file was found: a profile asks no debuginfod server.
+        return Check("debug_info", WARN, f"debug file {shown} has no line table: "
+                     "functions only, no file:line", DEBUG_HINT, TARGET, data=data)
+    # No DWARF and no local debug file: a profile would ask debuginfod servers; so does
+    # this (seconds at most; reads /etc/debuginfod: not for the OK answers above).
+    advice = advise(info.elf.build_id, debuginfod_urls)
+    if advice.answers:
+        data["debuginfod"] = advice.answers
+    if advice.fetched_from:
+        return Check("debug_info", OK, advice.summary(name), scope=TARGET, data=data)
+    hint = advice.hint
     if info.debug_via == "minidebuginfo" and info.debug is not None:
         data.update(via="minidebuginfo", symbols=sum(
             s.size // (24 if info.debug.is64 else 16) for s in info.debug.sections
@@ -455,15 +471,6 @@ def check_debug_info(info: TargetInfo) -> Check:
         return Check("debug_info", WARN, f"{name} is stripped: function names from its "
                      "MiniDebugInfo (.gnu_debugdata), no file:line", hint, TARGET,
                      data=data)
-    if info.debug is not None:
-        sep = _dwarf_sections(info.debug)
-        data.update(debug_file=info.debug_path, via=info.debug_via, in_debug_file=sep)
-        shown = _shown(info.debug_path, info)
-        if ".debug_line" in sep:
-            return Check("debug_info", OK, f"separate debug file via {info.debug_via}: "
-                         f"{shown}", scope=TARGET, data=data)
-        return Check("debug_info", WARN, f"debug file {shown} has no line table: "
-                     "functions only, no file:line", hint, TARGET, data=data)
     has_symtab = any(s.type == SHT_SYMTAB for s in info.elf.sections)
     data["symtab"] = has_symtab
     data["note"] = info.extra.get("debug_note") or info.extra.get("debug_error", "")
@@ -476,28 +483,6 @@ def check_debug_info(info: TargetInfo) -> Check:
 
 _DWZ_HINT = ("install the debug package's common dwz file (it names the path), or pass "
              "--debug-dir DIR holding .dwz/")
-_OTHER_WAYS = "install the debug package, or build with debug = \"line-tables-only\""
-_DEBUG_HINT = f"pass --debug-file FILE (or --debug-dir, or --debuginfod URL), {_OTHER_WAYS}"
-_LOCAL_HINT = f"--debug-file FILE (or --debug-dir), {_OTHER_WAYS}"
-
-
-def debug_hint(build_id: Optional[str], environ: Optional[Any] = None,
-               listed: Optional[Sequence[str]] = None) -> str:
-    """What to do about a target's missing debug information, debuginfod included: the
-    servers a profile would ask (DEBUGINFOD_URLS), or those the host lists but sudo
-    left out of the environment (`listed`: /etc/debuginfod/*.urls when None)."""
-    if not build_id:
-        return _DEBUG_HINT   # debuginfod finds files by build-id only
-    servers = debuginfod.urls_from((), environ)
-    if servers:
-        return (f"a profile fetches the debug file from {servers[0]} by build-id "
-                f"(DEBUGINFOD_URLS); else pass {_LOCAL_HINT}")
-    if listed is None:
-        listed = debuginfod.host_listed()
-    if listed:
-        return (f"pass --debuginfod {listed[0]} (listed in {debuginfod.HOST_URLS_DIR}; "
-                f"sudo drops DEBUGINFOD_URLS), or {_LOCAL_HINT}")
-    return _DEBUG_HINT
 
 
 # -- unwinding -----------------------------------------------------------------------------
@@ -677,8 +662,10 @@ def _root_file(info: TargetInfo) -> Optional[str]:
 
 def target_checks(query: Optional[str], pid: Optional[int], facts: HostFacts, *,
                   workers: Optional[str] = None, debug_dirs: Sequence[str] = (),
-                  debug_files: Sequence[str] = ()) -> tuple[list[Check], dict, bool]:
-    """(checks, target description, found) for a process name or pid."""
+                  debug_files: Sequence[str] = (), debuginfod_urls: Sequence[str] = ()
+                  ) -> tuple[list[Check], dict, bool]:
+    """(checks, target description, found) for a process name or pid; `debuginfod_urls`
+    as `hud --debuginfod` takes them (DEBUGINFOD_URLS when none)."""
     found, tpid = find_target(query, pid)
     desc: dict[str, Any] = {"query": query} if query else {}
     if tpid is None:
@@ -700,7 +687,8 @@ def target_checks(query: Optional[str], pid: Optional[int], facts: HostFacts, *,
                 checks.append(Check(name, SKIP, "not checked: /proc/PID/maps unreadable",
                                     scope=TARGET))
         else:
-            checks += [check_tokio(info), check_debug_info(info), check_unwind(info),
+            checks += [check_tokio(info), check_debug_info(info, debuginfod_urls),
+                       check_unwind(info),
                        check_files(info, facts), check_binary(info)]
     finally:
         info.close()

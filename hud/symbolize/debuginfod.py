@@ -191,7 +191,7 @@ class Debuginfod:
         except urllib.error.HTTPError as e:
             return False, f"{host}: HTTP {e.code}"
         except urllib.error.URLError as e:
-            return False, f"{host}: {e.reason}"
+            return False, f"{host}: {_reason(e)}"
         except (OSError, ValueError) as e:   # timeouts are OSErrors; ValueError: bad URL
             return False, f"{host}: {getattr(e, 'strerror', None) or e}"
         finally:
@@ -275,6 +275,42 @@ def _evict(dfd: int, keep: str) -> None:
             total -= size
 
 
+
+
+# `hud doctor` asks each server this long at most: it must answer in seconds.
+PROBE_TIMEOUT_S = 3.0
+HAS, MISSING, UNREACHABLE = "has", "missing", "unreachable"
+
+
+def probe(url: str, build_id: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[str, int, str]:
+    """Does the server at `url` have the debug file of `build_id`? (HAS, its size in
+    bytes or 0 when not said, "") or (MISSING | UNREACHABLE, 0, why). Reads the answer's
+    status and headers only: a GET that is closed before its body (debuginfod servers
+    need not answer HEAD)."""
+    import urllib.error
+    import urllib.request
+    host = urllib.parse.urlsplit(url).netloc or url
+    if not _HEX.fullmatch(build_id.lower()):
+        return MISSING, 0, f"{host}: not asked (no usable build-id)"
+    req = urllib.request.Request(f"{url.rstrip('/')}/buildid/{build_id.lower()}/debuginfo",
+                                 headers={"User-Agent": "hud"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            size = resp.headers.get("Content-Length") or ""
+            return HAS, int(size) if size.isdigit() else 0, ""
+    except urllib.error.HTTPError as e:
+        e.close()
+        state = MISSING if e.code == 404 else UNREACHABLE
+        return state, 0, f"{host}: HTTP {e.code}"
+    except urllib.error.URLError as e:
+        return UNREACHABLE, 0, f"{host}: {_reason(e)}"
+    except (OSError, ValueError) as e:     # timeouts are OSErrors; ValueError: bad URL
+        return UNREACHABLE, 0, f"{host}: {getattr(e, 'strerror', None) or e}"
+
+
+def _reason(e) -> str:
+    """A URLError's reason in words: "Connection refused", not "[Errno 111] ..."."""
+    return str(getattr(e.reason, "strerror", None) or e.reason)
 
 
 def default_directory(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:

@@ -109,6 +109,34 @@ def test_without_its_debug_file_the_stripped_binary_warns(tmp_path):
     assert given["checks"]["tokio"]["status"] == "ok"
 
 
+def test_the_doctor_asks_debuginfod_for_the_missing_debug_file(tmp_path):
+    """The stripped binary away from its debug file, and a debuginfod server: the doctor
+    asks it (as a profile would) and says OK when it has the file, or that it has not
+    and what to do; the same question through DEBUGINFOD_URLS."""
+    from support.debuginfod import serve
+    m = load_manifest("blockers-stripped")
+    exe = tmp_path / "blockers"
+    shutil.copy(m.binary, exe)
+    bid = m.raw["build_id"]
+    path = f"/buildid/{bid}/debuginfo"
+    with serve({path: m.debug_file.read_bytes()}) as (has, asked), serve({}) as (lacks, _), \
+            _started([str(exe), "--scenario", "sleep", "--work-dir", str(tmp_path),
+                      "--exit-on-stdin-eof"]) as proc:
+        found, code, text = doctor("--pid", str(proc.pid), "--debuginfod", has)
+        missing, _, missing_text = doctor("--pid", str(proc.pid), "--debuginfod", lacks)
+    assert code == 0, text
+    debug = found["checks"]["debug_info"]
+    size = m.debug_file.stat().st_size
+    assert debug["status"] == "ok", debug
+    assert debug["data"]["debuginfod"] == [{"url": has, "state": "has", "bytes": size}]
+    assert f"({size / 1e6:.1f} MB): a profile fetches it" in " ".join(text.split())
+    assert asked == [path, path]          # one question per doctor run (JSON and text)
+    debug = missing["checks"]["debug_info"]
+    assert debug["status"] == "warn" and debug["data"]["debuginfod"][0]["state"] == "missing"
+    assert debug["hint"].startswith(f"no debuginfod server has build-id {bid[:12]}")
+    assert "--debug-file" in debug["hint"] and "HTTP 404" in missing_text
+
+
 def test_minidebuginfo_names_a_stripped_binarys_functions(tmp_path):
     """The stripped fixture as a Fedora-family package ships it: no debug file, but its
     function symbols xz-compressed in .gnu_debugdata. The doctor says so, finds Tokio

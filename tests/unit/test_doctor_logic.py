@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import errno
 import json
+import socket
 import struct
 from typing import Optional
 
 import pytest
+from support.debuginfod import serve
 
 from hud.doctor import explain
+from hud.doctor.debug_advice import DEBUG_HINT, MAX_ASKED, advise
 from hud.doctor.explain import (
     CAP_BPF,
     CAP_CHECKPOINT_RESTORE,
@@ -37,7 +40,7 @@ from hud.doctor.model import (
     format_report,
 )
 from hud.doctor.probes import tracefs_mounts
-from hud.doctor.target import debug_hint, tokio_evidence
+from hud.doctor.target import tokio_evidence
 from hud.symbolize.elf import ElfFile
 
 ALL_CAPS = (1 << 41) - 1
@@ -322,14 +325,43 @@ def test_kernel_symbols_check_says_whether_kernel_frames_get_names():
     assert "kptr_restrict" in hidden.hint
 
 
-def test_the_debug_info_hint_names_the_debuginfod_server_a_profile_would_use():
-    env = {"DEBUGINFOD_URLS": "https://debuginfod.example.org/ https://other.example"}
-    hint = debug_hint("ab12" * 10, env, listed=[])
-    assert "a profile fetches the debug file from https://debuginfod.example.org" in hint
-    # Set on the host but not in hud's environment (sudo resets it): say what to pass.
-    hint = debug_hint("ab12" * 10, {}, listed=["https://debuginfod.ubuntu.com"])
-    assert "--debuginfod https://debuginfod.ubuntu.com" in hint and "sudo" in hint
-    plain = debug_hint("ab12" * 10, {}, listed=[])
-    assert "--debug-file" in plain and "debuginfod.ubuntu.com" not in plain
-    # Without a build-id no server can find the file: no server is suggested.
-    assert debug_hint(None, env, listed=["https://debuginfod.ubuntu.com"]) == plain
+def test_the_debug_info_advice_asks_the_servers_a_profile_would_use():
+    """Real servers on loopback: one that has the build-id, one that does not."""
+    bid = "ab12" * 10
+    with serve({f"/buildid/{bid}/debuginfo": b"x" * 2_500_000}) as (has, asked_has), \
+            serve({}) as (lacks, asked_lacks):
+        # DEBUGINFOD_URLS names both: the first that has it is where a profile fetches.
+        got = advise(bid, environ={"DEBUGINFOD_URLS": f"{lacks} {has}"}, listed=[])
+        assert got.fetched_from == has and got.size == 2_500_000 and not got.hint
+        assert [a["state"] for a in got.answers] == ["missing", "has"]
+        assert "has its debug file (2.5 MB): a profile fetches it" in got.summary("svc")
+        # --debuginfod replaces the variable; a 404 everywhere says so, and what to do.
+        got = advise(bid, [lacks], environ={"DEBUGINFOD_URLS": has}, listed=[])
+        assert not got.fetched_from and "HTTP 404" in got.hint
+        assert got.hint.startswith(f"no debuginfod server has build-id {bid[:12]}")
+        assert "--debug-file" in got.hint
+        # Set on the host but not in hud's environment (sudo resets it): say what to
+        # pass, once the listed server said it has the file.
+        got = advise(bid, environ={}, listed=[has])
+        assert not got.fetched_from and got.hint.startswith(f"pass --debuginfod {has}: it "
+                                                            "has the debug file (2.5 MB)")
+        assert "sudo" in got.hint
+        got = advise(bid, environ={}, listed=[lacks])
+        assert "no debuginfod server has" in got.hint and "--debuginfod" not in got.hint
+        n_has, n_lacks = len(asked_has), len(asked_lacks)
+        # Without a build-id no server can find the file: none is asked or suggested.
+        got = advise(None, environ={"DEBUGINFOD_URLS": has}, listed=[lacks])
+        assert got.hint == DEBUG_HINT and got.answers == []
+        assert (len(asked_has), len(asked_lacks)) == (n_has, n_lacks)
+        # A server that cannot be reached is not said to lack the file.
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        got = advise(bid, [down], listed=[])
+        assert got.hint.startswith("no debuginfod server could be asked for build-id")
+        assert "Connection refused" in got.hint
+        got = advise(bid, [down, lacks], listed=[])
+        assert got.hint.startswith("no debuginfod server that answered has build-id")
+        # At most MAX_ASKED servers: each may take seconds when unreachable.
+        got = advise(bid, [lacks] * 2 + [f"{lacks}/x{i}" for i in range(5)], listed=[])
+        assert len(got.answers) == MAX_ASKED

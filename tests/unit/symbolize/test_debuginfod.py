@@ -177,3 +177,35 @@ def test_the_cache_is_bounded_and_never_fills_the_disk(split, private, monkeypat
         assert fetcher.fetch(bid)[0] and fetcher.fetch(other)[0]
     # Over the bound, the older file went; the one just fetched stays.
     assert sorted(os.listdir(private / "d")) == [f"{other}.debug"]
+
+
+def test_probe_reads_the_answer_not_the_file():
+    """`hud doctor`'s question: has the server this build-id? A 200 is answered from its
+    headers (the body, here 64 MB, is not read), a 404 is a miss, and a refused
+    connection or a server that never answers is unreachable within the timeout."""
+    import socket
+    import time
+
+    from hud.symbolize.debuginfod import HAS, MISSING, UNREACHABLE, probe
+    bid = "cd34" * 10
+    with serve({f"/buildid/{bid}/debuginfo": bytes(64 << 20)}) as (url, asked):
+        t0 = time.monotonic()
+        assert probe(url, bid) == (HAS, 64 << 20, "")
+        assert time.monotonic() - t0 < 2.0
+        state, size, why = probe(url, "ef56" * 10)
+        assert (state, size) == (MISSING, 0) and why.endswith("HTTP 404"), why
+        assert asked == [f"/buildid/{bid}/debuginfo", f"/buildid/{'ef56' * 10}/debuginfo"]
+        assert probe(url, "not-hex")[0] == MISSING and len(asked) == 2   # never sent
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    state, _size, why = probe(f"http://127.0.0.1:{port}", bid)
+    assert (state, why) == (UNREACHABLE, f"127.0.0.1:{port}: Connection refused")
+    with socket.socket() as mute:      # accepts connections (backlog), never answers
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(4)
+        t0 = time.monotonic()
+        state, _size, why = probe(f"http://127.0.0.1:{mute.getsockname()[1]}", bid,
+                                  timeout=0.5)
+        assert state == UNREACHABLE and "timed out" in why, why
+        assert time.monotonic() - t0 < 3.0
