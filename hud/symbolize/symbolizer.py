@@ -298,8 +298,15 @@ def _unqualified(name: str) -> bool:
 def _same_function(short: str, full: str) -> bool:
     """Is `full` (a symbol's demangled path) the function DWARF calls `short`? The
     last segments agree without their generic arguments, which the two spell
-    differently (closures: "{closure#0}" / "{{closure}}", async bodies: "{async_fn#0}")."""
-    last = split_top(full, "::")[-1]
+    differently (closures: "{closure#0}" / "{{closure}}", async bodies: "{async_fn#0}").
+    A shim's symbol names the function it wraps (`FnOnce::call_once{{vtable.shim}}`,
+    v0 `...::call_once::{shim:vtable#0}`); its DWARF, that function."""
+    segments = split_top(full, "::")
+    last = segments[-1]
+    if last.startswith("{shim:") and len(segments) > 1:
+        last = segments[-2]
+    elif last.endswith(".shim}}") and "{{" in last:
+        last = last[:last.index("{{")]
     if short.startswith("{") or last.startswith("{"):
         return short.startswith("{") and last.startswith("{")
     return short.split("<", 1)[0] == last.split("<", 1)[0]

@@ -54,3 +54,22 @@ def test_outermost_levels_get_the_symbols_whole_path(build):
         assert [(f.file or "??", str(f.line or "?")) for f in frames] == \
                [(r[1], r[2]) for r in ref] or ref[0][1] == "??", (hex(addr), frames, ref)
     assert qualified >= 0.9 * len(entries), qualified
+
+
+def test_shims_get_the_symbols_whole_path_in_both_manglings(build):
+    """A vtable shim's symbol names the function it wraps (legacy
+    `FnOnce::call_once{{vtable.shim}}`, v0 `...::call_once::{shim:vtable#0}`); its
+    line-tables-only DWARF names only that function (`call_once<...>`). The symbol's
+    whole path is still the outermost level's name, as for every other function."""
+    for mangling, flags in (("legacy", ()), ("v0", ("-C", "symbol-mangling-version=v0"))):
+        exe = build.rust(f"rs_shim_{mangling}", (
+            "-C", "debuginfo=line-tables-only", "-C", "opt-level=2", *flags))
+        names = _nm_names(exe)
+        shims = sorted(a for a, ns in names.items()
+                       if any(".shim}}" in n or "{shim:" in n for n in ns))
+        assert shims, f"{mangling}: no shim in {exe}"
+        with Symbolizer() as sym:
+            got = sym.symbolize_file(str(exe), shims)
+        for addr, frames in zip(shims, got):
+            assert frames[-1].function in names[addr], (mangling, hex(addr), frames,
+                                                        names[addr])
