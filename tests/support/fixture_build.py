@@ -35,6 +35,7 @@ PROFILES: dict[str, dict[str, object]] = {
     "fp": {"rustflags": "-C force-frame-pointers=yes", "frame_pointers": True},
     "nofp": {"rustflags": "", "frame_pointers": False},
     "lto": {"rustflags": "", "frame_pointers": False},
+    "lines": {"rustflags": "", "frame_pointers": False},
     "nodebug": {"rustflags": "", "frame_pointers": False},
 }
 
@@ -59,6 +60,11 @@ VARIANTS: dict[str, dict[str, object]] = {
         "program": "blockers", "profile": "lto", "strip": False, "args": [],
         "about": "release build with debug info, fat LTO and one codegen unit (what "
                  "services ship), no forced frame pointers",
+    },
+    "blockers-lines": {
+        "program": "blockers", "profile": "lines", "strip": False, "args": [],
+        "about": "release build with debug = \"line-tables-only\" (what hud's hint asks "
+                 "for): file:line, inline levels named by their last path segment only",
     },
     "blockers-nodebug": {
         "program": "blockers", "profile": "nodebug", "strip": False, "args": [],
