@@ -8,7 +8,8 @@ hud.symbolize.debuginfod.probe) and words its answer after what they said.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 from hud.symbolize import debuginfod
 
@@ -18,22 +19,19 @@ _LOCAL_HINT = f"--debug-file FILE (or --debug-dir), {_OTHER_WAYS}"
 # Servers asked at most: each can take PROBE_TIMEOUT_S when unreachable.
 MAX_ASKED = 3
 
-Probe = Callable[[str, str], tuple]
 
-
+@dataclass
 class Advice:
     """The servers' answers for one build-id and what they mean for a profile.
 
     `fetched_from` is the server a profile would fetch the debug file from (configured
-    and has it), else ""; `hint` is what to do; `answers` are the servers' replies as
-    JSON-ready dicts (url, state, bytes, why)."""
+    and has it; `size` its size when said), else ""; `hint` is what to do; `answers`
+    are the servers' replies as JSON-ready dicts (url, state, bytes, why)."""
 
-    def __init__(self, hint: str, answers: list, fetched_from: str = "",
-                 size: int = 0) -> None:
-        self.hint = hint
-        self.answers = answers
-        self.fetched_from = fetched_from
-        self.size = size
+    hint: str
+    answers: list
+    fetched_from: str = ""
+    size: int = 0
 
     def summary(self, name: str) -> str:
         """The OK line when a profile will fetch the debug file."""
@@ -44,14 +42,13 @@ class Advice:
 
 def advise(build_id: Optional[str], urls: Sequence[str] = (),
            environ: Optional[Mapping[str, str]] = None,
-           listed: Optional[Sequence[str]] = None, ask: Optional[Probe] = None) -> Advice:
+           listed: Optional[Sequence[str]] = None) -> Advice:
     """Advice for a target whose binary has no DWARF and no local debug file: the
     servers a profile would ask (`urls`, else DEBUGINFOD_URLS) are asked whether they
     have `build_id`; with none configured, those the host lists (`listed`:
     /etc/debuginfod/*.urls when None; sudo drops the variable that names them)."""
     if not build_id:
         return Advice(DEBUG_HINT, [])   # debuginfod finds files by build-id only
-    ask = ask or debuginfod.probe
     servers = debuginfod.urls_from(urls, environ)
     configured = bool(servers)
     if not configured:
@@ -60,7 +57,7 @@ def advise(build_id: Optional[str], urls: Sequence[str] = (),
         return Advice(DEBUG_HINT, [])
     answers = []
     for url in servers[:MAX_ASKED]:
-        state, size, why = ask(url, build_id)
+        state, size, why = debuginfod.probe(url, build_id)
         answers.append({"url": url, "state": state, "bytes": size,
                         **({"why": why} if why else {})})
         if state == debuginfod.HAS:

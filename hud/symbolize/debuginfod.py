@@ -275,8 +275,6 @@ def _evict(dfd: int, keep: str) -> None:
             total -= size
 
 
-
-
 # `hud doctor` asks each server this long at most: it must answer in seconds.
 PROBE_TIMEOUT_S = 3.0
 HAS, MISSING, UNREACHABLE = "has", "missing", "unreachable"
