@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Callable, Optional
 
 from hud.symbolize import dwarf_lines
+from hud.symbolize.closure_names import qualify as qualify_closure
 from hud.symbolize.dwarf_forms import DwarfError, initial_length
 from hud.symbolize.dwarf_lines import LineTable
 from hud.symbolize.dwarf_names import NameResolver
@@ -156,6 +157,8 @@ class DwarfInfo:
             else:
                 # The caller's position is this instance's call site.
                 pname, pouter = cache[base | parent]
+                if named and named[0] == "{" and pname:
+                    named = qualify_closure(named, pname)   # line-tables-only DWARF
                 file = lines.path(call_file[k], comp_dir) if lines is not None else None
                 got = (named or None, ((pname, file, call_line[k] or None,
                                         call_col[k] or None), *pouter))

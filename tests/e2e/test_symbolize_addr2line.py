@@ -83,34 +83,50 @@ def _symbol_names(binary: Path) -> tuple[list[int], list[tuple[int, set]]]:
 def test_line_tables_only_agrees_with_llvm_symbolizer():
     """`debug = "line-tables-only"` (what hud's hint asks for): every inline level's
     function, file and line as llvm-symbolizer gives them from the same DWARF (binutils
-    names the innermost level after the symbol), except the outermost level's name:
-    hud names the function the symbol table holds by its whole path, as nm -C does,
-    where DWARF has only its last segment (frames classify and read as elsewhere)."""
+    names the innermost level after the symbol), except two kinds of names DWARF has
+    only the last segment of: the outermost level's, which hud takes whole from the
+    symbol table (as nm -C prints it), and an inlined closure's or async body's, which
+    hud takes from its type as the function it is inlined into spells it."""
     m = load_manifest("blockers-lines")
     addrs = oracle.pick_addresses(m.binary, N_ADDRESSES)
     with Symbolizer() as sym:
         frames = sym.symbolize_file(str(m.binary), addrs)
     got = [oracle.ours(f) for f in frames]
-    exp = oracle.addr2line(m.binary, addrs, "llvm-symbolizer", ("--output-style=GNU",))
+    gnu = ("-a", "-i", "-C", "--output-style=GNU")
+    exp = oracle.addr2line(m.binary, addrs, "llvm-symbolizer", (*gnu, "-f"))
+    # The same with every level named as DWARF names it (above, the outermost level is
+    # named after its symbol): what hud reads a closure's path from.
+    dwarf = oracle.addr2line(m.binary, addrs, "llvm-symbolizer", (*gnu, "--functions=short"))
     starts, symbols = _symbol_names(m.binary)
-    whole = shims = 0
+    whole = shims = qualified = 0
     for k, (a, g) in enumerate(zip(addrs, got)):
         i = bisect.bisect_right(starts, a) - 1
         end, names = symbols[i] if i >= 0 else (0, set())
-        # llvm-symbolizer prints "0" where binutils and hud print "?" (no line), but
-        # for an address it knows nothing of.
-        exp[k] = [(fn, file, "?" if line == "0" and (fn, file) != ("??", "??") else line)
-                  for fn, file, line in exp[k]]
+        e = exp[k]
         if a < end and any(n.endswith(".shim}}") for n in names):
             # A shim (FnOnce::call_once{{vtable.shim}}): its DWARF names what it wraps.
             shims += 1
             assert g[-1][0] in names, (hex(a), g, names)
-        if a < end and g[-1][0] in names and exp[k]:
+        # An inlined closure DWARF calls `{closure#0}` is named after its type as the
+        # function it is inlined into spells it (llvm-symbolizer prints that name too).
+        for j, (fn, file, line) in enumerate(g[:-1]):
+            bare = e[j][0] if j + 1 < len(e) else ""
+            kind = re.fullmatch(r"\{(closure|async_fn|async_block)#(\d+)\}", bare)
+            caller = e[j + 1][0] if j + 2 < len(e) else dwarf[k][-1][0]
+            if kind and fn.endswith("::" + bare) and caller.count(
+                    f"{fn[:-len(bare)]}{{{kind[1]}_env#{kind[2]}}}") == 1:
+                qualified += 1
+                g[j] = (bare, file, line)
+        if a < end and g[-1][0] in names and e:
             whole += "::" in g[-1][0] or g[-1][0].startswith("<")
-            got[k] = [*g[:-1], (exp[k][-1][0], *g[-1][1:])]   # judged by nm, not llvm
+            e[-1] = (g[-1][0], *e[-1][1:])      # the outermost name is judged by nm
+        # llvm-symbolizer prints "0" where binutils and hud print "?" (no line), but
+        # for an address it knows nothing of.
+        exp[k] = [(fn, file, "?" if line == "0" and (fn, file) != ("??", "??") else line)
+                  for fn, file, line in e]
     cmp = oracle.compare(addrs, got, exp)
     print(cmp.report())
-    assert whole >= 0.9 * len(addrs) and shims, (whole, shims)
+    assert whole >= 0.9 * len(addrs) and shims and qualified, (whole, shims, qualified)
     assert sum(1 for g in got if g[0][2] != "?") > N_ADDRESSES // 2
     assert sum(1 for g in got if len(g) > 1) > N_ADDRESSES // 20
     assert cmp.ratio >= AGREEMENT, cmp.report()

@@ -45,10 +45,10 @@ def pick_addresses(symbol_file: Path, n: int, seed: int = 1) -> list[int]:
 
 
 def addr2line(binary: Path, addrs: list[int], tool: str = "addr2line",
-              options: tuple = ()) -> list[list[Level]]:
+              flags: tuple = ("-a", "-f", "-i", "-C")) -> list[list[Level]]:
     """binutils' answer per address: inline levels, innermost first (or another tool's
-    that takes addr2line's options and prints its text: `options` are added)."""
-    text = subprocess.run([tool, *options, "-a", "-f", "-i", "-C", "-e", str(binary)],
+    that prints addr2line's text, given the `flags` that make it do so)."""
+    text = subprocess.run([tool, *flags, "-e", str(binary)],
                           input="\n".join(hex(a) for a in addrs) + "\n",
                           capture_output=True, text=True, check=True).stdout
     return parse_blocks(text)
