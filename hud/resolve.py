@@ -2,6 +2,7 @@
 kernel's frames (from /proc/kallsyms) come first when the capture has them."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Optional
 
 from hud import task_identity
@@ -10,6 +11,7 @@ from hud.linux import procfs
 from hud.model import CLASS_KERNEL, Frame, Stack, StackCapture
 from hud.symbolize import Symbolizer
 from hud.symbolize.kallsyms import NO_SYMBOL, SharedKernelSymbols, shared_kernel_symbols
+from hud.symbolize.normalize import KIND_ELF
 from hud.symbolize.symtab import SymbolTable
 from hud.unwind.snapshot import blocked_capture, unwind_blocked
 from hud.unwind.unwinder import Unwinder, UnwindResult
@@ -113,6 +115,22 @@ class StackResolver:
             res = self.unwinder.unwind_memo(capture)
         return task_identity.poll_identity(stack, info, res.sps, capture.regs.sp,
                                            capture.stack)
+
+    def unnamed_executable(self, exe: str) -> str:
+        """The file name of the target's executable `exe` when nothing names its
+        functions (no symbol table, DWARF or MiniDebugInfo, in it or in a debug file
+        found for it), else "". Then Tokio's idle parks look like any other wait."""
+        for mod in self.process.maps.modules():
+            if mod.kind != KIND_ELF or mod.file_path != exe:
+                continue
+            obj, _ = self.process._object(mod)
+            if obj is None:
+                return ""       # unreadable: its frames carry that reason
+            files = [obj.elf] if obj.debug is None else [obj.elf, obj.debug]
+            named = any(f.has_section(name) for f in files
+                        for name in (".symtab", ".debug_info", ".gnu_debugdata"))
+            return "" if named else os.path.basename(exe)
+        return ""
 
     def _debug_file_for(self, module: object) -> Optional[str]:
         obj, _ = self.process._object(module)

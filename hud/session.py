@@ -287,6 +287,13 @@ class Profiler:
                                        kernel_frames=self.kernel_stacks)
         self.analyzer = Analyzer(self._resolver, threshold_ms=self.threshold_ms,
                                  target=self.target, window_s=self.window_s)
+        stripped = self._resolver.unnamed_executable(self.target.exe)
+        if stripped:
+            # Parks are told from blockers by Tokio's function names: without any, a
+            # worker idle in its driver is one more wait. Said now, kept in the report.
+            self._say(f"{stripped} is stripped: its frames have no names, so idle "
+                      "workers may show as blocked; pass --target with the unstripped "
+                      "build, or --debug-file")
         self._snapshot_roles(threads)
         if not any(t.role == ROLE_WORKER for t in self.target.threads):
             self._say(f"no thread of pid {self.target.pid} ({self.target.comm}) looks like a "

@@ -478,7 +478,8 @@ def check_debug_info(info: TargetInfo, debuginfod_urls: Sequence[str] = ()) -> C
         return Check("debug_info", WARN, f"no DWARF for {name}: function names only, no "
                      "file:line", hint, TARGET, data=data)
     return Check("debug_info", WARN, f"{name} is stripped and no debug file was found: "
-                 "Rust frames will have no names", hint, TARGET, data=data)
+                 "Rust frames will have no names, and idle workers may show as blocked",
+                 hint, TARGET, data=data)
 
 
 _DWZ_HINT = ("install the debug package's common dwz file (it names the path), or pass "

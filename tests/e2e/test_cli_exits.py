@@ -4,6 +4,7 @@ either; the Chrome trace is structurally valid and the folded output parses."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from support.bpf_objects import held_by, still_alive, wait_held
 from support.findings import at, summary
+from support.fixtures import load_manifest
 
 from hud.export.chrome_trace import validate_trace
 from hud.export.folded import parse_folded
@@ -60,6 +62,26 @@ def test_a_release_build_without_debug_info_names_its_blocker_and_says_why_no_li
     notes = [line for line in stderr.splitlines() if "no file:line" in line]
     assert notes == ["hud: no file:line in blockers: no DWARF line tables"], stderr
     assert 'hint: debug = "line-tables-only" in [profile.release]' in stderr, stderr
+
+
+def test_a_stripped_target_is_said_to_hide_its_parks(tokio_fixture, tmp_path):
+    """A binary stripped of every symbol, with no debug file to be found: Tokio's parks
+    cannot be recognised by name, so the run says so at once (and in the report);
+    given the debug file, it does not."""
+    m = load_manifest("blockers-stripped")
+    exe = tmp_path / "svc"
+    shutil.copy(m.binary, exe)          # away from blockers.debug beside the original
+    fx = tokio_fixture("blockers-stripped", ["sleep"], binary=exe)
+    out = tmp_path / "r.json"
+    code, _, stderr = finish(hud("--pid", str(fx.pid), "--headless", "--duration", "2",
+                                 "--export", f"report:{out}"))
+    assert code == 0, stderr
+    said = "svc is stripped: its frames have no names, so idle workers may show as blocked"
+    assert stderr.count(said) == 1 and "--target" in stderr, stderr
+    assert any(said in n for n in json.loads(out.read_text())["stats"]["notices"])
+    code, _, stderr = finish(hud("--pid", str(fx.pid), "--headless", "--duration", "1",
+                                 "--debug-file", str(m.debug_file)))
+    assert code == 0 and "is stripped" not in stderr, stderr
 
 
 def _chrome_checks(trace: dict, worker_tids: set) -> None:
