@@ -124,12 +124,8 @@ class StackResolver:
             if mod.kind != KIND_ELF or mod.file_path != exe:
                 continue
             obj, _ = self.process._object(mod)
-            if obj is None:
-                return ""       # unreadable: its frames carry that reason
-            files = [obj.elf] if obj.debug is None else [obj.elf, obj.debug]
-            named = any(f.has_section(name) for f in files
-                        for name in (".symtab", ".debug_info", ".gnu_debugdata"))
-            return "" if named else os.path.basename(exe)
+            # Unreadable (obj None): its frames carry that reason.
+            return "" if obj is None or obj.names_functions else os.path.basename(exe)
         return ""
 
     def _debug_file_for(self, module: object) -> Optional[str]:

@@ -24,7 +24,7 @@ from hud.symbolize.diskcache import MAX_ENTRIES, SymbolCache, content_key
 from hud.symbolize.dwarf import DwarfInfo
 from hud.symbolize.dwarf_units import DwarfSections
 from hud.symbolize.elf import SHT_NOBITS, ElfFile
-from hud.symbolize.minidebug import symbol_files
+from hud.symbolize.minidebug import has_symtab, symbol_files
 from hud.symbolize.normalize import (
     KIND_ANON,
     KIND_ELF,
@@ -122,6 +122,14 @@ class ObjectSymbols:
             except DATA_ERRORS:
                 self._symtab = SymbolTable([])
         return self._symtab
+
+    @property
+    def names_functions(self) -> bool:
+        """Whether anything names this object's functions: a symbol table or DWARF, in
+        it or in its debug file, or MiniDebugInfo. Without, its frames are addresses."""
+        files = [self.elf] if self.debug is None else [self.elf, self.debug]
+        return (any(has_symtab(f) or f.has_section(".debug_info") for f in files)
+                or self.elf.has_section(".gnu_debugdata"))
 
     @property
     def dwarf(self) -> Optional[DwarfInfo]:
