@@ -36,7 +36,7 @@ class Advice:
     def summary(self, name: str) -> str:
         """The OK line when a profile will fetch the debug file."""
         size = f" ({_mb(self.size)})" if self.size else ""
-        return (f"no DWARF in {name}, but debuginfod {_host(self.fetched_from)} has its "
+        return (f"no DWARF in {name}, but debuginfod {debuginfod.host_of(self.fetched_from)} has its "
                 f"debug file{size}: a profile fetches it when attaching")
 
 
@@ -76,11 +76,6 @@ def advise(build_id: Optional[str], urls: Sequence[str] = (),
     else:
         lead = "no debuginfod server could be asked for"
     return Advice(f"{lead} build-id {build_id[:12]} ({said}): pass {_LOCAL_HINT}", answers)
-
-
-def _host(url: str) -> str:
-    import urllib.parse
-    return urllib.parse.urlsplit(url).netloc or url
 
 
 def _mb(size: int) -> str:

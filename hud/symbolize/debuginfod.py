@@ -141,11 +141,9 @@ class Debuginfod:
         return None, why
 
     def _download(self, dfd: int, url: str, build_id: str, name: str) -> tuple[bool, str]:
-        import urllib.error  # here: http.client and ssl cost every start ~30 ms
-        import urllib.request
-        host = urllib.parse.urlsplit(url).netloc or url
-        req = urllib.request.Request(f"{url}/buildid/{build_id}/debuginfo",
-                                     headers={"User-Agent": "hud"})
+        import urllib.request  # here: http.client and ssl cost every start ~30 ms
+        host = host_of(url)
+        req = _request(url, build_id)
         tmp = f".tmp-{os.getpid()}-{secrets.token_hex(8)}"
         fd = -1
         try:
@@ -188,12 +186,8 @@ class Debuginfod:
             os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
             tmp = ""
             return True, ""
-        except urllib.error.HTTPError as e:
-            return False, f"{host}: HTTP {e.code}"
-        except urllib.error.URLError as e:
-            return False, f"{host}: {_reason(e)}"
-        except (OSError, ValueError) as e:   # timeouts are OSErrors; ValueError: bad URL
-            return False, f"{host}: {getattr(e, 'strerror', None) or e}"
+        except (OSError, ValueError) as e:   # URL errors and timeouts are OSErrors too
+            return False, _failure(host, e)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -287,28 +281,42 @@ def probe(url: str, build_id: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[st
     need not answer HEAD)."""
     import urllib.error
     import urllib.request
-    host = urllib.parse.urlsplit(url).netloc or url
-    if not _HEX.fullmatch(build_id.lower()):
+    host = host_of(url)
+    build_id = build_id.lower()
+    if not _HEX.fullmatch(build_id):
         return MISSING, 0, f"{host}: not asked (no usable build-id)"
-    req = urllib.request.Request(f"{url.rstrip('/')}/buildid/{build_id.lower()}/debuginfo",
-                                 headers={"User-Agent": "hud"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(_request(url, build_id), timeout=timeout) as resp:
             size = resp.headers.get("Content-Length") or ""
             return HAS, int(size) if size.isdigit() else 0, ""
-    except urllib.error.HTTPError as e:
-        e.close()
-        state = MISSING if e.code == 404 else UNREACHABLE
-        return state, 0, f"{host}: HTTP {e.code}"
-    except urllib.error.URLError as e:
-        return UNREACHABLE, 0, f"{host}: {_reason(e)}"
-    except (OSError, ValueError) as e:     # timeouts are OSErrors; ValueError: bad URL
-        return UNREACHABLE, 0, f"{host}: {getattr(e, 'strerror', None) or e}"
+    except (OSError, ValueError) as e:   # URL errors and timeouts are OSErrors too
+        missing = False
+        if isinstance(e, urllib.error.HTTPError):
+            e.close()
+            missing = e.code == 404
+        return (MISSING if missing else UNREACHABLE), 0, _failure(host, e)
 
 
-def _reason(e) -> str:
-    """A URLError's reason in words: "Connection refused", not "[Errno 111] ..."."""
-    return str(getattr(e.reason, "strerror", None) or e.reason)
+def host_of(url: str) -> str:
+    """A server URL's host[:port], as notes name it."""
+    return urllib.parse.urlsplit(url).netloc or url
+
+
+def _request(url: str, build_id: str):
+    import urllib.request
+    return urllib.request.Request(f"{url.rstrip('/')}/buildid/{build_id}/debuginfo",
+                                  headers={"User-Agent": "hud"})
+
+
+def _failure(host: str, e: Exception) -> str:
+    """Why a request failed, in words: the HTTP status, "Connection refused" (not
+    "[Errno 111] ..."), "timed out", or the local error (disk, bad URL)."""
+    import urllib.error
+    if isinstance(e, urllib.error.HTTPError):
+        return f"{host}: HTTP {e.code}"
+    if isinstance(e, urllib.error.URLError):
+        return f"{host}: {getattr(e.reason, 'strerror', None) or e.reason}"
+    return f"{host}: {getattr(e, 'strerror', None) or e}"
 
 
 def default_directory(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
