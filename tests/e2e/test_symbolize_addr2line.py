@@ -65,21 +65,6 @@ def test_fixture_variant_agrees_with_addr2line(variant):
     assert cmp.ratio >= AGREEMENT, cmp.report()
 
 
-def _symbol_names(binary: Path) -> tuple[list[int], list[tuple[int, set]]]:
-    """nm -C's names (hash suffix dropped) per sized code symbol: (starts, (end, names))."""
-    out = subprocess.run(["nm", "-C", "-S", "--defined-only", str(binary)],
-                         capture_output=True, text=True, check=True).stdout
-    by_start: dict[int, tuple[int, set]] = {}
-    for line in out.splitlines():
-        p = line.split(None, 3)
-        if len(p) == 4 and p[2] in "tTwW" and int(p[1], 16):
-            start = int(p[0], 16)
-            _end, names = by_start.setdefault(start, (start + int(p[1], 16), set()))
-            names.add(re.sub(r"::h[0-9a-f]{16}$", "", p[3]))
-    starts = sorted(by_start)
-    return starts, [by_start[a] for a in starts]
-
-
 def test_line_tables_only_agrees_with_llvm_symbolizer():
     """`debug = "line-tables-only"` (what hud's hint asks for): every inline level's
     function, file and line as llvm-symbolizer gives them from the same DWARF (binutils
@@ -97,7 +82,9 @@ def test_line_tables_only_agrees_with_llvm_symbolizer():
     # The same with every level named as DWARF names it (above, the outermost level is
     # named after its symbol): what hud reads a closure's path from.
     dwarf = oracle.addr2line(m.binary, addrs, "llvm-symbolizer", (*gnu, "--functions=short"))
-    starts, symbols = _symbol_names(m.binary)
+    sized = {a: v for a, v in oracle.demangled_names(m.binary, "tTwW").items() if v[0] > a}
+    starts = sorted(sized)
+    symbols = [sized[a] for a in starts]
     whole = shims = qualified = 0
     for k, (a, g) in enumerate(zip(addrs, got)):
         i = bisect.bisect_right(starts, a) - 1

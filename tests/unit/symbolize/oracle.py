@@ -3,6 +3,7 @@ oracle, parsing its output, and comparing frame by frame."""
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,32 @@ def function_symbols(symbol_file: Path) -> list[tuple[int, int, str]]:
             if size > 0 and start:
                 funcs.setdefault(start, (start, size, p[3]))
     return sorted(funcs.values())
+
+
+_RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
+
+
+def demangled_names(binary: Path, types: str = "tT") -> dict[int, tuple[int, set]]:
+    """start -> (end, names) of the code symbols of `types` nm -C lists, the Rust hash
+    suffix dropped; several names where identical code was folded, the largest end."""
+    out = subprocess.run(["nm", "-C", "-S", "--defined-only", str(binary)],
+                         capture_output=True, text=True, check=True).stdout
+    table: dict[int, tuple[int, set]] = {}
+    for line in out.splitlines():
+        p = line.split(None, 2)       # "start [size] type name", names may hold spaces
+        if len(p) < 3:
+            continue
+        if len(p[1]) == 1:
+            kind, name, size = p[1], p[2], 0
+        else:
+            kind, _, name = p[2].partition(" ")
+            size = int(p[1], 16)
+        if kind in types:
+            start = int(p[0], 16)
+            end, names = table.get(start, (start, set()))
+            names.add(_RUST_HASH.sub("", name))
+            table[start] = (max(end, start + size), names)
+    return table
 
 
 def pick_addresses(symbol_file: Path, n: int, seed: int = 1) -> list[int]:

@@ -5,26 +5,16 @@ path, as the symbol table (nm -C) gives it, so that frames classify (tokio::...,
 and findings read like everywhere else; file:line stay binutils'."""
 from __future__ import annotations
 
-import re
 import subprocess
 
 from unit.symbolize import oracle
 
 from hud.symbolize import Symbolizer
 
-_HASH = re.compile(r"::h[0-9a-f]{16}$")
-
 
 def _nm_names(binary) -> dict[int, set]:
     """Every name nm -C gives each text address (identical code is folded: several)."""
-    out = subprocess.run(["nm", "-C", "--defined-only", str(binary)], capture_output=True,
-                         text=True, check=True).stdout
-    names: dict[int, set] = {}
-    for line in out.splitlines():
-        p = line.split(" ", 2)
-        if len(p) == 3 and p[1] in "tT":
-            names.setdefault(int(p[0], 16), set()).add(_HASH.sub("", p[2]))
-    return names
+    return {a: names for a, (_end, names) in oracle.demangled_names(binary).items()}
 
 
 def test_outermost_levels_get_the_symbols_whole_path(build):
