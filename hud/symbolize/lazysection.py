@@ -33,7 +33,9 @@ class LazySection:
                  name: str = "") -> None:
         self.name = name
         self.size = size
-        self.data = mmap.mmap(-1, size) if size > 0 else b""
+        # MAP_PRIVATE spelled out: Python's default for an anonymous mapping is
+        # MAP_SHARED, which a forked helper (hud.symbolize.fanout) would write into.
+        self.data = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size > 0 else b""
         self.resident = 0
         self._read = read
         self._base = offset
