@@ -41,6 +41,9 @@ def _parse(text: str) -> int:
 @click.option("--debuginfod", "debuginfod_urls", multiple=True, metavar="URL",
               help="debuginfod server to fetch missing debug files from by build-id "
               "(default: $DEBUGINFOD_URLS); repeatable.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes that share a big batch of addresses (default: one per "
+              "usable CPU, at most 4; 1: this one only).")
 @click.option("--no-symbol-cache", is_flag=True, help="Keep no resolved symbols on disk "
               "(default: /var/cache/hud/symbols as root; HUD_CACHE_DIR overrides).")
 # binutils' -f -i -C are always on here; accepted so muscle memory works.
@@ -50,7 +53,7 @@ def _parse(text: str) -> int:
 @click.argument("addresses", nargs=-1)
 def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basenames: bool,
             return_addresses: bool, debug_files: tuple, debug_dirs: tuple,
-            debuginfod_urls: tuple, no_symbol_cache: bool, _f: bool,
+            debuginfod_urls: tuple, jobs: Optional[int], no_symbol_cache: bool, _f: bool,
             _i: bool, _c: bool, addresses: tuple) -> None:
     """Resolve ADDRESSES (hex; read from stdin when none) in an ELF file or a process."""
     from hud.linux import procfs
@@ -67,7 +70,7 @@ def command(exe: Optional[str], pid: Optional[int], show_addresses: bool, basena
     fetcher = debuginfod.configured(debuginfod_urls,
                                     lambda text: click.echo(f"hud: {text}", err=True))
     with Symbolizer(debug_dirs=debug_dirs, debug_files=debug_files,
-                    cache_dir=cache_dir, debuginfod=fetcher) as sym:
+                    cache_dir=cache_dir, debuginfod=fetcher, jobs=jobs) as sym:
         if pid is not None:
             if not procfs.alive(pid):
                 raise TargetNotFound(f"no process {pid}")

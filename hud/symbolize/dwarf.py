@@ -165,6 +165,19 @@ class DwarfInfo:
             cache[base | k] = got
         return got
 
+    def untouched_share(self, addrs: Sequence[int]) -> float:
+        """Of `addrs` (a sample of ~256 is looked at), the share in units nothing has
+        been read from yet: how much of a batch is decoding rather than lookups."""
+        step = max(1, len(addrs) // 256)
+        seen = untouched = 0
+        state = self._state
+        for a in addrs[::step]:
+            unit = self.units.find_unit(a)
+            if unit is not None:
+                seen += 1
+                untouched += unit.index not in state
+        return untouched / seen if seen else 0.0
+
     def prepare(self, addrs: Sequence[int], symtab: Optional[SymbolTable] = None) -> None:
         """Get ready for a batch. With the symbol table, each unit's functions and their
         line sequences are found by searching for their start address, on from where

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from hud.errors import BadInput
 from hud.model import PLAIN_FRAME, Frame
-from hud.symbolize import lazysection
+from hud.symbolize import fanout, lazysection
 from hud.symbolize.altfile import find_alt_file
 from hud.symbolize.debugfile import find_debug_file
 from hud.symbolize.demangle import demangle, split_top
@@ -60,8 +60,9 @@ class ObjectSymbols:
                  debug_dirs: Sequence[str] = (), debug_files: Sequence[str] = (), *,
                  cache: Optional[SymbolCache] = None, build_id: Optional[str] = None,
                  fetch: Optional[Callable[[str], tuple[Optional[str], str]]] = None,
-                 ) -> None:
+                 jobs: Optional[int] = None) -> None:
         self.elf = elf
+        self.jobs = jobs
         self.debug: Optional[ElfFile] = None
         self.debug_note = ""
         self.mini_note = ""     # why an embedded .gnu_debugdata was not used, if it was not
@@ -98,9 +99,14 @@ class ObjectSymbols:
         self._disk_key = ""
         self._disk: Optional[dict[int, tuple]] = None    # None until the first lookup
         self._fresh: dict[int, tuple] = {}                # resolved here, not on disk yet
+        self._helpers: list[fanout.Helper] = []           # slices of a batch being resolved
+        self.helped = 0                                   # addresses helpers resolved
 
     def close(self) -> None:
         """Release the file descriptors of the object and its debug file."""
+        for helper in self._helpers:
+            helper.abandon()
+        self._helpers = []
         if self._dwarf is not None:
             self._dwarf.sections.close()
         self.elf.close()
@@ -164,14 +170,59 @@ class ObjectSymbols:
         got = disk.get(vaddr)
         if got is not None:
             return got
-        try:
-            got = self._locate(vaddr)
-        except DATA_ERRORS as e:
-            # Not saved: a RecursionError depends on the caller's stack, not the file.
-            return None, None, None, None, (), f"corrupt input: {e}"
-        if self._disk_cache is not None and len(self._fresh) < MAX_ENTRIES:
+        if self._helpers and self._collect(vaddr):
+            got = disk.get(vaddr)
+            if got is not None:
+                return got
+        got, keep = self._resolve(vaddr)
+        if keep and self._disk_cache is not None and len(self._fresh) < MAX_ENTRIES:
             self._fresh[vaddr] = got
         return got
+
+    def _resolve(self, vaddr: int) -> tuple[tuple, bool]:
+        """The levels at `vaddr` from the file, and whether they may be kept."""
+        try:
+            return self._locate(vaddr), True
+        except DATA_ERRORS as e:
+            # Not kept: a RecursionError depends on the caller's stack, not the file.
+            return (None, None, None, None, (), f"corrupt input: {e}"), False
+
+    def _resolve_slice(self, vaddrs: list[int]) -> dict[int, tuple]:
+        """A helper's work (hud.symbolize.fanout): the levels of its slice."""
+        self._helpers = []   # the parent's, not ours to wait for
+        dwarf = self.dwarf
+        if dwarf is not None:
+            try:
+                dwarf.prepare(vaddrs, self.symtab)
+            except DATA_ERRORS:
+                pass
+        out = {}
+        for v in vaddrs:
+            got, keep = self._resolve(v)
+            if keep:
+                out[v] = got
+        return out
+
+    def _collect(self, vaddr: int) -> bool:
+        """Take in the answer of the helper resolving `vaddr`, if one is; True if so."""
+        for k, helper in enumerate(self._helpers):
+            if helper.covers(vaddr):
+                del self._helpers[k]
+                got = helper.collect()
+                if got:
+                    self.helped += len(got)
+                    self._disk.update(got)
+                    if self._disk_cache is not None:
+                        room = MAX_ENTRIES - len(self._fresh)
+                        if room > 0:
+                            self._fresh.update(list(got.items())[:room])
+                return True
+        return False
+
+    def settle(self) -> None:
+        """Take in every helper's answer still outstanding (the end of a batch)."""
+        while self._helpers:
+            self._collect(self._helpers[0].lo)
 
     def _load_disk(self) -> dict[int, tuple]:
         self._disk = {}
@@ -250,11 +301,38 @@ class ObjectSymbols:
             if len(vaddrs) < 64:
                 return
         dwarf = self.dwarf
-        if dwarf is not None:
-            try:
-                dwarf.prepare(vaddrs, self.symtab)
-            except DATA_ERRORS:
-                pass   # each address will say what is wrong when it is resolved
+        if dwarf is None:
+            return
+        symtab = self.symtab   # before any helper is forked: they share it
+        self.settle()
+        if len(vaddrs) >= fanout.FANOUT_MIN:
+            vaddrs = self._fan_out(vaddrs, dwarf)
+        try:
+            dwarf.prepare(vaddrs, symtab)
+        except DATA_ERRORS:
+            pass   # each address will say what is wrong when it is resolved
+
+    def _fan_out(self, vaddrs: Sequence[int], dwarf: DwarfInfo) -> Sequence[int]:
+        """Hand slices of a big cold batch to helper processes (hud.symbolize.fanout);
+        the addresses left for this process."""
+        todo = sorted(set(vaddrs))
+        parts = fanout.jobs_for(len(todo), self.jobs)
+        # Helpers pay off where the batch is decoding. Lookups in units already decoded
+        # would write to pages shared with this process, each write a page copy: on the
+        # fixture a helper took 2.4x as long as this process would have.
+        if parts < 2 or dwarf.untouched_share(todo) < 0.25:
+            return vaddrs
+        slices = fanout.split(todo, parts)
+        # The first slice is ours; the helpers' answers are taken in when the caller's
+        # address-ordered walk reaches their slices (or by settle()).
+        mine = slices[0]
+        for piece in slices[1:]:
+            helper = fanout.start(self._resolve_slice, piece)
+            if helper is None:
+                mine = mine + piece
+            else:
+                self._helpers.append(helper)
+        return mine
 
     def frames(self, vaddr: int, address: int, module: Optional[str]) -> tuple[Frame, ...]:
         """Frames for one address: `vaddr` to look up, `address` to report."""
@@ -412,11 +490,16 @@ class Symbolizer:
     on first use, written by `close()`. None (the default) keeps nothing on disk.
     With `debuginfod` (hud.symbolize.debuginfod), an object with no DWARF and no local
     debug file has its debug file fetched by build-id.
+    `jobs` above 1 (None: one per usable CPU) lets a big cold batch be resolved in
+    that many processes, helpers forked while this process has one thread
+    (hud.symbolize.fanout): for one-shot batches such as `hud addr2line`. Units a
+    helper decoded stay decoded in the helper only, so a later batch in them is cold.
     """
 
     def __init__(self, debug_dirs: Sequence[str] = (),
                  debug_files: Sequence[str] = (), cache_dir: Optional[str] = None,
-                 debuginfod: Optional[Debuginfod] = None) -> None:
+                 debuginfod: Optional[Debuginfod] = None, jobs: Optional[int] = 1) -> None:
+        self.jobs = jobs
         self.debug_dirs = tuple(debug_dirs)
         self.debug_files = tuple(debug_files)
         self.debuginfod = debuginfod
@@ -485,7 +568,8 @@ class Symbolizer:
                 return obj
         obj = ObjectSymbols(elf, target_path, root, self.debug_dirs, self.debug_files,
                             cache=self.cache, build_id=bid,
-                            fetch=self.debuginfod.fetch if self.debuginfod else None)
+                            fetch=self.debuginfod.fetch if self.debuginfod else None,
+                            jobs=self.jobs)
         self._objects[fkey] = obj
         if bid:
             self._objects[("build-id", bid)] = obj
@@ -511,6 +595,7 @@ class Symbolizer:
                 out: list = [None] * len(addrs)
                 for i in sorted(range(len(addrs)), key=vaddrs.__getitem__):
                     out[i] = frames(vaddrs[i], addrs[i], path)
+                obj.settle()
                 return out
             return [frames(v, a, path) for v, a in zip(vaddrs, addrs)]
 
@@ -550,6 +635,9 @@ class ProcessSymbolizer:
                 # In address order first (see Symbolizer.symbolize_file).
                 for ip, exact in sorted(set(items)):
                     self.symbolize_one(ip, exact)
+                for obj, _why in self._by_module.values():
+                    if obj is not None:
+                        obj.settle()
             return [self.symbolize_one(ip, exact) for ip, exact in items]
 
     def _prepare(self, items: list[tuple[int, bool]]) -> None:
