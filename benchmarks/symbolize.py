@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,17 +40,18 @@ from hud.symbolize import Symbolizer
 from hud.symbolize.text import format_frames
 t_import = time.perf_counter()
 addrs = [int(x, 16) for x in open(sys.argv[3]).read().split()]
-with Symbolizer(cache_dir=os.environ.get("HUD_CACHE_DIR")) as sym:
+jobs = None if sys.argv[4] == "auto" else int(sys.argv[4])   # as hud addr2line -j
+with Symbolizer(cache_dir=os.environ.get("HUD_CACHE_DIR"), jobs=jobs) as sym:
     t_open = time.perf_counter()
     first = sym.symbolize_file(sys.argv[2], addrs[:1])
     t_first = time.perf_counter()
     out = sym.symbolize_file(sys.argv[2], addrs)
     t_all = time.perf_counter()
     t_warm = t_other = t_all
-    if len(sys.argv) > 4:   # the warm run; the cold run ends here, as addr2line would
+    if len(sys.argv) > 5:   # the warm run; the cold run ends here, as addr2line would
         again = sym.symbolize_file(sys.argv[2], addrs)
         t_warm = time.perf_counter()
-        other = [int(x, 16) for x in open(sys.argv[4]).read().split()]
+        other = [int(x, 16) for x in open(sys.argv[5]).read().split()]
         sym.symbolize_file(sys.argv[2], other)
         t_other = time.perf_counter()
 # The answers, as `hud addr2line -a` (and binutils `addr2line -a -f -i -C`) print them.
@@ -60,6 +60,7 @@ frames = sum(len(f) for f in out)
 print(STATS + json.dumps({"import": t_import - t0, "first": t_first - t_open,
                   "all": t_all - t_open, "warm": t_warm - t_all, "other": t_other - t_warm,
                   "frames": frames, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "helper_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
                   "resolved": sum(1 for f in out if f[-1].function)}))
 # As `hud addr2line` ends (hud.cli.exit_without_teardown): without freeing the heap.
 sys.stdout.flush()
@@ -94,6 +95,13 @@ def agreement(hud_text: str, ref_text: str) -> tuple[int, int]:
     the same in both, addresses): the same oracle as the differential test."""
     mine, ref = blocks(hud_text), blocks(ref_text)
     return sum(1 for a, v in ref.items() if mine.get(a) == v), len(ref)
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def largest_fixture() -> Path:
@@ -134,6 +142,22 @@ def pick(funcs: list[tuple[int, int]], n: int, seed: int, avoid: frozenset = fro
     return sorted(picked)
 
 
+# Between the benchmark and each measured process: Linux starts a process's peak RSS at
+# the peak of the memory it was exec'd from (execve keeps the larger), and the benchmark's
+# own grows with the answers it holds (at 20,000 addresses both tools read ~180 MB that
+# way). This launcher is small; it reports its child's wall, CPU and peak RSS.
+LAUNCH = r"""
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL)
+_, status, ru = os.wait4(p.pid, 0)
+wall = time.perf_counter() - t
+sys.stderr.write(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
+                             "rss_kb": ru.ru_maxrss,
+                             "code": os.waitstatus_to_exitcode(status)}))
+"""
+
+
 def run_timed(cmd: list, stdin_path: str = "", cache_dir: str = "",
               ) -> tuple[float, float, int, str]:
     """(wall s, cpu s, peak RSS KiB, stdout) of one child process."""
@@ -142,19 +166,20 @@ def run_timed(cmd: list, stdin_path: str = "", cache_dir: str = "",
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUD_")}
     if cache_dir:
         env["HUD_CACHE_DIR"] = cache_dir
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL, env=env)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p = subprocess.run([sys.executable, "-I", "-c", LAUNCH, *cmd], stdin=stdin, stdout=out,
+                       stderr=subprocess.PIPE, env=env, check=False)
     if stdin_path:
         stdin.close()
     out.seek(0)
     text = out.read().decode()
     out.close()
-    if p.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({p.returncode})")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, text
+    try:
+        got = json.loads(p.stderr)
+    except ValueError:
+        raise RuntimeError(f"the launcher failed: {p.stderr[-300:]!r}") from None
+    if got["code"] != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({got['code']})")
+    return got["wall"], got["cpu"], got["rss_kb"], text
 
 
 def private_cache_parent() -> str:
@@ -173,7 +198,7 @@ def private_cache_parent() -> str:
     return parent
 
 
-def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
+def bench(binary: Path, sizes: list[int], rounds: int, jobs: str) -> list[dict]:
     funcs = function_symbols(binary)
     rows = []
     parent = private_cache_parent()
@@ -185,12 +210,18 @@ def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
             o_file = os.path.join(tmp, f"o{n}")
             Path(a_file).write_text("\n".join(hex(a) for a in addrs) + "\n")
             Path(o_file).write_text("\n".join(hex(a) for a in other) + "\n")
-            hud, ref, warm, write, read = [], [], [], [], []
-            child = [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file]
+            hud, solo, ref, warm, write, read = [], [], [], [], [], []
+            child = [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file, jobs]
             for r in range(rounds):
                 wall, cpu, rss, text = run_timed(child)
                 stats, cold_text = split_stats(text)
                 hud.append((wall, cpu, rss, stats))
+                # The same in one process (-j 1): what the batch costs without helpers.
+                wall, cpu, rss, text = run_timed([*child[:-1], "1"])
+                stats, solo_text = split_stats(text)
+                solo.append((wall, cpu, rss, stats))
+                if solo_text != cold_text:
+                    raise RuntimeError("helper processes changed the frames")
                 cache_dir = os.path.join(parent, f"{n}-{r}")   # empty: created by the child
                 wall, cpu, rss, text = run_timed(child, cache_dir=cache_dir)
                 stats, write_text = split_stats(text)
@@ -205,7 +236,7 @@ def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
                     raise RuntimeError("the disk cache changed the frames")
                 _, _, rss, text = run_timed(
                     [sys.executable, "-I", "-c", CHILD, str(ROOT), str(binary), a_file,
-                     o_file])
+                     jobs, o_file])
                 warm.append((rss, split_stats(text)[0]))
                 wall, cpu, rss, ref_text = run_timed(
                     ["addr2line", "-a", "-f", "-i", "-C", "-e", str(binary)], a_file)
@@ -215,7 +246,10 @@ def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
             rows.append({
                 "n": len(addrs),
                 "hud_cold": med(h[0] for h in hud), "hud_cold_cpu": med(h[1] for h in hud),
-                "hud_rss_mb": max(h[2] for h in hud) / 1024,
+                "hud_rss_mb": max(h[3]["rss_kb"] for h in hud) / 1024,
+                "helper_rss_mb": max(h[3]["helper_rss_kb"] for h in hud) / 1024,
+                "solo": med(h[0] for h in solo), "solo_cpu": med(h[1] for h in solo),
+                "solo_rss_mb": max(h[2] for h in solo) / 1024,
                 "hud_rss_warm_mb": max(w[0] for w in warm) / 1024,
                 "hud_first": med(h[3]["first"] for h in hud),
                 "hud_import": med(h[3]["import"] for h in hud),
@@ -235,26 +269,30 @@ def bench(binary: Path, sizes: list[int], rounds: int) -> list[dict]:
     return rows
 
 
-def table(binary: Path, rows: list[dict], rounds: int) -> str:
+def table(binary: Path, rows: list[dict], rounds: int, jobs: str) -> str:
     size_mb = binary.stat().st_size / 1e6
     out = [f"Binary: `{binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}`"
-           f" ({size_mb:.1f} MB), medians of {rounds} alternating rounds.", "",
+           f" ({size_mb:.1f} MB), medians of {rounds} alternating rounds; hud with "
+           f"-j {jobs} ({usable_cpus()} usable CPUs) unless it says one process.", "",
            "| addresses | addr2line wall (cpu) | hud cold wall (cpu) | ratio | goal "
+           "| hud cold, one process | ratio "
            "| hud first address | hud warm (same) | ratio | goal | hud warm (other set) "
-           "| peak RSS hud / addr2line "
+           "| peak RSS hud (+ largest helper) / addr2line "
            "| hud cold, writing the disk cache | hud cold, disk cache populated | ratio "
            "| its first address | its peak RSS |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "|---:" * 18 + "|"]
     for r in rows:
         out.append(
             f"| {r['n']:,} | {r['a2l']:.2f} s ({r['a2l_cpu']:.2f}) "
             f"| {r['hud_cold']:.2f} s ({r['hud_cold_cpu']:.2f}) "
             f"| {r['hud_cold'] / r['a2l']:.2f}x | <= 2x "
+            f"| {r['solo']:.2f} s ({r['solo_cpu']:.2f}) | {r['solo'] / r['a2l']:.2f}x "
             f"| {r['hud_first'] * 1000:.0f} ms | {r['hud_warm'] * 1000:.0f} ms "
             f"| {r['hud_warm'] / r['a2l']:.3f}x | <= 0.25x "
             f"| {r['hud_other']:.2f} s "
-            f"| {r['hud_rss_mb']:.0f} ({r['hud_rss_warm_mb']:.0f} after both sets) / "
-            f"{r['a2l_rss_mb']:.0f} MB "
+            f"| {r['hud_rss_mb']:.0f}"
+            + (f" + {r['helper_rss_mb']:.0f}" if r["helper_rss_mb"] else "")
+            + f" ({r['hud_rss_warm_mb']:.0f} after both sets) / {r['a2l_rss_mb']:.0f} MB "
             + (f"| {r['write']:.2f} s ({r['write_cpu']:.2f}) "
                f"| {r['read']:.2f} s ({r['read_cpu']:.2f}) | {r['read'] / r['a2l']:.2f}x "
                f"| {r['read_first'] * 1000:.0f} ms | {r['read_rss_mb']:.0f} MB |"
@@ -277,10 +315,12 @@ def main() -> None:
     ap.add_argument("--binary", type=Path, help="ELF file (default: the largest fixture)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sizes", default="1000,20000")
+    ap.add_argument("--jobs", default="auto",
+                    help="hud's processes per batch, as `hud addr2line -j` (default: auto)")
     args = ap.parse_args()
     binary = (args.binary or largest_fixture()).resolve()
-    rows = bench(binary, [int(s) for s in args.sizes.split(",")], args.rounds)
-    print(table(binary, rows, args.rounds))
+    rows = bench(binary, [int(s) for s in args.sizes.split(",")], args.rounds, args.jobs)
+    print(table(binary, rows, args.rounds, args.jobs))
 
 
 if __name__ == "__main__":
