@@ -97,13 +97,6 @@ def agreement(hud_text: str, ref_text: str) -> tuple[int, int]:
     return sum(1 for a, v in ref.items() if mine.get(a) == v), len(ref)
 
 
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def largest_fixture() -> Path:
     found = sorted((p.stat().st_size, p) for p in FIXTURES.glob("*/*")
                    if p.is_file() and os.access(p, os.X_OK) and p.suffix == "")
@@ -270,6 +263,8 @@ def bench(binary: Path, sizes: list[int], rounds: int, jobs: str) -> list[dict]:
 
 
 def table(binary: Path, rows: list[dict], rounds: int, jobs: str) -> str:
+    sys.path.insert(0, str(ROOT))
+    from hud.symbolize.fanout import usable_cpus
     size_mb = binary.stat().st_size / 1e6
     out = [f"Binary: `{binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}`"
            f" ({size_mb:.1f} MB), medians of {rounds} alternating rounds; hud with "

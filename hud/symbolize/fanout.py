@@ -14,6 +14,7 @@ never fans out; `hud addr2line` and scripts' big batches do.
 from __future__ import annotations
 
 import marshal
+import math
 import os
 import select
 import signal
@@ -36,11 +37,78 @@ STALL_LIMIT = 300.0
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    """CPUs this process may use: its affinity mask, bounded by a CPU quota of its
+    cgroup (a container limited to 1.5 CPUs of 64 gets 2)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return cpus
+
+
+def cgroup_cpu_quota(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup"
+                     ) -> Optional[float]:
+    """The tightest CPU quota (in CPUs) on this process's cgroup or its ancestors, v2
+    (cpu.max) or v1 (cpu.cfs_quota_us); None when there is none or it cannot be read."""
+    try:
+        with open(proc) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    best: Optional[float] = None
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3 or not fields[2].startswith("/"):
+            continue
+        _, controllers, path = fields
+        if controllers == "":
+            dirs = [root, root + "/unified"]
+        elif "cpu" in controllers.split(","):
+            dirs = [f"{root}/{controllers}", f"{root}/cpu"]
+        else:
+            continue
+        parts = [p for p in path.split("/") if p and p not in (".", "..")]
+        for depth in range(len(parts) + 1):
+            sub = "/".join(parts[:depth])
+            for base in dirs:
+                got = _quota_at(f"{base}/{sub}" if sub else base, controllers == "")
+                if got is not None and (best is None or got < best):
+                    best = got
+    return best
+
+
+def _quota_at(directory: str, v2: bool) -> Optional[float]:
+    try:
+        if v2:
+            with open(directory + "/cpu.max") as f:
+                return parse_cpu_max(f.read())
+        with open(directory + "/cpu.cfs_quota_us") as f:
+            quota = f.read()
+        with open(directory + "/cpu.cfs_period_us") as f:
+            period = f.read()
+    except OSError:
+        return None
+    return parse_cfs(quota, period)
+
+
+def parse_cpu_max(text: str) -> Optional[float]:
+    """cgroup v2 cpu.max ("QUOTA PERIOD", QUOTA "max" when unlimited) in CPUs."""
+    fields = text.split()
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    return parse_cfs(fields[0], fields[1])
+
+
+def parse_cfs(quota: str, period: str) -> Optional[float]:
+    """cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us (quota -1: unlimited) in CPUs."""
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
 
 
 def single_threaded() -> bool:

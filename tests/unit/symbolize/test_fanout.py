@@ -193,3 +193,54 @@ def test_addr2line_cli_with_helpers_prints_what_one_process_prints(addrs):
         out[jobs] = p.stdout
     assert out["1"] == out["2"]
     assert out["1"].count("\n0x") == len(addrs) - 1
+
+
+def _cgroup(tmp_path: Path, lines: list[str], files: dict[str, str]) -> tuple[str, str]:
+    proc = tmp_path / "cgroup"
+    proc.write_text("\n".join(lines) + "\n")
+    root = tmp_path / "fs"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return str(proc), str(root)
+
+
+def test_a_v2_quota_on_the_cgroup_or_an_ancestor_bounds_the_cpus(tmp_path):
+    proc, root = _cgroup(tmp_path, ["0::/kubepods/pod1/c1"], {
+        "kubepods/cpu.max": "max 100000\n",
+        "kubepods/pod1/cpu.max": "150000 100000\n",
+        "kubepods/pod1/c1/cpu.max": "max 100000\n"})
+    assert fanout.cgroup_cpu_quota(proc, root) == 1.5
+
+
+def test_a_v1_quota_is_read_from_the_cpu_hierarchy(tmp_path):
+    proc, root = _cgroup(tmp_path, ["4:memory:/x", "3:cpu,cpuacct:/docker/abc", "0::/"], {
+        "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
+        "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+        "cpu,cpuacct/docker/cpu.cfs_quota_us": "-1\n",
+        "cpu,cpuacct/docker/cpu.cfs_period_us": "100000\n"})
+    assert fanout.cgroup_cpu_quota(proc, root) == 0.5
+
+
+@pytest.mark.parametrize("files", [
+    {},                                                  # no controller files at all
+    {"a/cpu.max": "max 100000\n"},                       # unlimited
+    {"a/cpu.max": "garbage\n"},
+    {"a/cpu.max": "0 100000\n"},
+    {"a/cpu.max": "100000 0\n"},
+])
+def test_no_readable_quota_is_no_bound(tmp_path, files):
+    proc, root = _cgroup(tmp_path, ["0::/a", "garbage line", "1:cpu:relative"], files)
+    assert fanout.cgroup_cpu_quota(proc, root) is None
+
+
+def test_a_path_cannot_climb_out_of_the_cgroup_tree(tmp_path):
+    proc, root = _cgroup(tmp_path, ["0::/../../etc"], {"cpu.max": "200000 100000\n"})
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "cpu.max").write_text("10000 100000\n")
+    assert fanout.cgroup_cpu_quota(proc, root) == 2.0
+
+
+def test_usable_cpus_is_at_least_one_and_at_most_the_affinity():
+    n = fanout.usable_cpus()
+    assert 1 <= n <= len(os.sched_getaffinity(0))
