@@ -113,39 +113,54 @@ def encode(build_id: str, key: str, entries: Mapping[int, Levels]) -> bytes:
             i = string_ix[s] = len(strings)
         return i
 
+    by_id: dict[int, int] = {}   # chains are shared tuples: most are met again as such
+
     def chain_ref(callers: tuple) -> int:
+        """The chain's index, or -1 when the loader would refuse one of its levels
+        (checked once per distinct chain, not per address)."""
+        i = by_id.get(id(callers))
+        if i is not None:
+            return i
         i = chain_ix.get(callers)
         if i is None:
-            ids = []
-            for level in callers:
-                j = level_ix.get(level)
-                if j is None:
-                    j = level_ix[level] = len(lv["name"])
-                    n, f, ln, c = level
-                    lv["name"].append(ref(n))
-                    lv["file"].append(ref(f))
-                    lv["line"].append(-1 if ln is None else ln)
-                    lv["col"].append(-1 if c is None else c)
-                ids.append(j)
-            i = chain_ix[callers] = len(chains)
-            chains.append(ids)
+            if len(callers) > MAX_LEVELS or not all(_opt_uint(c[2]) and _opt_uint(c[3])
+                                                    for c in callers):
+                i = -1
+            else:
+                ids = []
+                for level in callers:
+                    j = level_ix.get(level)
+                    if j is None:
+                        j = level_ix[level] = len(lv["name"])
+                        n, f, ln, c = level
+                        lv["name"].append(ref(n))
+                        lv["file"].append(ref(f))
+                        lv["line"].append(-1 if ln is None else ln)
+                        lv["col"].append(-1 if c is None else c)
+                    ids.append(j)
+                i = len(chains)
+                chains.append(ids)
+            chain_ix[callers] = i
+        by_id[id(callers)] = i   # alive in `entries` for the whole encoding
         return i
 
     for vaddr, (name, file, line, column, callers, why) in entries.items():
         if len(col["vaddr"]) >= MAX_ENTRIES:
             break
-        callers = tuple(callers)
-        if not (_uint(vaddr, _MAX_U64) and _opt_uint(line) and _opt_uint(column)
-                and len(callers) <= MAX_LEVELS
-                and all(_opt_uint(c[2]) and _opt_uint(c[3]) for c in callers)):
+        if type(callers) is not tuple:
+            callers = tuple(callers)
+        if not (_uint(vaddr, _MAX_U64) and _opt_uint(line) and _opt_uint(column)):
             continue   # what the loader would refuse is not written
+        chain = chain_ref(callers)
+        if chain < 0:
+            continue
         col["vaddr"].append(vaddr)
         col["name"].append(ref(name))
         col["file"].append(ref(file))
         col["line"].append(-1 if line is None else line)
         col["col"].append(-1 if column is None else column)
         col["why"].append(ref(why or None))
-        col["chain"].append(chain_ref(callers))
+        col["chain"].append(chain)
     doc = {"format": FORMAT, "build_id": build_id, "key": key, "strings": strings,
            "levels": lv, "chains": chains, "entries": col}
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"),

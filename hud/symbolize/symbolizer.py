@@ -515,7 +515,10 @@ class Symbolizer:
                 continue   # one object under its file key and its build-id
             done.add(id(obj))
             try:
-                obj.save_cache()
+                # Encoding allocates a few hundred thousand acyclic objects, each
+                # collection of them walking the whole heap of resolved frames.
+                with _gc_paused():
+                    obj.save_cache()
             finally:
                 obj.close()
         self._objects.clear()
