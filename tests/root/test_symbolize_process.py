@@ -193,3 +193,31 @@ def test_unmapped_and_anonymous_addresses_are_data(build):
         assert got[1][0].function is None and "anonymous" in got[1][0].reason
     finally:
         _stop(p)
+
+
+def test_helpers_resolve_a_live_process_as_one_process_does(build):
+    # ProcessSymbolizer batches go through the same helpers as files (hud addr2line
+    # --pid): runtime addresses of every function of a running program, and a stack's
+    # worth of return addresses.
+    exe = build.rust()
+    vaddrs = oracle.pick_addresses(exe, 1200, seed=5)
+    p = subprocess.Popen([str(exe), "5", "sleep"], stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_line(p, "work=")
+        got = {}
+        for jobs in (1, 2):
+            with Symbolizer(jobs=jobs) as sym:
+                proc = sym.for_process(p.pid)
+                mod = next(m for m in proc.maps.modules()
+                           if m.kind == "elf" and Path(m.path).name == exe.name)
+                ips = [v + mod.bias for v in vaddrs]
+                got[jobs] = (proc.symbolize_addresses(ips),
+                             proc.symbolize_addresses(ips, return_addresses=True))
+                obj, _ = proc._object(mod)
+                helped = obj.helped
+        assert helped > 0      # with jobs=2: the helper answered part of the batches
+        assert got[1] == got[2]
+        named = sum(1 for frames in got[2][0] if frames[-1].function)
+        assert named >= len(vaddrs) * 0.99
+    finally:
+        _stop(p)
