@@ -1,7 +1,7 @@
 """Resolve a big cold batch on more than one CPU: slices of it in forked helper processes.
 
-A cold batch of thousands of addresses decodes most of a binary's DWARF, and each unit's
-decoding is independent of the others: a helper forked after the file is opened (symbol
+A cold batch of hundreds or thousands of addresses decodes much of a binary's DWARF, and
+each unit's decoding is independent of the others: a helper forked after the file is opened (symbol
 table and unit index shared copy-on-write) resolves a slice of the sorted addresses and
 sends back the resolved levels, plain tuples of str/int/None, as one marshal blob over a
 pipe. Nothing here is needed for correctness: a helper that cannot start, dies or sends
