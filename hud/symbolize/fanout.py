@@ -1,11 +1,12 @@
 """Resolve a big cold batch on more than one CPU: slices of it in forked helper processes.
 
 A cold batch of hundreds or thousands of addresses decodes much of a binary's DWARF, and
-each unit's decoding is independent of the others: a helper forked after the file is opened (symbol
-table and unit index shared copy-on-write) resolves a slice of the sorted addresses and
-sends back the resolved levels, plain tuples of str/int/None, as one marshal blob over a
-pipe. Nothing here is needed for correctness: a helper that cannot start, dies or sends
-anything unreadable leaves its addresses to the parent, which resolves them itself.
+each unit's decoding is independent of the others: a helper forked after the file is
+opened (symbol table and unit index shared copy-on-write) resolves a slice of the sorted
+addresses and sends back the resolved levels, plain tuples of str/int/None, as one
+marshal blob over a pipe. Nothing here is needed for correctness: a helper that cannot
+start, dies or sends anything unreadable leaves its addresses to the parent, which
+resolves them itself.
 
 Forking is safe only in a process with one thread (another thread may hold a lock the
 child would wait on forever), so a profiling session, whose readers run in threads,
@@ -25,8 +26,9 @@ from typing import Callable, Optional
 # (measured on the fixture, 2 CPUs: 100 addresses 0.135 -> 0.12 s, 250 0.165 -> 0.13 s,
 # 1,000 0.27 -> 0.19 s, whole runs); each process gets at least half of it.
 FANOUT_MIN = 256
-# Each helper decodes the unit its slice starts in again: past a few, that and the
-# page-table copies outgrow what another CPU gives.
+# Each helper decodes the unit its slice starts in again and copies the pages it writes:
+# past a few, that should outgrow what another CPU gives (a bound, not measured: the
+# machines here have two).
 MAX_JOBS = 4
 # A helper's answer larger than this is not read (a sanity bound, ~20x a 20,000-address
 # answer): its addresses are resolved by the parent instead.

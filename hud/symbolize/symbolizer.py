@@ -60,7 +60,7 @@ class ObjectSymbols:
                  debug_dirs: Sequence[str] = (), debug_files: Sequence[str] = (), *,
                  cache: Optional[SymbolCache] = None, build_id: Optional[str] = None,
                  fetch: Optional[Callable[[str], tuple[Optional[str], str]]] = None,
-                 jobs: Optional[int] = None) -> None:
+                 jobs: Optional[int] = 1) -> None:
         self.elf = elf
         self.jobs = jobs
         self.debug: Optional[ElfFile] = None
@@ -192,10 +192,7 @@ class ObjectSymbols:
         self._helpers = []   # the parent's, not ours to wait for
         dwarf = self.dwarf
         if dwarf is not None:
-            try:
-                dwarf.prepare(vaddrs, self.symtab)
-            except DATA_ERRORS:
-                pass
+            self._prepare_units(dwarf, vaddrs, self.symtab)
         out = {}
         for v in vaddrs:
             got, keep = self._resolve(v)
@@ -247,7 +244,10 @@ class ObjectSymbols:
         # Ours first: when the union is over the bound, the older entries give way.
         entries = {**self._fresh, **(self._disk or {})}
         self._fresh = {}
-        return cache.store(self._build_id, self._disk_key, entries)
+        # Encoding allocates a few hundred thousand acyclic objects, each collection of
+        # them walking the whole heap of resolved frames.
+        with _gc_paused():
+            return cache.store(self._build_id, self._disk_key, entries)
 
     def _locate(self, vaddr: int) -> tuple:
         dwarf = self.dwarf
@@ -307,6 +307,10 @@ class ObjectSymbols:
         self.settle()
         if len(vaddrs) >= fanout.FANOUT_MIN:
             vaddrs = self._fan_out(vaddrs, dwarf)
+        self._prepare_units(dwarf, vaddrs, symtab)
+
+    @staticmethod
+    def _prepare_units(dwarf: DwarfInfo, vaddrs: Sequence[int], symtab: SymbolTable) -> None:
         try:
             dwarf.prepare(vaddrs, symtab)
         except DATA_ERRORS:
@@ -515,10 +519,7 @@ class Symbolizer:
                 continue   # one object under its file key and its build-id
             done.add(id(obj))
             try:
-                # Encoding allocates a few hundred thousand acyclic objects, each
-                # collection of them walking the whole heap of resolved frames.
-                with _gc_paused():
-                    obj.save_cache()
+                obj.save_cache()
             finally:
                 obj.close()
         self._objects.clear()
