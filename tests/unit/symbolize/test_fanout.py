@@ -241,6 +241,12 @@ def test_a_path_cannot_climb_out_of_the_cgroup_tree(tmp_path):
     assert fanout.cgroup_cpu_quota(proc, root) == 2.0
 
 
-def test_usable_cpus_is_at_least_one_and_at_most_the_affinity():
-    n = fanout.usable_cpus()
-    assert 1 <= n <= len(os.sched_getaffinity(0))
+@pytest.mark.parametrize(("quota", "expect"), [
+    (None, lambda mask: mask),              # no quota: the affinity mask
+    (1.5, lambda mask: min(mask, 2)),       # a quota rounds up
+    (0.2, lambda mask: 1),                  # never below one
+    (1000.0, lambda mask: mask),            # a quota over the mask: the mask
+])
+def test_usable_cpus_is_the_affinity_bounded_by_the_quota(monkeypatch, quota, expect):
+    monkeypatch.setattr(fanout, "cgroup_cpu_quota", lambda: quota)
+    assert fanout.usable_cpus() == expect(len(os.sched_getaffinity(0)))
